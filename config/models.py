@@ -1,0 +1,381 @@
+"""Typed, validated stack configuration for a pgha cluster (pure: no pulumi import)."""
+
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+# Patroni's own lower bounds (patroni/config.py, validator.py).
+PATRONI_MIN_TTL = 20
+PATRONI_MIN_LOOP_WAIT = 1
+PATRONI_MIN_RETRY_TIMEOUT = 3
+
+_CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
+CRON_PATTERN = rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$"
+Cron = Annotated[str, StringConstraints(pattern=CRON_PATTERN)]
+
+# Parameters Patroni or this program own; a user value would be overridden or break the cluster.
+RESERVED_PARAMETERS = frozenset(
+    {
+        "listen_addresses",
+        "port",
+        "hba_file",
+        "ident_file",
+        "data_directory",
+        "config_file",
+        "archive_mode",
+        "archive_command",
+        "restore_command",
+        "primary_conninfo",
+        "primary_slot_name",
+        "synchronous_standby_names",
+        "cluster_name",
+        "wal_level",
+        "hot_standby",
+        "password_encryption",
+    }
+)
+
+TIMING_PROFILES: dict[str, dict[str, dict[str, int]]] = {
+    # Measured in docs/BENCHMARKS.md: a hard kill of the primary costs about ttl + a check interval.
+    "tuned": {
+        "patroni": {"ttl": 20, "loop_wait": 2, "retry_timeout": 9},
+        "check": {"inter_ms": 1000, "fastinter_ms": 500, "downinter_ms": 1000, "fall": 2, "rise": 1},
+    },
+    # Patroni's upstream defaults with HAProxy's usual 3 s checks: slower failover, more tolerance
+    # for slow disks and networks.
+    "conservative": {
+        "patroni": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+        "check": {"inter_ms": 3000, "fastinter_ms": 1000, "downinter_ms": 3000, "fall": 3, "rise": 2},
+    },
+}
+
+
+class Model(BaseModel):
+    """Base for all config models: unknown keys are errors and values never change after parsing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Host(Model):
+    """A machine (ssh target) or container (docker target) that runs one service."""
+
+    name: Name
+    address: IPv4Address
+
+
+def _check_hosts(hosts: list[Host], field: str) -> None:
+    for attr in ("name", "address"):
+        seen: set[Any] = set()
+        for host in hosts:
+            value = getattr(host, attr)
+            if value in seen:
+                raise ValueError(f"{field}: duplicate {attr} '{value}'; every {attr} must be unique")
+            seen.add(value)
+
+
+class EtcdSettings(Model):
+    """The etcd cluster that Patroni uses as its distributed configuration store."""
+
+    members: list[Host]
+    client_port: Port = 2379
+    peer_port: Port = 2380
+
+    @model_validator(mode="after")
+    def _quorum(self) -> EtcdSettings:
+        count = len(self.members)
+        if count < 3 or count % 2 == 0:
+            raise ValueError(
+                f"members: {count} given; etcd needs an odd number of at least 3 members "
+                "(an even count adds no failure tolerance)"
+            )
+        _check_hosts(self.members, "members")
+        if self.client_port == self.peer_port:
+            raise ValueError(f"client_port and peer_port are both {self.client_port}; they must differ")
+        return self
+
+
+class PatroniSettings(Model):
+    """Patroni timing and replication; timing left out comes from the cluster's timing_profile."""
+
+    ttl: int = Field(ge=PATRONI_MIN_TTL)
+    loop_wait: int = Field(ge=PATRONI_MIN_LOOP_WAIT)
+    retry_timeout: int = Field(ge=PATRONI_MIN_RETRY_TIMEOUT)
+    maximum_lag_on_failover: int = Field(default=1048576, ge=0)
+    synchronous_mode: Literal["off", "on", "strict", "quorum"] = "on"
+    synchronous_node_count: int = Field(default=1, ge=1)
+    failsafe_mode: bool = False
+    use_pg_rewind: bool = True
+    use_slots: bool = True
+    rest_api_port: Port = 8008
+
+    @model_validator(mode="after")
+    def _timing(self) -> PatroniSettings:
+        budget = self.loop_wait + 2 * self.retry_timeout
+        if budget > self.ttl:
+            raise ValueError(
+                f"loop_wait + 2*retry_timeout = {self.loop_wait} + 2*{self.retry_timeout} = {budget} "
+                f"exceeds ttl {self.ttl}; Patroni requires loop_wait + 2*retry_timeout <= ttl"
+            )
+        return self
+
+
+class PostgresSettings(Model):
+    """The PostgreSQL nodes Patroni runs, and what every node is configured with."""
+
+    nodes: list[Host]
+    version: Literal[17] = 17
+    port: Port = 5432
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    database: Identifier = "app"
+    app_user: Identifier = "app"
+    readonly_user: Identifier = "app_ro"
+    client_cidrs: list[IPv4Network] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _nodes(self) -> PostgresSettings:
+        if len(self.nodes) < 3:
+            raise ValueError(
+                f"nodes: {len(self.nodes)} given; at least 3 PostgreSQL nodes are required "
+                "(a primary, a synchronous standby and one more standby)"
+            )
+        _check_hosts(self.nodes, "nodes")
+        reserved = sorted(RESERVED_PARAMETERS.intersection(self.parameters))
+        if reserved:
+            raise ValueError(
+                f"parameters: {', '.join(reserved)} cannot be set; this program or Patroni manages "
+                f"them (reserved: {', '.join(sorted(RESERVED_PARAMETERS))})"
+            )
+        users = [self.app_user, self.readonly_user]
+        if len(set(users)) != len(users) or set(users) & {"postgres", "replicator", "rewind"}:
+            raise ValueError(
+                f"app_user '{self.app_user}' and readonly_user '{self.readonly_user}' must differ "
+                "from each other and from postgres, replicator and rewind"
+            )
+        return self
+
+
+class HealthCheck(Model):
+    """HAProxy's Patroni REST checks; their timing adds directly to the outage after a failover."""
+
+    inter_ms: int = Field(ge=100, le=60000)
+    fastinter_ms: int = Field(ge=100, le=60000)
+    downinter_ms: int = Field(ge=100, le=60000)
+    fall: int = Field(ge=1, le=10)
+    rise: int = Field(ge=1, le=10)
+
+
+class HAProxySettings(Model):
+    """The HAProxy nodes, their listeners and the keepalived virtual IP in front of them."""
+
+    nodes: list[Host]
+    read_write_port: Port = 5000
+    read_only_port: Port = 5001
+    stats_port: Port = 7000
+    check: HealthCheck
+    max_replica_lag_bytes: int = Field(default=1048576, ge=0)
+    virtual_ip: IPv4Address | None = None
+    virtual_router_id: int | None = Field(default=None, ge=1, le=255)
+    interface: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9._-]{1,15}$")] = "eth0"
+    client_timeout_s: int = Field(default=1800, ge=1)
+    server_timeout_s: int = Field(default=1800, ge=1)
+
+    @model_validator(mode="after")
+    def _pair(self) -> HAProxySettings:
+        if len(self.nodes) < 2:
+            raise ValueError(
+                f"nodes: {len(self.nodes)} given; at least 2 HAProxy nodes are required "
+                "for the virtual IP to fail over"
+            )
+        _check_hosts(self.nodes, "nodes")
+        ports = [self.read_write_port, self.read_only_port, self.stats_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(
+                f"read_write_port {ports[0]}, read_only_port {ports[1]} and stats_port {ports[2]} "
+                "must all differ"
+            )
+        if self.virtual_ip is not None and self.virtual_ip in {n.address for n in self.nodes}:
+            raise ValueError(f"virtual_ip {self.virtual_ip} is also a node address; it must be a free one")
+        return self
+
+
+class BackupSettings(Model):
+    """The pgBackRest repository, its schedule and retention."""
+
+    repo_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]*$")] = "/var/lib/pgbackrest"
+    retention_full: int = Field(default=2, ge=1, le=9999)
+    retention_diff: int = Field(default=6, ge=1, le=9999)
+    full_schedule: Cron = "15 1 * * 0"
+    diff_schedule: Cron = "15 1 * * 1-6"
+    incr_schedule: Cron | None = None
+    compress_type: Literal["zst", "lz4", "gz", "bz2", "none"] = "zst"
+    compress_level: int = Field(default=3, ge=0, le=19)
+    cipher_type: Literal["aes-256-cbc", "none"] = "aes-256-cbc"
+    process_max: int = Field(default=2, ge=1, le=64)
+
+
+class DockerSettings(Model):
+    """Where the docker target puts the cluster: one network on the local engine."""
+
+    subnet: IPv4Network = IPv4Network("10.89.0.0/24")
+    publish_address: IPv4Address = IPv4Address("127.0.0.1")
+    base_image: str = "debian:trixie-slim"
+
+
+class SshSettings(Model):
+    """How the ssh target reaches bare-metal hosts."""
+
+    user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "root"
+    port: Port = 22
+    private_key_file: str | None = None
+    purge_data_on_destroy: bool = False
+
+
+class ClusterConfig(Model):
+    """The whole stack configuration, as read from the `pgha:` config namespace."""
+
+    name: Name
+    target: Literal["docker", "ssh"]
+    timing_profile: Literal["tuned", "conservative"] = "tuned"
+    etcd: EtcdSettings
+    postgres: PostgresSettings
+    patroni: PatroniSettings
+    haproxy: HAProxySettings
+    backup: BackupSettings = BackupSettings()
+    docker: DockerSettings | None = None
+    ssh: SshSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        """Fill timing the user left out from the chosen profile; explicit values always win."""
+        if not isinstance(data, dict):
+            return data
+        profile = TIMING_PROFILES.get(data.get("timing_profile", "tuned"))
+        if profile is None:
+            return data  # the Literal check reports the bad profile name
+        data = dict(data)
+        patroni = data.get("patroni", {})
+        if isinstance(patroni, dict):
+            data["patroni"] = {**profile["patroni"], **patroni}
+        haproxy = data.get("haproxy")
+        if isinstance(haproxy, dict):
+            check = haproxy.get("check", {})
+            if isinstance(check, dict):
+                data["haproxy"] = {**haproxy, "check": {**profile["check"], **check}}
+        return data
+
+    @model_validator(mode="after")
+    def _cross(self) -> ClusterConfig:
+        names: dict[str, str] = {}
+        for role, hosts in self.roles().items():
+            for i, host in enumerate(hosts):
+                if host.name in names:
+                    raise ValueError(
+                        f"{role}[{i}].name: '{host.name}' is already used by {names[host.name]}; "
+                        "node names must be unique across the cluster"
+                    )
+                names[host.name] = role
+        self._check_ports()
+        if self.target == "docker":
+            if self.ssh is not None:
+                raise ValueError("ssh: settings given but target is 'docker'; remove them or set target: ssh")
+            self._check_docker_addresses()
+        else:
+            if self.docker is not None:
+                raise ValueError("docker: settings given but target is 'ssh'; remove them or set target: docker")
+            if self.haproxy.virtual_ip is None:
+                raise ValueError(
+                    "haproxy.virtual_ip: missing; the ssh target needs a free IPv4 address on the "
+                    "HAProxy nodes' network for keepalived"
+                )
+        return self
+
+    def roles(self) -> dict[str, list[Host]]:
+        """Hosts by role, in a fixed order."""
+        return {
+            "etcd.members": self.etcd.members,
+            "postgres.nodes": self.postgres.nodes,
+            "haproxy.nodes": self.haproxy.nodes,
+        }
+
+    def _ports(self) -> dict[str, list[tuple[str, int]]]:
+        return {
+            "etcd.members": [("etcd.client_port", self.etcd.client_port), ("etcd.peer_port", self.etcd.peer_port)],
+            "postgres.nodes": [
+                ("postgres.port", self.postgres.port),
+                ("patroni.rest_api_port", self.patroni.rest_api_port),
+            ],
+            "haproxy.nodes": [
+                ("haproxy.read_write_port", self.haproxy.read_write_port),
+                ("haproxy.read_only_port", self.haproxy.read_only_port),
+                ("haproxy.stats_port", self.haproxy.stats_port),
+            ],
+        }
+
+    def _check_ports(self) -> None:
+        ports = self._ports()
+        claims: dict[tuple[IPv4Address, int], str] = {}
+        for role, hosts in self.roles().items():
+            for host in hosts:
+                for field, port in ports[role]:
+                    key = (host.address, port)
+                    if key in claims and claims[key] != field:
+                        raise ValueError(
+                            f"{field}: port {port} on {host.address} is also claimed by {claims[key]}; "
+                            "services sharing a host need distinct ports"
+                        )
+                    claims[key] = field
+
+    def _check_docker_addresses(self) -> None:
+        subnet = self.docker_settings.subnet
+        reserved = {subnet.network_address, subnet.broadcast_address, subnet.network_address + 1}
+        seen: dict[IPv4Address, str] = {}
+        addresses = [
+            (f"{role}[{i}].address", h.address)
+            for role, hosts in self.roles().items()
+            for i, h in enumerate(hosts)
+        ]
+        if self.haproxy.virtual_ip is not None:
+            addresses.append(("haproxy.virtual_ip", self.haproxy.virtual_ip))
+        for owner, address in addresses:
+            if address not in subnet or address in reserved:
+                raise ValueError(
+                    f"{owner}: {address} must be a host address of docker.subnet {subnet} "
+                    f"other than {', '.join(str(a) for a in sorted(reserved))}"
+                )
+            if address in seen:
+                raise ValueError(
+                    f"{owner}: {address} is also used by {seen[address]}; the docker target "
+                    "gives every service its own container and address"
+                )
+            seen[address] = owner
+
+    @property
+    def stanza(self) -> str:
+        """The pgBackRest stanza: one per cluster, named after it."""
+        return self.name
+
+    @property
+    def virtual_router_id(self) -> int:
+        """VRRP id: configured, or derived from the cluster name so clusters on one segment differ."""
+        if self.haproxy.virtual_router_id is not None:
+            return self.haproxy.virtual_router_id
+        return int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % 254 + 1
+
+    @property
+    def docker_settings(self) -> DockerSettings:
+        """Docker target settings, defaulted when the section is left out."""
+        return self.docker or DockerSettings()
+
+    def all_hosts(self) -> list[Host]:
+        """Every host in the cluster, in role order."""
+        return [h for hosts in self.roles().values() for h in hosts]
+
