@@ -1,0 +1,52 @@
+"""HAProxy 3.0 configuration of one HAProxy node: read-write and read-only listeners over Patroni checks."""
+
+from __future__ import annotations
+
+import re
+
+from config.models import ClusterConfig, Host
+from render.common import render_template, require_member, with_header
+from render.credentials import STATS_USER, Credentials
+
+MAXCONN = 4096
+CONNECT_TIMEOUT = "4s"
+CHECK_TIMEOUT = "2s"
+STATS_REFRESH = "10s"
+# HAProxy's tokenizer treats these specially outside quotes (configuration manual, 2.2).
+_SPECIAL = re.compile(r"""([\\\s#'"])""")
+
+
+def haproxy_word(text: str) -> str:
+    """`text` as one HAProxy configuration word, backslash-escaping space, #, quotes and backslash."""
+    if "\n" in text or "\r" in text:
+        raise ValueError("value: line breaks cannot be written into haproxy.cfg")
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
+    """The haproxy.cfg of HAProxy node `node` (one of cfg.haproxy.nodes)."""
+    require_member(node, cfg.haproxy.nodes, "haproxy.nodes")
+    ha = cfg.haproxy
+    check = ha.check
+    timing = (
+        f"inter {check.inter_ms}ms fastinter {check.fastinter_ms}ms downinter {check.downinter_ms}ms "
+        f"fall {check.fall} rise {check.rise}"
+    )
+    text = render_template(
+        "haproxy.cfg.j2",
+        maxconn=MAXCONN,
+        connect_timeout=CONNECT_TIMEOUT,
+        check_timeout=CHECK_TIMEOUT,
+        client_timeout=f"{ha.client_timeout_s}s",
+        server_timeout=f"{ha.server_timeout_s}s",
+        stats_bind=f"{node.address}:{ha.stats_port}",
+        stats_refresh=STATS_REFRESH,
+        stats_auth=haproxy_word(f"{STATS_USER}:{creds.stats}"),
+        read_write_port=ha.read_write_port,
+        read_only_port=ha.read_only_port,
+        max_replica_lag_bytes=ha.max_replica_lag_bytes,
+        default_server=f"{timing} on-marked-down shutdown-sessions",
+        servers=[{"name": n.name, "address": f"{n.address}:{cfg.postgres.port}"} for n in cfg.postgres.nodes],
+        rest_api_port=cfg.patroni.rest_api_port,
+    )
+    return with_header(text)

@@ -1,0 +1,61 @@
+"""keepalived 2.3 configuration of one HAProxy node: unicast VRRP for the virtual IP, tracking haproxy."""
+
+from __future__ import annotations
+
+import re
+
+from config.models import ClusterConfig, Host
+from render.common import render_template, require_member, with_header
+from render.credentials import Credentials
+
+# VRRPv2 PASS authentication carries at most 8 characters; keepalived would truncate with a warning.
+AUTH_PASS_LENGTH = 8
+# keepalived's tokenizer has no escaping: whitespace, quotes, '#', '!', braces and '$' would split a
+# word, end the line or start a substitution; allow only what is plain everywhere.
+_AUTH_PASS_SAFE = re.compile(r"^[A-Za-z0-9._+/=~-]+$")
+TOP_PRIORITY = 200
+PRIORITY_STEP = 10
+
+
+def auth_pass(creds: Credentials) -> str:
+    """The VRRP PASS secret: the first 8 characters of creds.keepalived, which must be plain."""
+    secret = creds.keepalived[:AUTH_PASS_LENGTH]
+    if not _AUTH_PASS_SAFE.match(secret):
+        raise ValueError(
+            "credentials.keepalived: the first 8 characters must be letters, digits or one of ._+/=~- "
+            "(keepalived.conf cannot escape anything else)"
+        )
+    return secret
+
+
+def priority(cfg: ClusterConfig, node: Host) -> int:
+    """VRRP priority of `node`: distinct and descending in the order of cfg.haproxy.nodes."""
+    index = cfg.haproxy.nodes.index(node)
+    value = TOP_PRIORITY - PRIORITY_STEP * index
+    if value < 1:
+        raise ValueError(
+            f"haproxy.nodes: {len(cfg.haproxy.nodes)} given; at most "
+            f"{(TOP_PRIORITY - 1) // PRIORITY_STEP + 1} nodes get distinct VRRP priorities"
+        )
+    return value
+
+
+def render_keepalived(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
+    """The keepalived.conf of HAProxy node `node`; ValueError when no virtual IP is configured."""
+    ha = cfg.haproxy
+    if ha.virtual_ip is None:
+        raise ValueError("haproxy.virtual_ip: missing; keepalived is only rendered when a virtual IP is set")
+    require_member(node, ha.nodes, "haproxy.nodes")
+    text = render_template(
+        "keepalived.conf.j2",
+        router_id=node.name,
+        instance=f"pgha_{cfg.name.replace('-', '_')}",
+        interface=ha.interface,
+        virtual_router_id=cfg.virtual_router_id,
+        priority=priority(cfg, node),
+        src_ip=str(node.address),
+        peers=[str(n.address) for n in ha.nodes if n != node],
+        auth_pass=auth_pass(creds),
+        virtual_ip=str(ha.virtual_ip),
+    )
+    return with_header(text)

@@ -1,0 +1,39 @@
+"""On-host paths shared by every deployment target (the Docker image and bare-metal Debian hosts)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PG_MAJOR: Final = 17
+PG_HOME: Final = "/var/lib/postgresql"
+PG_DATA: Final = f"{PG_HOME}/{PG_MAJOR}/main"
+PG_BIN: Final = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
+PG_SOCKET_DIR: Final = "/var/run/postgresql"
+# Patroni writes this itself (mode 0600) from postgresql.authentication.
+PGPASS: Final = f"{PG_HOME}/.pgpass_patroni"
+
+PATRONI_CONFIG_DIR: Final = "/etc/patroni"
+PATRONI_CONFIG: Final = f"{PATRONI_CONFIG_DIR}/patroni.yml"
+# Holds SCRAM verifiers of the application roles: secret, owner postgres, mode 0600.
+BOOTSTRAP_SQL: Final = f"{PATRONI_CONFIG_DIR}/post-bootstrap.sql"
+
+ETCD_CONFIG: Final = "/etc/pgha/etcd.yml"
+ETCD_DATA_ROOT: Final = "/var/lib/etcd"
+
+HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CONFIG: Final = "/etc/keepalived/keepalived.conf"
+
+PGBACKREST_CONFIG: Final = "/etc/pgbackrest/pgbackrest.conf"
+PGBACKREST_LOG_DIR: Final = "/var/log/pgbackrest"
+BACKUP_CRON: Final = "/etc/cron.d/pgha-backup"
+# Serialises scheduled backups that fall on the same minute (e.g. incr and full at 01:15).
+BACKUP_LOCK: Final = f"{PG_SOCKET_DIR}/pgha-backup.lock"
+
+SCRIPT_DIR: Final = "/usr/local/bin"
+BACKUP_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-backup"
+POST_BOOTSTRAP_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-post-bootstrap"
+
+
+def etcd_data_dir(cluster_name: str) -> str:
+    """The etcd data directory of one cluster: named after it, so clusters never share one."""
+    return f"{ETCD_DATA_ROOT}/{cluster_name}"

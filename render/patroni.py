@@ -1,0 +1,129 @@
+"""Patroni 4.0.7 configuration (patroni.yml) of one PostgreSQL node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.models import ClusterConfig, Host
+from render.common import dump_yaml, require_member
+from render.credentials import (
+    REPLICATION_USER,
+    RESTAPI_USER,
+    REWIND_USER,
+    SUPERUSER,
+    Credentials,
+)
+from render.paths import PG_BIN, PG_DATA, PG_SOCKET_DIR, PGPASS, POST_BOOTSTRAP_SCRIPT
+
+AUTH_METHOD = "scram-sha-256"
+# Headroom over one sender and one slot per member: pg_basebackup, pgBackRest and a spare.
+EXTRA_WAL_SENDERS = 5
+
+
+def dcs_namespace(creds: Credentials) -> str:
+    """Patroni's DCS namespace: a fresh random id per deployment, so old key spaces are never reused."""
+    return f"/pgha/{creds.dcs_namespace}/"
+
+
+def synchronous_settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """Patroni's synchronous replication keys for cfg.patroni.synchronous_mode."""
+    mode = cfg.patroni.synchronous_mode
+    if mode == "off":
+        return {"synchronous_mode": False}
+    settings: dict[str, Any] = {
+        "synchronous_mode": "quorum" if mode == "quorum" else True,
+        "synchronous_node_count": cfg.patroni.synchronous_node_count,
+    }
+    if mode == "strict":
+        settings["synchronous_mode_strict"] = True
+    return settings
+
+
+def pg_hba(cfg: ClusterConfig) -> list[str]:
+    """pg_hba.conf lines: peer on the socket, scram-sha-256 on every TCP rule, only known sources."""
+    method = AUTH_METHOD
+    rules = [
+        "local all all peer",
+        f"host all all 127.0.0.1/32 {method}",
+        # A rejoining former primary reads its timeline over a local replication connection.
+        f"host replication {REPLICATION_USER} 127.0.0.1/32 {method}",
+    ]
+    rules += [f"host replication {REPLICATION_USER} {n.address}/32 {method}" for n in cfg.postgres.nodes]
+    # pg_rewind and Patroni's own member checks connect to the database, not as replication.
+    rules += [f"host all all {n.address}/32 {method}" for n in cfg.postgres.nodes]
+    rules += [f"host all all {n.address}/32 {method}" for n in cfg.haproxy.nodes]
+    rules += [f"host all all {cidr} {method}" for cidr in cfg.postgres.client_cidrs]
+    return rules
+
+
+def cluster_parameters(cfg: ClusterConfig) -> dict[str, Any]:
+    """Cluster-wide PostgreSQL parameters (stored in the DCS at bootstrap); user values win."""
+    senders = max(10, len(cfg.postgres.nodes) + EXTRA_WAL_SENDERS)
+    params: dict[str, Any] = {
+        "wal_level": "replica",
+        "hot_standby": "on",
+        "wal_log_hints": "on",
+        "max_wal_senders": senders,
+        "max_replication_slots": senders,
+        "password_encryption": AUTH_METHOD,
+        "archive_mode": "on",
+        "archive_command": f'pgbackrest --stanza={cfg.stanza} archive-push "%p"',
+        "archive_timeout": 60,
+    }
+    params.update(cfg.postgres.parameters)
+    return params
+
+
+def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
+    """The patroni.yml of PostgreSQL node `node` (one of cfg.postgres.nodes)."""
+    require_member(node, cfg.postgres.nodes, "postgres.nodes")
+    patroni = cfg.patroni
+    port = cfg.postgres.port
+    hba = pg_hba(cfg)
+    data: dict[str, Any] = {
+        "scope": cfg.name,
+        "namespace": dcs_namespace(creds),
+        "name": node.name,
+        "restapi": {
+            "listen": f"0.0.0.0:{patroni.rest_api_port}",
+            "connect_address": f"{node.address}:{patroni.rest_api_port}",
+            "authentication": {"username": RESTAPI_USER, "password": creds.restapi},
+        },
+        "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]},
+        "bootstrap": {
+            "dcs": {
+                "ttl": patroni.ttl,
+                "loop_wait": patroni.loop_wait,
+                "retry_timeout": patroni.retry_timeout,
+                "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
+                "failsafe_mode": patroni.failsafe_mode,
+                **synchronous_settings(cfg),
+                "postgresql": {
+                    "use_pg_rewind": patroni.use_pg_rewind,
+                    "use_slots": patroni.use_slots,
+                    "parameters": cluster_parameters(cfg),
+                    "pg_hba": hba,
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+            "post_bootstrap": POST_BOOTSTRAP_SCRIPT,
+        },
+        "postgresql": {
+            "listen": f"0.0.0.0:{port}",
+            "connect_address": f"{node.address}:{port}",
+            "data_dir": PG_DATA,
+            "bin_dir": PG_BIN,
+            "pgpass": PGPASS,
+            "authentication": {
+                "superuser": {"username": SUPERUSER, "password": creds.superuser},
+                "replication": {"username": REPLICATION_USER, "password": creds.replication},
+                "rewind": {"username": REWIND_USER, "password": creds.rewind},
+            },
+            "parameters": {"unix_socket_directories": PG_SOCKET_DIR},
+            "pg_hba": list(hba),  # a copy: safe_dump would write the shared list as a YAML alias
+            "create_replica_methods": ["basebackup"],
+            "basebackup": {"checkpoint": "fast"},
+            "recovery_conf": {"restore_command": f'pgbackrest --stanza={cfg.stanza} archive-get %f "%p"'},
+        },
+    }
+    return dump_yaml(data)

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Managed by pgha (Pulumi); do not edit: changes are overwritten.
+# pgha-backup full|diff|incr: take a pgBackRest backup of stanza pgha-dev if this node is the
+# Patroni leader; on any other node exit 0 without doing anything, so backups follow the leader.
+set -euo pipefail
+
+type="${1:-}"
+case "$type" in
+    full|diff|incr) ;;
+    *)
+        echo "pgha-backup: backup type must be one of full|diff|incr (given: '$type')" >&2
+        exit 2
+        ;;
+esac
+
+if ! curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:8008/primary"; then
+    echo "pgha-backup: this node is not the primary; nothing to do"
+    exit 0
+fi
+
+# Schedules that fall on the same minute run one after the other instead of failing on
+# pgBackRest's lock.
+exec 9>>"/var/run/postgresql/pgha-backup.lock"
+flock 9
+
+pgbackrest --stanza=pgha-dev stanza-create
+pgbackrest --stanza=pgha-dev --type="$type" backup

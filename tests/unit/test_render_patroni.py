@@ -1,0 +1,144 @@
+"""Tests for render.patroni: golden files, pg_hba placement and rules, credentials, replication modes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from config import parse
+from render.credentials import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER
+from render.paths import PG_BIN, PG_DATA, POST_BOOTSTRAP_SCRIPT
+from render.patroni import render_patroni
+from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
+
+
+def _conf(variant: str = "dev", index: int = 0) -> dict[str, Any]:
+    cfg = load(variant)
+    return yaml.safe_load(render_patroni(cfg, cfg.postgres.nodes[index], FAKE_CREDS))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_golden(variant: str) -> None:
+    cfg = load(variant)
+    for node in cfg.postgres.nodes:
+        assert_golden(f"{variant}/patroni-{node.name}.yml", render_patroni(cfg, node, FAKE_CREDS))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pg_hba_is_where_patroni_applies_it(variant: str) -> None:
+    conf = _conf(variant)
+    bootstrap_hba = conf["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
+    assert bootstrap_hba, "bootstrap.dcs.postgresql.pg_hba is what Patroni writes at bootstrap"
+    assert conf["postgresql"]["pg_hba"] == bootstrap_hba
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pg_hba_rules(variant: str) -> None:
+    cfg = load(variant)
+    hba = _conf(variant)["postgresql"]["pg_hba"]
+    rules = [line.split() for line in hba]
+    assert ["local", "all", "all", "peer"] in rules
+    host_rules = [r for r in rules if r[0] != "local"]
+    assert all(r[0] == "host" and r[-1] == "scram-sha-256" and len(r) == 5 for r in host_rules), hba
+    for bad in ("trust", "md5", "password", "0.0.0.0/0"):
+        assert not any(bad in r for r in host_rules), f"{bad} in {hba}"
+    # A rejoining former primary replicates over 127.0.0.1 before pg_rewind can run.
+    assert ["host", "replication", REPLICATION_USER, "127.0.0.1/32", "scram-sha-256"] in rules
+    for node in cfg.postgres.nodes:
+        assert ["host", "replication", REPLICATION_USER, f"{node.address}/32", "scram-sha-256"] in rules
+        assert ["host", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
+    for node in cfg.haproxy.nodes:
+        assert ["host", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
+    for cidr in cfg.postgres.client_cidrs:
+        assert ["host", "all", "all", str(cidr), "scram-sha-256"] in rules
+    sources = {r[3] for r in host_rules}
+    expected = {"127.0.0.1/32"} | {f"{n.address}/32" for n in cfg.postgres.nodes + cfg.haproxy.nodes}
+    assert sources == expected | {str(c) for c in cfg.postgres.client_cidrs}
+
+
+def test_passwords_survive_yaml() -> None:
+    conf = _conf()
+    auth = conf["postgresql"]["authentication"]
+    assert auth["superuser"] == {"username": SUPERUSER, "password": FAKE_CREDS.superuser}
+    assert auth["replication"] == {"username": REPLICATION_USER, "password": FAKE_CREDS.replication}
+    assert auth["rewind"] == {"username": REWIND_USER, "password": FAKE_CREDS.rewind}
+    assert conf["restapi"]["authentication"] == {"username": RESTAPI_USER, "password": FAKE_CREDS.restapi}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_node_identity_and_dcs(variant: str) -> None:
+    cfg = load(variant)
+    for i, node in enumerate(cfg.postgres.nodes):
+        conf = _conf(variant, i)
+        assert conf["scope"] == cfg.name
+        assert conf["name"] == node.name
+        assert conf["namespace"] == f"/pgha/{FAKE_CREDS.dcs_namespace}/"
+        assert conf["restapi"]["connect_address"] == f"{node.address}:{cfg.patroni.rest_api_port}"
+        assert conf["restapi"]["listen"] == f"0.0.0.0:{cfg.patroni.rest_api_port}"
+        assert conf["postgresql"]["connect_address"] == f"{node.address}:{cfg.postgres.port}"
+        assert conf["etcd3"]["hosts"] == [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_timing_is_what_the_config_says(variant: str) -> None:
+    cfg = load(variant)
+    dcs = _conf(variant)["bootstrap"]["dcs"]
+    p = cfg.patroni
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (p.ttl, p.loop_wait, p.retry_timeout)
+    assert dcs["maximum_lag_on_failover"] == p.maximum_lag_on_failover
+    assert dcs["failsafe_mode"] is p.failsafe_mode
+    assert dcs["postgresql"]["use_pg_rewind"] is p.use_pg_rewind
+    assert dcs["postgresql"]["use_slots"] is p.use_slots
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("off", {"synchronous_mode": False}),
+        ("on", {"synchronous_mode": True, "synchronous_node_count": 1}),
+        ("strict", {"synchronous_mode": True, "synchronous_node_count": 1, "synchronous_mode_strict": True}),
+        ("quorum", {"synchronous_mode": "quorum", "synchronous_node_count": 1}),
+    ],
+)
+def test_synchronous_modes(mode: str, expected: dict[str, Any]) -> None:
+    raw = variant_raw("dev")
+    raw["patroni"] = {"synchronous_mode": mode}
+    cfg = parse(raw)
+    dcs = yaml.safe_load(render_patroni(cfg, cfg.postgres.nodes[0], FAKE_CREDS))["bootstrap"]["dcs"]
+    got = {k: v for k, v in dcs.items() if k.startswith("synchronous")}
+    assert got == expected
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parameters(variant: str) -> None:
+    cfg = load(variant)
+    params = _conf(variant)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert params["wal_level"] == "replica"
+    assert params["hot_standby"] == "on"
+    assert params["wal_log_hints"] == "on", "use_pg_rewind needs wal_log_hints or checksums"
+    assert params["archive_mode"] == "on"
+    assert params["archive_command"] == f'pgbackrest --stanza={cfg.stanza} archive-push "%p"'
+    assert params["password_encryption"] == "scram-sha-256"
+    assert params["max_wal_senders"] >= len(cfg.postgres.nodes) + 5
+    assert params["max_replication_slots"] >= len(cfg.postgres.nodes) + 5
+    for key, value in cfg.postgres.parameters.items():
+        assert params[key] == value
+
+
+def test_bootstrap_and_local_settings() -> None:
+    conf = _conf()
+    assert "data-checksums" in conf["bootstrap"]["initdb"]
+    assert {"encoding": "UTF8"} in conf["bootstrap"]["initdb"]
+    assert conf["bootstrap"]["post_bootstrap"] == POST_BOOTSTRAP_SCRIPT
+    pg = conf["postgresql"]
+    assert (pg["data_dir"], pg["bin_dir"]) == (PG_DATA, PG_BIN)
+    assert pg["create_replica_methods"] == ["basebackup"]
+    assert pg["recovery_conf"]["restore_command"] == 'pgbackrest --stanza=pgha-dev archive-get %f "%p"'
+
+
+def test_a_non_member_is_refused() -> None:
+    cfg = load("dev")
+    with pytest.raises(ValueError, match=r"not one of postgres\.nodes"):
+        render_patroni(cfg, cfg.haproxy.nodes[0], FAKE_CREDS)
