@@ -69,10 +69,7 @@ def collect(config_map: Mapping[str, Any]) -> dict[str, Any]:
         if not key.startswith(prefix) or key[len(prefix):] in SECRET_KEYS:
             continue
         name = key[len(prefix):]
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass  # plain strings such as `pgha:name: pgha-dev`
+        if isinstance(value, str) and value[:1] in ("{", "["):
+            value = json.loads(value)  # structured values arrive JSON-encoded; plain strings stay
         raw[name] = value
     return raw

@@ -154,7 +154,9 @@ def test_every_problem_is_reported_at_once() -> None:
     data = raw("dev")
     data["patroni"] = {"ttl": 5}
     data["haproxy"]["oops"] = 1
-    message = str(pytest.raises(ConfigError, parse, data).value)
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    message = str(caught.value)
     assert "pgha:patroni.ttl" in message and "pgha:haproxy.oops" in message
 
 

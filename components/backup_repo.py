@@ -1,0 +1,67 @@
+"""BackupRepo: the pgBackRest repository, its stanza, schedule and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from config.models import ClusterConfig, Host
+from render import paths
+from render.credentials import Credentials
+from render.pgbackrest import render_backup_cron, render_backup_script, render_pgbackrest
+from targets import File, Storage, Target
+
+
+@dataclass(frozen=True)
+class BackupRepoArgs:
+    """Inputs of a BackupRepo."""
+
+    cfg: ClusterConfig
+    target: Target
+    credentials: pulumi.Output[Credentials]
+
+
+class BackupRepo(pulumi.ComponentResource):
+    """A repository every PostgreSQL node reaches, so archiving and backups follow the leader.
+
+    The stanza is created by Patroni's post_bootstrap on the first primary; scheduled backups run
+    from cron on every node but only act on the current primary.
+    """
+
+    stanza: pulumi.Output[str]
+    repo_path: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BackupRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pgha:index:BackupRepo", name, None, opts)
+        self._args = args
+        self._name = name
+        self.storage: Storage = args.target.storage(f"{name}-repo", args.cfg.backup.repo_path, "postgres", self)
+        self.stanza = pulumi.Output.from_input(args.cfg.stanza)
+        self.repo_path = pulumi.Output.from_input(args.cfg.backup.repo_path)
+        self.register_outputs({"stanza": self.stanza, "repo_path": self.repo_path})
+
+    def files(self, node: Host) -> tuple[File, ...]:
+        """The pgBackRest files a PostgreSQL node needs; the config holds the cipher pass (secret)."""
+        cfg = self._args.cfg
+        config = pulumi.Output.secret(self._args.credentials.apply(lambda c: render_pgbackrest(cfg, node, c)))
+        return (
+            File(paths.PGBACKREST_CONFIG, config, mode="0600", owner="postgres", secret=True),
+            File(paths.BACKUP_SCRIPT, render_backup_script(cfg), mode="0755"),
+            File(paths.BACKUP_CRON, render_backup_cron(cfg), mode="0644"),
+        )
+
+    def verify(self, nodes: list[Host], depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Declare `pgbackrest check` on every node; it acts on the primary, where it forces a WAL
+        switch and waits for the segment to be archived."""
+        gates = [
+            self._args.target.gate(
+                f"{self._name}-check-{node.name}",
+                node,
+                ("runuser", "-u", "postgres", "--", paths.BACKUP_SCRIPT, "check"),
+                depends_on,
+                self,
+            )
+            for node in nodes
+        ]
+        return [g for g in gates if g is not None]

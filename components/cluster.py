@@ -1,0 +1,83 @@
+"""PostgresCluster: the whole topology, composed from the four service components."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pulumi
+
+from components.backup_repo import BackupRepo, BackupRepoArgs
+from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
+from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
+from components.patroni_node import PatroniNode, PatroniNodeArgs
+from components.secrets import ClusterSecrets
+from config.models import ClusterConfig
+from targets import Target
+
+
+@dataclass(frozen=True)
+class PostgresClusterArgs:
+    """Inputs of a PostgresCluster."""
+
+    cfg: ClusterConfig
+    target: Target
+
+
+class PostgresCluster(pulumi.ComponentResource):
+    """etcd, then the backup repository, then Patroni nodes, then HAProxy: each waits for the last."""
+
+    read_write: pulumi.Output[dict[str, object]]
+    read_only: pulumi.Output[dict[str, object]]
+    app_dsn: pulumi.Output[str]
+    readonly_dsn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pgha:index:PostgresCluster", name, None, opts)
+        cfg, target = args.cfg, args.target
+        self.secrets = ClusterSecrets(name, self)
+        creds = self.secrets.credentials
+        target.prepare(self)
+        self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(cfg, target), pulumi.ResourceOptions(parent=self))
+        self.backup = BackupRepo(
+            f"{name}-backup", BackupRepoArgs(cfg, target, creds), pulumi.ResourceOptions(parent=self)
+        )
+        self.nodes = [
+            PatroniNode(
+                f"{name}-{node.name}",
+                PatroniNodeArgs(cfg, target, node, creds, self.backup, depends_on=self.etcd.ready),
+                pulumi.ResourceOptions(parent=self),
+            )
+            for node in cfg.postgres.nodes
+        ]
+        nodes_ready = [n.ready for n in self.nodes]
+        self.backup_checks = self.backup.verify(cfg.postgres.nodes, nodes_ready)
+        self.haproxy = HAProxyPair(
+            f"{name}-haproxy",
+            HAProxyPairArgs(cfg, target, creds, depends_on=nodes_ready),
+            pulumi.ResourceOptions(parent=self),
+        )
+
+        hap = cfg.haproxy
+        front = str(hap.virtual_ip) if hap.virtual_ip is not None else str(hap.nodes[0].address)
+        self.read_write = pulumi.Output.from_input({"host": front, "port": hap.read_write_port})
+        self.read_only = pulumi.Output.from_input({"host": front, "port": hap.read_only_port})
+        pg = cfg.postgres
+        self.app_dsn = self._dsn(pg.app_user, self.secrets.password("app"), front, hap.read_write_port, pg.database)
+        self.readonly_dsn = self._dsn(
+            pg.readonly_user, self.secrets.password("readonly"), front, hap.read_only_port, pg.database
+        )
+        self.register_outputs(
+            {
+                "read_write": self.read_write,
+                "read_only": self.read_only,
+                "app_dsn": self.app_dsn,
+                "readonly_dsn": self.readonly_dsn,
+            }
+        )
+
+    @staticmethod
+    def _dsn(user: str, password: pulumi.Output[str], host: str, port: int, db: str) -> pulumi.Output[str]:
+        return pulumi.Output.secret(
+            password.apply(lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}")
+        )

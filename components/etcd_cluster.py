@@ -1,0 +1,57 @@
+"""EtcdCluster: the distributed configuration store Patroni elects its leader through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from config.models import ClusterConfig
+from render import paths
+from render.etcd import render_etcd
+from targets import DataDir, File, Process, ServiceSpec, Target
+
+PACKAGES = ("etcd-server", "etcd-client")
+
+
+@dataclass(frozen=True)
+class EtcdClusterArgs:
+    """Inputs of an EtcdCluster."""
+
+    cfg: ClusterConfig
+    target: Target
+
+
+class EtcdCluster(pulumi.ComponentResource):
+    """One etcd member per configured host; ready once the whole cluster reports healthy."""
+
+    endpoints: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pgha:index:EtcdCluster", name, None, opts)
+        cfg = args.cfg
+        endpoints = [f"http://{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]
+        local = f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}"
+        placements = []
+        for member in cfg.etcd.members:
+            spec = ServiceSpec(
+                role="etcd",
+                host=member,
+                packages=PACKAGES,
+                processes=(Process("etcd", ("/usr/bin/etcd", "--config-file", paths.ETCD_CONFIG), user="etcd"),),
+                files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd"),),
+                data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd"),),
+                health=("etcdctl", local, "endpoint", "health"),
+                wait=False,  # a member is healthy only once a quorum of its peers is up
+            )
+            placements.append(args.target.place(f"{name}-{member.name}", spec, self))
+        gate = args.target.gate(
+            f"{name}-healthy",
+            cfg.etcd.members[0],
+            ("etcdctl", f"--endpoints={','.join(endpoints)}", "endpoint", "health"),
+            [p.ready for p in placements],
+            self,
+        )
+        self.ready: list[pulumi.Resource] = [gate] if gate is not None else [p.ready for p in placements]
+        self.endpoints = pulumi.Output.from_input(endpoints)
+        self.register_outputs({"endpoints": self.endpoints})

@@ -1,0 +1,84 @@
+"""HAProxyPair: HAProxy nodes routing to Patroni's leader and replicas, behind a keepalived VIP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from config.models import ClusterConfig
+from render import paths
+from render.credentials import Credentials
+from render.haproxy import render_haproxy
+from render.keepalived import render_keepalived
+from targets import File, Process, ServiceSpec, Target
+
+VRRP_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
+
+
+@dataclass(frozen=True)
+class HAProxyPairArgs:
+    """Inputs of an HAProxyPair."""
+
+    cfg: ClusterConfig
+    target: Target
+    credentials: pulumi.Output[Credentials]
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class HAProxyPair(pulumi.ComponentResource):
+    """HAProxy on every configured node; keepalived moves the virtual IP to a node whose HAProxy runs."""
+
+    stats_urls: pulumi.Output[list[str]]
+    published: dict[int, list[tuple[str, int]]]
+
+    def __init__(self, name: str, args: HAProxyPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pgha:index:HAProxyPair", name, None, opts)
+        cfg, creds = args.cfg, args.credentials
+        hap = cfg.haproxy
+        vip = hap.virtual_ip is not None
+        self.published = {}
+        self.ready: list[pulumi.Resource] = []
+        for node in hap.nodes:
+            files = [
+                File(
+                    paths.HAPROXY_CONFIG,
+                    pulumi.Output.secret(creds.apply(lambda c, n=node: render_haproxy(cfg, n, c))),
+                    mode="0600",
+                    secret=True,
+                )
+            ]
+            processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
+                                 on_change="reload", reload_signal="USR2")]
+            if vip:
+                files.append(
+                    File(
+                        paths.KEEPALIVED_CONFIG,
+                        pulumi.Output.secret(creds.apply(lambda c, n=node: render_keepalived(cfg, n, c))),
+                        mode="0600",
+                        secret=True,
+                    )
+                )
+                processes.append(
+                    Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console",
+                                           "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload")
+                )
+            spec = ServiceSpec(
+                role="haproxy",
+                host=node,
+                packages=("haproxy", "keepalived", "procps") if vip else ("haproxy",),
+                processes=tuple(processes),
+                files=tuple(files),
+                published_ports=(hap.read_write_port, hap.read_only_port, hap.stats_port),
+                health=("bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{hap.read_write_port}"),
+                capabilities=VRRP_CAPABILITIES if vip else (),
+                depends_on=tuple(args.depends_on),
+            )
+            placement = args.target.place(f"{name}-{node.name}", spec, self)
+            self.ready.append(placement.ready)
+            for port, endpoint in placement.published.items():
+                self.published.setdefault(port, []).append(endpoint)
+        self.stats_urls = pulumi.Output.from_input(
+            [f"http://{n.address}:{hap.stats_port}/" for n in hap.nodes]
+        )
+        self.register_outputs({"stats_urls": self.stats_urls})

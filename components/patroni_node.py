@@ -1,0 +1,68 @@
+"""PatroniNode: one PostgreSQL server managed by Patroni, archiving to the cluster's BackupRepo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.backup_repo import BackupRepo
+from config.models import ClusterConfig, Host
+from render import paths
+from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
+from render.credentials import Credentials
+from render.patroni import render_patroni
+from targets import DataDir, File, Process, ServiceSpec, Target
+
+PACKAGES = ("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2", "pgbackrest", "cron", "curl")
+
+
+@dataclass(frozen=True)
+class PatroniNodeArgs:
+    """Inputs of a PatroniNode."""
+
+    cfg: ClusterConfig
+    target: Target
+    node: Host
+    credentials: pulumi.Output[Credentials]
+    backup: BackupRepo
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class PatroniNode(pulumi.ComponentResource):
+    """Patroni and PostgreSQL on one host; ready when Patroni's /health answers 200."""
+
+    rest_url: pulumi.Output[str]
+    address: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PatroniNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pgha:index:PatroniNode", name, None, opts)
+        cfg, node, creds = args.cfg, args.node, args.credentials
+        rest_port = cfg.patroni.rest_api_port
+        patroni_yml = pulumi.Output.secret(creds.apply(lambda c: render_patroni(cfg, node, c)))
+        bootstrap_sql = pulumi.Output.secret(creds.apply(lambda c: render_post_bootstrap_sql(cfg, c)))
+        spec = ServiceSpec(
+            role="postgres",
+            host=node,
+            packages=PACKAGES,
+            processes=(
+                Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload"),
+                Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron"),
+            ),
+            files=(
+                File(paths.PATRONI_CONFIG, patroni_yml, mode="0600", owner="postgres", secret=True),
+                File(paths.BOOTSTRAP_SQL, bootstrap_sql, mode="0600", owner="postgres", secret=True),
+                File(paths.POST_BOOTSTRAP_SCRIPT, render_post_bootstrap_script(cfg), mode="0755"),
+                *args.backup.files(node),
+            ),
+            data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750"),),
+            shared=(args.backup.storage,),
+            published_ports=(rest_port,),
+            health=("curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{rest_port}/health"),
+            depends_on=tuple(args.depends_on),
+        )
+        placement = args.target.place(f"{name}-patroni", spec, self)
+        self.ready = placement.ready
+        self.address = pulumi.Output.from_input(str(node.address))
+        self.rest_url = pulumi.Output.from_input(f"http://{node.address}:{rest_port}")
+        self.register_outputs({"address": self.address, "rest_url": self.rest_url})

@@ -1,0 +1,51 @@
+"""Generated credentials: every password of a cluster comes from pulumi-random, never from config."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from render.credentials import Credentials
+
+# Role -> length. Alphanumeric only, so passwords are safe in DSNs, pgpass, YAML and URIs;
+# 32 characters of [A-Za-z0-9] carry about 190 bits.
+PASSWORD_ROLES: dict[str, int] = {
+    "superuser": 32,
+    "replication": 32,
+    "rewind": 32,
+    "app": 32,
+    "readonly": 32,
+    "restapi": 32,
+    "keepalived": 8,  # VRRP PASS authentication only uses 8 characters
+    "stats": 32,
+    "cipher": 64,
+}
+
+
+class ClusterSecrets:
+    """Declares one RandomPassword per role (children of `parent`) and combines them."""
+
+    def __init__(self, name: str, parent: pulumi.Resource) -> None:
+        self.passwords = {
+            role: random.RandomPassword(
+                f"{name}-{role}-password",
+                length=length,
+                special=False,
+                min_lower=1,
+                min_upper=1,
+                min_numeric=1,
+                opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["result"]),
+            )
+            for role, length in PASSWORD_ROLES.items()
+        }
+        self.dcs_id = random.RandomId(
+            f"{name}-dcs-namespace", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)
+        )
+        values = [pulumi.Output.secret(p.result) for p in self.passwords.values()]
+        self.credentials: pulumi.Output[Credentials] = pulumi.Output.all(*values, self.dcs_id.hex).apply(
+            lambda v: Credentials(*v)
+        )
+
+    def password(self, role: str) -> pulumi.Output[str]:
+        """The generated password of `role`, always a secret Output."""
+        return pulumi.Output.secret(self.passwords[role].result)

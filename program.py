@@ -1,0 +1,70 @@
+"""The pgha Pulumi program: read and validate stack config, declare the cluster, export endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from components.cluster import PostgresCluster, PostgresClusterArgs
+from config import ClusterConfig, ConfigError, collect, parse
+from targets import make_target
+
+
+def load_config() -> ClusterConfig:
+    """Parse every `pgha:` key of the stack; raises before any resource is declared."""
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    try:
+        return parse(collect(raw))
+    except ConfigError as error:
+        raise pulumi.RunError(str(error)) from None
+
+
+def ssh_private_key(cfg: ClusterConfig) -> pulumi.Output[str] | None:
+    """The SSH key as a secret: `pgha:sshPrivateKey` (secret config) or `ssh.private_key_file`."""
+    if cfg.ssh is None:
+        return None
+    secret = pulumi.Config("pgha").get_secret("sshPrivateKey")
+    if secret is not None:
+        return secret
+    if cfg.ssh.private_key_file is None:
+        raise pulumi.RunError(
+            "pgha:sshPrivateKey: missing; set it with `pulumi config set --secret pgha:sshPrivateKey "
+            "< KEYFILE` or give pgha:ssh.private_key_file"
+        )
+    path = Path(cfg.ssh.private_key_file).expanduser()
+    try:
+        return pulumi.Output.secret(path.read_text())
+    except OSError as error:
+        raise pulumi.RunError(
+            f"pgha:ssh.private_key_file: cannot read {path}: {error.strerror}"
+        ) from None
+
+
+def main() -> PostgresCluster:
+    """Declare the whole stack."""
+    cfg = load_config()
+    target = make_target(cfg, ssh_private_key(cfg))
+    cluster = PostgresCluster(cfg.name, PostgresClusterArgs(cfg, target))
+    hap = cfg.haproxy
+    pulumi.export("cluster_name", cfg.name)
+    pulumi.export("read_write_endpoint", cluster.read_write)
+    pulumi.export("read_only_endpoint", cluster.read_only)
+    pulumi.export("app_dsn", cluster.app_dsn)
+    pulumi.export("readonly_dsn", cluster.readonly_dsn)
+    pulumi.export("virtual_ip", str(hap.virtual_ip) if hap.virtual_ip is not None else None)
+    pulumi.export("patroni_rest_urls", [n.rest_url for n in cluster.nodes])
+    pulumi.export("haproxy_stats_urls", cluster.haproxy.stats_urls)
+    pulumi.export("etcd_endpoints", cluster.etcd.endpoints)
+    pulumi.export("backup_stanza", cluster.backup.stanza)
+    pulumi.export(
+        "published_endpoints",
+        {
+            role: {"host": eps[0][0], "ports": [p for _, p in eps]}
+            for role, port in (("read_write", hap.read_write_port), ("read_only", hap.read_only_port),
+                               ("stats", hap.stats_port))
+            if (eps := cluster.haproxy.published.get(port))
+        },
+    )
+    return cluster

@@ -1,0 +1,109 @@
+"""The deployment-target interface: components describe services, a target places them."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+
+from config.models import ClusterConfig, Host
+
+
+@dataclass(frozen=True)
+class File:
+    """A file a service needs on its host; `secret` files hold credentials."""
+
+    path: str
+    content: pulumi.Input[str]
+    mode: str = "0644"
+    owner: str = "root"
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Process:
+    """A long-running process of a service; `on_change` says how a config change reaches it."""
+
+    name: str
+    argv: tuple[str, ...]
+    user: str = "root"
+    on_change: Literal["restart", "reload"] = "restart"
+    reload_signal: str = "HUP"
+    # On a full host an OS service (e.g. cron) already does this job; containers run argv instead.
+    host_service: str | None = None
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Persistent state of a service, kept across re-runs and removed only on request."""
+
+    name: str
+    path: str
+    owner: str
+    mode: str = "0700"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A directory shared by several services (the pgBackRest repository)."""
+
+    name: str
+    path: str
+    owner: str
+    resource: pulumi.Resource | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything a target needs to run one service on one host."""
+
+    role: str
+    host: Host
+    packages: tuple[str, ...]
+    processes: tuple[Process, ...]
+    files: tuple[File, ...] = ()
+    data_dirs: tuple[DataDir, ...] = ()
+    shared: tuple[Storage, ...] = ()
+    published_ports: tuple[int, ...] = ()
+    health: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    # False for services that are only healthy together with peers (etcd): use Target.gate after all.
+    wait: bool = True
+    depends_on: tuple[pulumi.Resource, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a placed service gives back: the resource dependents wait on, and its endpoints."""
+
+    ready: pulumi.Resource
+    published: dict[int, tuple[str, int]]
+
+
+class Target(abc.ABC):
+    """A place to run services: Docker containers (dev) or bare-metal hosts over SSH (prod)."""
+
+    kind: str
+
+    def __init__(self, cfg: ClusterConfig) -> None:
+        self.cfg = cfg
+
+    @abc.abstractmethod
+    def prepare(self, parent: pulumi.Resource) -> None:
+        """Declare what every service on this target shares (network, image); called once."""
+
+    @abc.abstractmethod
+    def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
+        """Declare a directory shared by several services."""
+
+    @abc.abstractmethod
+    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+        """Declare what runs `spec` on its host; the returned `ready` resource is healthy when done."""
+
+    @abc.abstractmethod
+    def gate(
+        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
+    ) -> pulumi.Resource | None:
+        """Declare a wait until `check` succeeds on `host`, or None where placement already waited."""

@@ -1,0 +1,163 @@
+"""Docker target: every service is a container on one network of the local Docker engine."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from config.models import ClusterConfig, Host
+from targets.base import Placement, ServiceSpec, Storage, Target
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_CONTEXT = ROOT / "docker"
+ASSETS = Path(__file__).resolve().parent / "assets"
+RUNNER = "/usr/local/bin/pgha-run"
+MANIFEST = "/etc/pgha/manifest"
+PROCESSES = "/etc/pgha/processes"
+# Host ports for the n-th service publishing the same container port: port + n * PUBLISH_STRIDE.
+PUBLISH_STRIDE = 100
+STOP_GRACE_S = 60
+
+
+def image_tag() -> str:
+    """A tag that changes whenever the image's build context changes, so containers follow it."""
+    digest = hashlib.sha256()
+    for path in sorted(IMAGE_CONTEXT.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(IMAGE_CONTEXT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return f"pgha-node:{digest.hexdigest()[:12]}"
+
+
+def _manifest(spec: ServiceSpec) -> str:
+    lines = [f"dir {d.path} {d.mode} {d.owner}" for d in spec.data_dirs]
+    lines += [f"dir {s.path} 0750 {s.owner}" for s in spec.shared]
+    lines += [f"file {f.path} {f.mode} {f.owner}" for f in spec.files]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _processes(spec: ServiceSpec) -> str:
+    return "".join(f"{p.user}\t{shlex.join(p.argv)}\n" for p in spec.processes)
+
+
+class DockerTarget(Target):
+    """Places services as containers with named volumes, uploads, health checks and a restart policy."""
+
+    kind = "docker"
+
+    def __init__(self, cfg: ClusterConfig) -> None:
+        super().__init__(cfg)
+        self.settings = cfg.docker_settings
+        self._published_count: dict[int, int] = {}
+        self.network: docker.Network | None = None
+        self.image: docker.Image | None = None
+
+    def _labels(self, role: str) -> list[docker.ContainerLabelArgs]:
+        return [
+            docker.ContainerLabelArgs(label="pgha.cluster", value=self.cfg.name),
+            docker.ContainerLabelArgs(label="pgha.role", value=role),
+        ]
+
+    def prepare(self, parent: pulumi.Resource) -> None:
+        name = self.cfg.name
+        self.network = docker.Network(
+            f"{name}-network",
+            name=name,
+            driver="bridge",
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(self.settings.subnet))],
+            labels=[docker.NetworkLabelArgs(label="pgha.cluster", value=name)],
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        self.image = docker.Image(
+            f"{name}-image",
+            image_name=image_tag(),
+            build=docker.DockerBuildArgs(
+                context=str(IMAGE_CONTEXT),
+                dockerfile=str(IMAGE_CONTEXT / "Dockerfile"),
+                args={"BASE_IMAGE": self.settings.base_image},
+            ),
+            skip_push=True,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+    def _volume(self, name: str, role: str, parent: pulumi.Resource) -> docker.Volume:
+        return docker.Volume(
+            name,
+            name=name,
+            labels=[
+                docker.VolumeLabelArgs(label="pgha.cluster", value=self.cfg.name),
+                docker.VolumeLabelArgs(label="pgha.role", value=role),
+            ],
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+    def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
+        volume = self._volume(name, "storage", parent)
+        return Storage(name=name, path=path, owner=owner, resource=volume)
+
+    def _publish(self, port: int) -> int:
+        index = self._published_count.get(port, 0)
+        self._published_count[port] = index + 1
+        return port + index * PUBLISH_STRIDE
+
+    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+        if self.network is None or self.image is None:
+            raise RuntimeError("DockerTarget.prepare() must run before place()")
+        mounts = []
+        for data in spec.data_dirs:
+            volume = self._volume(f"{name}-{data.name}", spec.role, parent)
+            mounts.append(docker.ContainerVolumeArgs(volume_name=volume.name, container_path=data.path))
+        for shared in spec.shared:
+            if not isinstance(shared.resource, docker.Volume):
+                raise TypeError(f"{name}: shared storage '{shared.name}' was not declared by this target")
+            mounts.append(docker.ContainerVolumeArgs(volume_name=shared.resource.name, container_path=shared.path))
+        uploads = [
+            docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in spec.files
+        ]
+        uploads += [
+            docker.ContainerUploadArgs(file=RUNNER, source=str(ASSETS / "pgha-run"), permissions="0755"),
+            docker.ContainerUploadArgs(file=MANIFEST, content=_manifest(spec), permissions="0644"),
+            docker.ContainerUploadArgs(file=PROCESSES, content=_processes(spec), permissions="0644"),
+        ]
+        published = {port: (str(self.settings.publish_address), self._publish(port)) for port in spec.published_ports}
+        container = docker.Container(
+            name,
+            name=f"{self.cfg.name}-{spec.host.name}",
+            image=self.image.image_name,
+            hostname=spec.host.name,
+            command=[RUNNER],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=self.network.name, ipv4_address=str(spec.host.address), aliases=[spec.host.name]
+                )
+            ],
+            volumes=mounts,
+            uploads=uploads,
+            ports=[
+                docker.ContainerPortArgs(internal=port, external=host_port, ip=address)
+                for port, (address, host_port) in published.items()
+            ],
+            capabilities=docker.ContainerCapabilitiesArgs(adds=list(spec.capabilities)) if spec.capabilities else None,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", *spec.health], interval="2s", timeout="5s", retries=3, start_period="120s"
+            )
+            if spec.health
+            else None,
+            restart="unless-stopped",
+            destroy_grace_seconds=STOP_GRACE_S,
+            labels=self._labels(spec.role),
+            wait=bool(spec.health) and spec.wait,
+            wait_timeout=300,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
+        )
+        return Placement(ready=container, published=published)
+
+    def gate(
+        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
+    ) -> pulumi.Resource | None:
+        # Container health checks already gate dependents (Container.wait); nothing more to declare.
+        return None

@@ -1,0 +1,219 @@
+"""SSH target: services on bare-metal Debian hosts, installed and converged by remote commands."""
+
+from __future__ import annotations
+
+import base64
+import shlex
+
+import pulumi
+import pulumi_command as command
+
+from config.models import ClusterConfig, Host
+from targets.base import Placement, Process, ServiceSpec, Storage, Target
+
+# Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
+PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
+HEALTH_DEADLINE_S = 300
+UNIT_DIR = "/etc/systemd/system"
+
+
+def unit_name(process: Process) -> str:
+    """The systemd unit that runs a process (its host's own service where it has one)."""
+    return process.host_service or f"pgha-{process.name}"
+
+
+def render_unit(spec: ServiceSpec, process: Process) -> str:
+    """A systemd unit for one pgha process."""
+    lines = [
+        "# Managed by pgha (Pulumi); do not edit: changes are overwritten.",
+        "[Unit]",
+        f"Description=pgha {spec.role} {process.name} on {spec.host.name}",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={process.user}",
+        f"Group={process.user}",
+        f"ExecStart={shlex.join(process.argv)}",
+        f"ExecReload=/bin/kill -{process.reload_signal} $MAINPID",
+        # Patroni stops PostgreSQL itself; killing the whole group would skip its clean shutdown.
+        "KillMode=process",
+        "TimeoutStopSec=60",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "LimitNOFILE=65536",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
+    """Shell that writes `content` to `path`, setting `$flag` to 1 when the content differs."""
+    encoded = base64.b64encode(content.encode()).decode()
+    q = shlex.quote(path)
+    return (
+        f"tmp=$(mktemp)\nbase64 -d > \"$tmp\" <<'PGHA_EOF'\n{encoded}\nPGHA_EOF\n"
+        f"if ! cmp -s \"$tmp\" {q}; then {flag}=1; fi\n"
+        f"install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\nrm -f \"$tmp\"\n"
+    )
+
+
+def install_script(packages: tuple[str, ...]) -> str:
+    """Idempotent package installation that keeps Debian's packaged services from starting."""
+    names = " ".join(packages)
+    return f"""set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p /etc/postgresql-common
+grep -qs '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf \\
+  || printf 'create_main_cluster = false\\n' >> /etc/postgresql-common/createcluster.conf
+printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+installed=$(dpkg-query -W -f='${{db:Status-Status}}\n' {names} 2>/dev/null | grep -cx installed || true)
+if [ "$installed" -ne {len(packages)} ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends \\
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {names}
+fi
+for unit in {' '.join(PACKAGED_UNITS)}; do
+  if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
+    systemctl mask --now "$unit.service" >/dev/null 2>&1 || true
+  fi
+done
+"""
+
+
+def converge_script(spec: ServiceSpec, contents: list[str]) -> str:
+    """Idempotent: write files and units that changed, start what is stopped, apply changes, wait healthy."""
+    parts = ["set -euo pipefail", "changed=0"]
+    for data in spec.data_dirs:
+        parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
+    for shared in spec.shared:
+        parts.append(
+            f"test -d {shlex.quote(shared.path)} || install -d -m 0750 -o {shared.owner} -g {shared.owner} "
+            f"{shlex.quote(shared.path)}"
+        )
+    for file, content in zip(spec.files, contents, strict=True):
+        parts.append(_write_file(file.path, content, file.mode, file.owner))
+    parts.append("units_changed=0")
+    for process in spec.processes:
+        if process.host_service:
+            continue
+        unit = f"{UNIT_DIR}/{unit_name(process)}.service"
+        parts.append(_write_file(unit, render_unit(spec, process), "0644", "root", flag="units_changed"))
+    parts.append('if [ "$units_changed" = 1 ]; then systemctl daemon-reload; fi')
+    for process in spec.processes:
+        unit = unit_name(process)
+        action = "reload" if process.on_change == "reload" else "restart"
+        parts.append(
+            f"if systemctl is-active -q {unit}; then\n"
+            f'  if [ "$changed" = 1 ]; then systemctl {action} {unit}; echo "{unit}: {action}ed"; fi\n'
+            f"else\n  systemctl enable -q --now {unit}; echo \"{unit}: started\"\nfi\n"
+            f"systemctl enable -q {unit}"
+        )
+    if spec.health and spec.wait:
+        parts.append(_wait(spec.health))
+    return "\n".join(parts) + "\n"
+
+
+def _wait(check: tuple[str, ...]) -> str:
+    return (
+        f"deadline=$((SECONDS + {HEALTH_DEADLINE_S}))\n"
+        f"until {shlex.join(check)} >/dev/null 2>&1; do\n"
+        f"  if [ $SECONDS -ge $deadline ]; then echo 'not healthy after {HEALTH_DEADLINE_S}s: "
+        f"{shlex.join(check)}' >&2; exit 1; fi\n  sleep 1\ndone\n"
+    )
+
+
+def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
+    """Stop and disable the service, remove its units and files; data only when purging."""
+    parts = ["set -u"]
+    for process in spec.processes:
+        if process.host_service:
+            continue
+        unit = unit_name(process)
+        parts.append(f"systemctl disable --now {unit} 2>/dev/null || true")
+        parts.append(f"rm -f {UNIT_DIR}/{unit}.service")
+    parts.append("systemctl daemon-reload")
+    parts += [f"rm -f {shlex.quote(f.path)}" for f in spec.files]
+    if purge_data:
+        parts += [f"rm -rf --one-file-system {shlex.quote(d.path)}" for d in spec.data_dirs]
+    return "\n".join(parts) + "\n"
+
+
+class SshTarget(Target):
+    """Places services on hosts over SSH; every step is a remote command that is safe to re-run."""
+
+    kind = "ssh"
+
+    def __init__(self, cfg: ClusterConfig, private_key: pulumi.Input[str]) -> None:
+        super().__init__(cfg)
+        if cfg.ssh is None:
+            raise ValueError("ssh: settings are required for the ssh target")
+        self.settings = cfg.ssh
+        self.private_key = private_key
+
+    def connection(self, host: Host) -> command.remote.ConnectionArgs:
+        """How to reach `host`; the key stays a secret Output."""
+        return command.remote.ConnectionArgs(
+            host=str(host.address),
+            port=self.settings.port,
+            user=self.settings.user,
+            private_key=pulumi.Output.secret(self.private_key),
+            dial_error_limit=20,
+        )
+
+    def _shell(self, script_via_stdin: bool = True) -> str:
+        sudo = "" if self.settings.user == "root" else "sudo -n "
+        return f"{sudo}bash -s" if script_via_stdin else f"{sudo}bash -c"
+
+    def prepare(self, parent: pulumi.Resource) -> None:
+        # Hosts exist already; each service's first step installs what it needs.
+        return None
+
+    def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
+        # A shared filesystem mounted at `path` on every user of it (see README); each service's
+        # converge step checks the directory.
+        return Storage(name=name, path=path, owner=owner, resource=None)
+
+    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+        conn = self.connection(spec.host)
+        install = command.remote.Command(
+            f"{name}-install",
+            connection=conn,
+            create=self._shell(),
+            stdin=install_script(spec.packages),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
+        )
+        contents = pulumi.Output.all(*[f.content for f in spec.files])
+        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values]))
+        if any(f.secret for f in spec.files):
+            script = pulumi.Output.secret(script)
+        converge = command.remote.Command(
+            f"{name}-service",
+            connection=conn,
+            create=self._shell(),
+            stdin=script,
+            delete=f"{self._shell(False)} {shlex.quote(delete_script(spec, self.settings.purge_data_on_destroy))}",
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[install],
+                additional_secret_outputs=["stdout", "stderr"],
+                delete_before_replace=True,
+            ),
+        )
+        return Placement(ready=converge, published={})
+
+    def gate(
+        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
+    ) -> pulumi.Resource | None:
+        return command.remote.Command(
+            name,
+            connection=self.connection(host),
+            create=self._shell(),
+            stdin="set -euo pipefail\n" + _wait(check),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+        )

@@ -1,0 +1,348 @@
+"""The program under Pulumi's mock runtime: graph, parents, ordering, target inputs, secrecy, outputs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from tests.support.mock_runtime import Graph, Registration, is_secret, reveal, run_program
+
+CONTAINER = "docker:index/container:Container"
+COMMAND = "command:remote:Command"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
+COMPONENTS = {
+    "pgha:index:PostgresCluster",
+    "pgha:index:EtcdCluster",
+    "pgha:index:PatroniNode",
+    "pgha:index:HAProxyPair",
+    "pgha:index:BackupRepo",
+}
+
+
+def hosts(prefix: str, count: int, net: str, start: int) -> list[dict[str, str]]:
+    return [{"name": f"{prefix}-{i + 1}", "address": f"{net}.{start + i}"} for i in range(count)]
+
+
+def scaled(stack: str) -> dict[str, Any]:
+    net = "10.89.0" if stack == "dev" else "192.0.2"
+    etcd: dict[str, Any] = {"members": hosts("etcd", 5, net, 41)}
+    postgres: dict[str, Any] = {"nodes": hosts("pg", 5, net, 51)}
+    return {"etcd": etcd, "postgres": postgres}
+
+
+@pytest.fixture(scope="module")
+def dev() -> Graph:
+    return run_program("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Graph:
+    return run_program("prod", secrets_config={"sshPrivateKey": SSH_KEY})
+
+
+# ---------------------------------------------------------------- graph shape
+
+
+@pytest.mark.parametrize(("stack", "variant", "etcd", "pg"), [
+    ("dev", None, 3, 3), ("prod", None, 3, 3), ("dev", "scaled", 5, 5), ("prod", "scaled", 5, 5),
+])
+def test_resource_counts(stack: str, variant: str | None, etcd: int, pg: int) -> None:
+    graph = run_program(stack, scaled(stack) if variant else None,
+                        secrets_config={"sshPrivateKey": SSH_KEY} if stack == "prod" else None)
+    count = {t: len(graph.of_type(t)) for t in {r.type for r in graph.resources}}
+    assert count["pgha:index:PostgresCluster"] == 1
+    assert count["pgha:index:EtcdCluster"] == 1
+    assert count["pgha:index:PatroniNode"] == pg
+    assert count["pgha:index:HAProxyPair"] == 1
+    assert count["pgha:index:BackupRepo"] == 1
+    assert count[PASSWORD] == 9
+    if stack == "dev":
+        assert count[CONTAINER] == etcd + pg + 2
+        assert count["docker:index/network:Network"] == 1
+        assert count["docker:index/image:Image"] == 1
+        assert count["docker:index/volume:Volume"] == etcd + pg + 1  # data volumes + the backup repository
+        assert COMMAND not in count
+    else:
+        services = [r for r in graph.of_type(COMMAND) if r.name.endswith("-service")]
+        installs = [r for r in graph.of_type(COMMAND) if r.name.endswith("-install")]
+        assert len(services) == len(installs) == etcd + pg + 2
+        assert not any(t.startswith("docker:") for t in count)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_resource_is_parented_under_the_cluster(stack: str, dev: Graph, prod: Graph) -> None:
+    graph = dev if stack == "dev" else prod
+    root = graph.of_type("pgha:index:PostgresCluster")[0]
+    for res in graph.resources:
+        if res is root:
+            continue
+        cur = res
+        while cur.parent != root.urn:
+            cur = graph.by_urn(cur.parent)  # raises if the chain leaves the cluster
+    components = {r.type for r in graph.resources if not r.custom}
+    assert components == COMPONENTS
+
+
+def test_component_children_are_named_after_their_parent(dev: Graph, prod: Graph) -> None:
+    for graph in (dev, prod):
+        components = {r.urn: r for r in graph.resources if r.type in COMPONENTS}
+        for res in graph.resources:
+            parent = components.get(res.parent)
+            if parent is not None:
+                assert res.name.startswith(parent.name + "-"), f"{res.name} under {parent.name}"
+
+
+def depends(graph: Graph, res: Registration, on: Registration) -> bool:
+    return on.urn in res.dependencies
+
+
+def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
+    containers = dev.of_type(CONTAINER)
+    etcd = [c for c in containers if "-etcd-" in c.name]
+    pg = [c for c in containers if re.search(r"-pg-\d-patroni$", c.name)]
+    hap = [c for c in containers if "-haproxy-" in c.name]
+    repo_volume = dev.named("pgha-dev-backup-repo")
+    assert repo_volume.parent == dev.named("pgha-dev-backup").urn
+    assert len(etcd) == 3 and len(pg) == 3 and len(hap) == 2
+    for node in pg:
+        assert all(depends(dev, node, e) for e in etcd), node.name
+        assert depends(dev, node, repo_volume), f"{node.name} must wait for the backup repository"
+    for h in hap:
+        assert all(depends(dev, h, p) for p in pg), h.name
+    order = [r.name for r in dev.resources]
+    assert max(order.index(e.name) for e in etcd) < min(order.index(p.name) for p in pg)
+    assert max(order.index(p.name) for p in pg) < min(order.index(h.name) for h in hap)
+
+
+def test_ssh_ordering(prod: Graph) -> None:
+    cmds = {r.name: r for r in prod.of_type(COMMAND)}
+    gate = cmds["pgha-prod-etcd-healthy"]
+    for name, res in cmds.items():
+        if re.fullmatch(r"pgha-prod-pg-\d-patroni-install", name):
+            assert depends(prod, res, gate), name
+        if name.startswith("pgha-prod-haproxy-") and name.endswith("-install"):
+            for pg in ("pg-1", "pg-2", "pg-3"):
+                assert depends(prod, res, cmds[f"pgha-prod-{pg}-patroni-service"]), name
+        if name.endswith("-service"):
+            assert depends(prod, res, cmds[name.removesuffix("-service") + "-install"]), name
+    for pg in ("pg-1", "pg-2", "pg-3"):
+        check = cmds[f"pgha-prod-backup-check-{pg}"]
+        assert all(depends(prod, check, cmds[f"pgha-prod-{n}-patroni-service"]) for n in ("pg-1", "pg-2", "pg-3"))
+
+
+# ---------------------------------------------------------------- docker target inputs
+
+
+def uploads(res: Registration) -> dict[str, dict[str, Any]]:
+    """Uploads by path, revealed, with a `secret` flag for those the engine would store encrypted."""
+    # The SDK marks a whole list secret when one element holds a secret: the engine encrypts it all.
+    whole = is_secret(res.inputs["uploads"])
+    found = {}
+    for raw in reveal(res.inputs["uploads"]) if whole else res.inputs["uploads"]:
+        entry = reveal(raw)
+        entry["secret"] = whole or is_secret(raw) or is_secret(raw.get("content"))
+        found[entry["file"]] = entry
+    return found
+
+
+def test_docker_image_is_built_locally_from_the_repo(dev: Graph) -> None:
+    image = dev.of_type("docker:index/image:Image")[0]
+    assert image.inputs["skipPush"] is True
+    assert image.inputs["build"]["context"].endswith("/docker")
+    assert image.inputs["build"]["args"] == {"BASE_IMAGE": "debian:trixie-slim"}
+    assert re.fullmatch(r"pgha-node:[0-9a-f]{12}", image.inputs["imageName"])
+    for c in dev.of_type(CONTAINER):
+        assert c.inputs["image"] == image.inputs["imageName"]
+
+
+def test_docker_network_and_addresses(dev: Graph) -> None:
+    net = dev.of_type("docker:index/network:Network")[0]
+    assert net.inputs["ipamConfigs"] == [{"subnet": "10.89.0.0/24"}]
+    addresses = {c.name: c.inputs["networksAdvanced"][0]["ipv4Address"] for c in dev.of_type(CONTAINER)}
+    assert addresses["pgha-dev-pg-1-patroni"] == "10.89.0.21"
+    assert addresses["pgha-dev-haproxy-haproxy-2"] == "10.89.0.32"
+    assert len(set(addresses.values())) == len(addresses)
+
+
+def test_docker_container_inputs(dev: Graph) -> None:
+    pg = dev.named("pgha-dev-pg-1-patroni").inputs
+    assert pg["restart"] == "unless-stopped"
+    assert pg["command"] == ["/usr/local/bin/pgha-run"]
+    assert pg["healthcheck"]["tests"][:2] == ["CMD", "curl"]
+    assert pg["healthcheck"]["tests"][-1] == "http://127.0.0.1:8008/health"
+    assert pg["wait"] is True
+    mounts = {v["containerPath"]: v["volumeName"] for v in pg["volumes"]}
+    assert mounts == {
+        "/var/lib/postgresql": "pgha-dev-pg-1-patroni-data",
+        "/var/lib/pgbackrest": "pgha-dev-backup-repo",
+    }
+    files = uploads(dev.named("pgha-dev-pg-1-patroni"))
+    for path in ("/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
+                 "/usr/local/bin/pgha-backup", "/usr/local/bin/pgha-post-bootstrap", "/etc/patroni/post-bootstrap.sql",
+                 "/usr/local/bin/pgha-run", "/etc/pgha/manifest", "/etc/pgha/processes"):
+        assert path in files, path
+    processes = files["/etc/pgha/processes"]["content"]
+    assert processes.splitlines() == ["postgres\t/usr/bin/patroni /etc/patroni/patroni.yml", "root\t/usr/sbin/cron -f"]
+    assert "file /etc/patroni/patroni.yml 0600 postgres" in files["/etc/pgha/manifest"]["content"]
+    assert not pg.get("envs"), "no configuration (and no secret) travels in the environment"
+
+    etcd = dev.named("pgha-dev-etcd-etcd-1").inputs
+    assert etcd["wait"] is False  # healthy only with a quorum of peers
+    assert {v["containerPath"] for v in etcd["volumes"]} == {"/var/lib/etcd"}
+
+    hap = dev.named("pgha-dev-haproxy-haproxy-1").inputs
+    assert set(hap["capabilities"]["adds"]) == {"NET_ADMIN", "NET_BROADCAST", "NET_RAW"}
+    assert {(p["internal"], p["external"], p["ip"]) for p in hap["ports"]} == {
+        (5000, 5000, "127.0.0.1"), (5001, 5001, "127.0.0.1"), (7000, 7000, "127.0.0.1")}
+    hap2 = dev.named("pgha-dev-haproxy-haproxy-2").inputs
+    assert {p["external"] for p in hap2["ports"]} == {5100, 5101, 7100}
+    assert "/etc/keepalived/keepalived.conf" in uploads(dev.named("pgha-dev-haproxy-haproxy-1"))
+
+
+def test_docker_labels(dev: Graph) -> None:
+    for c in dev.of_type(CONTAINER):
+        labels = {item["label"]: item["value"] for item in c.inputs["labels"]}
+        assert labels["pgha.cluster"] == "pgha-dev"
+        assert labels["pgha.role"] in {"etcd", "postgres", "haproxy"}
+
+
+# ---------------------------------------------------------------- ssh target inputs
+
+
+def ssh_files(script: str) -> dict[str, str]:
+    """Decode the files a converge script writes."""
+    blocks = re.findall(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n",
+                        script, re.S)
+    return {path: base64.b64decode(data).decode() for data, path in blocks}
+
+
+def test_ssh_commands(prod: Graph) -> None:
+    for cmd in prod.of_type(COMMAND):
+        assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection holds the key: secret"
+        conn = reveal(cmd.inputs["connection"])
+        assert conn["user"] == "root" and conn["port"] == 22 and conn["privateKey"] == SSH_KEY
+        assert cmd.inputs["create"] == "bash -s", f"{cmd.name}: scripts travel on stdin, never on the command line"
+    install = prod.named("pgha-prod-pg-1-patroni-install").inputs
+    assert "postgresql-17" in install["stdin"] and "create_main_cluster = false" in install["stdin"]
+    assert "systemctl mask" in install["stdin"]
+    service = prod.named("pgha-prod-pg-1-patroni-service").inputs
+    assert is_secret(service["stdin"])
+    files = ssh_files(reveal(service["stdin"]))
+    assert {"/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
+            "/etc/systemd/system/pgha-patroni.service"} <= set(files)
+    unit = files["/etc/systemd/system/pgha-patroni.service"]
+    assert "User=postgres" in unit and "KillMode=process" in unit
+    assert "ExecStart=/usr/bin/patroni /etc/patroni/patroni.yml" in unit
+    delete = service["delete"]
+    assert "systemctl disable --now pgha-patroni" in delete and "rm -rf" not in delete  # data kept by default
+    patroni = yaml.safe_load(files["/etc/patroni/patroni.yml"])
+    assert patroni["name"] == "pg-1" and patroni["scope"] == "pgha-prod"
+
+
+def test_ssh_purge_on_destroy_is_opt_in() -> None:
+    graph = run_program("prod", {"ssh": {"user": "root", "purge_data_on_destroy": True}},
+                        secrets_config={"sshPrivateKey": SSH_KEY})
+    delete = graph.named("pgha-prod-pg-1-patroni-service").inputs["delete"]
+    assert "rm -rf --one-file-system /var/lib/postgresql" in delete
+
+
+def test_ssh_non_root_user_uses_sudo() -> None:
+    graph = run_program("prod", {"ssh": {"user": "deploy"}}, secrets_config={"sshPrivateKey": SSH_KEY})
+    assert all(c.inputs["create"] == "sudo -n bash -s" for c in graph.of_type(COMMAND))
+
+
+# ---------------------------------------------------------------- secrecy
+
+
+def test_every_generated_password_is_secret(dev: Graph) -> None:
+    passwords = dev.of_type(PASSWORD)
+    assert {p.name.removeprefix("pgha-dev-").removesuffix("-password") for p in passwords} == {
+        "superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats", "cipher"}
+    for p in passwords:
+        assert p.inputs["special"] is False  # safe in DSNs, YAML and pgpass
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Graph) -> None:
+    graph = dev if stack == "dev" else prod
+    plain_texts: list[str] = []
+    for res in graph.resources:
+        if res.type == CONTAINER:
+            for path, up in uploads(res).items():
+                if path in {"/etc/patroni/patroni.yml", "/etc/patroni/post-bootstrap.sql",
+                            "/etc/pgbackrest/pgbackrest.conf", "/etc/haproxy/haproxy.cfg",
+                            "/etc/keepalived/keepalived.conf"}:
+                    assert up["secret"], f"{res.name}: {path} must be secret"
+                elif "content" in up:
+                    plain_texts.append(up["content"])
+            plain_texts.extend(res.inputs.get("envs") or [])
+            plain_texts.extend(res.inputs.get("command") or [])
+        if res.type == COMMAND:
+            if res.name.endswith("-service") and "-etcd-" not in res.name:
+                assert is_secret(res.inputs["stdin"]), res.name
+            plain_texts += [res.inputs.get("create", ""), res.inputs.get("delete", "")]
+            if not is_secret(res.inputs.get("stdin")):
+                plain_texts.append(res.inputs.get("stdin", ""))
+    assert {"app_dsn", "readonly_dsn"} <= graph.secret_outputs
+    app_password = reveal(graph.outputs["app_dsn"]).split(":")[2].split("@")[0]
+    assert len(app_password) == 32
+    for text in plain_texts:
+        assert app_password not in str(text)
+        assert "password" not in str(text).lower() or "PGHA_EOF" in str(text) or "pgpass" in str(text)
+
+
+def test_secret_config_key_is_not_a_model_key() -> None:
+    graph = run_program("prod", secrets_config={"sshPrivateKey": SSH_KEY})
+    assert graph.of_type(COMMAND)
+
+
+def test_ssh_target_without_key_fails_before_anything_is_declared() -> None:
+    with pytest.raises(Exception, match="pgha:sshPrivateKey: missing"):
+        run_program("prod")
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_dev_outputs(dev: Graph) -> None:
+    out = dev.outputs
+    assert out["cluster_name"] == "pgha-dev"
+    assert out["read_write_endpoint"] == {"host": "10.89.0.30", "port": 5000}
+    assert out["read_only_endpoint"] == {"host": "10.89.0.30", "port": 5001}
+    assert out["published_endpoints"]["read_write"] == {"host": "127.0.0.1", "ports": [5000, 5100]}
+    assert out["etcd_endpoints"] == [f"http://10.89.0.1{i}:2379" for i in (1, 2, 3)]
+    assert out["patroni_rest_urls"] == [f"http://10.89.0.2{i}:8008" for i in (1, 2, 3)]
+    assert out["haproxy_stats_urls"] == ["http://10.89.0.31:7000/", "http://10.89.0.32:7000/"]
+    assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app", reveal(out["app_dsn"]))
+    assert re.fullmatch(r"postgresql://app_ro:[A-Za-z0-9]{32}@10\.89\.0\.30:5001/app", reveal(out["readonly_dsn"]))
+    assert dev.secret_outputs == {"app_dsn", "readonly_dsn"}
+
+
+def test_prod_outputs(prod: Graph) -> None:
+    out = prod.outputs
+    assert out["read_write_endpoint"] == {"host": "192.0.2.30", "port": 5000}
+    assert out["published_endpoints"] == {}
+    assert out["backup_stanza"] == "pgha-prod"
+
+
+# ---------------------------------------------------------------- preview and failure
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_preview_with_unknown_values_does_not_crash(stack: str) -> None:
+    graph = run_program(stack, preview=True,
+                        secrets_config={"sshPrivateKey": SSH_KEY} if stack == "prod" else None)
+    assert len([r for r in graph.resources if r.type in (CONTAINER, COMMAND)]) >= 8
+
+
+def test_invalid_config_declares_nothing() -> None:
+    graph_holder: list[Graph] = []
+    with pytest.raises(pulumi.RunError, match=r"pgha:etcd.members: 2 given"):
+        graph_holder.append(run_program("dev", {"etcd": {"members": hosts("etcd", 2, "10.89.0", 11)}}))
+    assert not graph_holder
