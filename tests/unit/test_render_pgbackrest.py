@@ -85,7 +85,8 @@ def test_backup_script_follows_the_leader() -> None:
     lines = [line.strip() for line in script.splitlines()]
     assert lines[0] == "#!/bin/bash"
     assert "set -euo pipefail" in lines
-    assert "full|diff|incr) ;;" in lines
+    assert "full|diff|incr|check) ;;" in lines
+    assert f"exec pgbackrest --stanza={cfg.stanza} check" in lines
     url = f"http://127.0.0.1:{cfg.patroni.rest_api_port}/primary"
     check = lines.index(f'if ! curl -sf -o /dev/null --max-time 5 "{url}"; then')
     create = lines.index(f"pgbackrest --stanza={cfg.stanza} stanza-create")

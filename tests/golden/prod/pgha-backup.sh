@@ -1,14 +1,15 @@
 #!/bin/bash
 # Managed by pgha (Pulumi); do not edit: changes are overwritten.
-# pgha-backup full|diff|incr: take a pgBackRest backup of stanza pgha-prod if this node is the
-# Patroni leader; on any other node exit 0 without doing anything, so backups follow the leader.
+# pgha-backup full|diff|incr|check: take a pgBackRest backup of stanza pgha-prod (or, with check,
+# run `pgbackrest check`: a WAL switch that must reach the repository) if this node is the Patroni
+# leader; on any other node exit 0 without doing anything, so backups follow the leader.
 set -euo pipefail
 
 type="${1:-}"
 case "$type" in
-    full|diff|incr) ;;
+    full|diff|incr|check) ;;
     *)
-        echo "pgha-backup: backup type must be one of full|diff|incr (given: '$type')" >&2
+        echo "pgha-backup: the argument must be one of full|diff|incr|check (given: '$type')" >&2
         exit 2
         ;;
 esac
@@ -24,4 +25,7 @@ exec 9>>"/var/run/postgresql/pgha-backup.lock"
 flock 9
 
 pgbackrest --stanza=pgha-prod stanza-create
+if [ "$type" = check ]; then
+    exec pgbackrest --stanza=pgha-prod check
+fi
 pgbackrest --stanza=pgha-prod --type="$type" backup
