@@ -1,0 +1,257 @@
+"""Client-side view of a running pgha cluster: Patroni state, SQL through HAProxy, faults, a writer."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+import psycopg
+
+T = TypeVar("T")
+# Scales every deadline (slow machines, CI under load); never shortens them below the defaults.
+TIMEOUT_MULTIPLIER = max(1.0, float(os.environ.get("PGHA_TIMEOUT_SCALE", "1")))
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T:
+    """Poll `check` until it returns a truthy value; fail naming `what` and the last error at the deadline."""
+    deadline = time.monotonic() + timeout_s * TIMEOUT_MULTIPLIER
+    last: object = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except Exception as error:
+            last = error
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s * TIMEOUT_MULTIPLIER:.0f}s waiting for {what} "
+                                 f"(last: {last!r})")
+        time.sleep(interval_s)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """host:port with credentials, as an application would use it."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    @classmethod
+    def from_dsn(cls, dsn: str) -> Endpoint:
+        url = urlparse(dsn)
+        return cls(url.hostname or "", url.port or 5432, unquote(url.username or ""),
+                   unquote(url.password or ""), url.path.lstrip("/"))
+
+    def connect(self, timeout_s: int = 3, host: str | None = None, port: int | None = None) -> psycopg.Connection:
+        """A new autocommit connection (optionally to another host/port with the same credentials)."""
+        return psycopg.connect(host=host or self.host, port=port or self.port, user=self.user,
+                               password=self.password, dbname=self.dbname, connect_timeout=timeout_s,
+                               autocommit=True)
+
+    def query(self, sql: str, *params: Any, host: str | None = None, port: int | None = None) -> list[tuple]:
+        with self.connect(host=host, port=port) as conn:
+            cursor = conn.execute(sql, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+
+class Patroni:
+    """Patroni's REST API on every node."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def get(self, url: str, path: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{url}{path}", timeout=timeout_s) as response:
+                body = response.read()
+                return response.status, json.loads(body) if body else None
+        except urllib.error.HTTPError as error:
+            body = error.read()
+            return error.code, json.loads(body) if body else None
+
+    def cluster(self) -> dict[str, Any]:
+        """`GET /cluster` from the first node that answers."""
+        errors = []
+        for url in self.urls:
+            try:
+                status, body = self.get(url, "/cluster")
+                if status == 200:
+                    return body
+            except OSError as error:
+                errors.append(f"{url}: {error}")
+        raise ConnectionError("no Patroni REST API answered: " + "; ".join(errors))
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m for m in self.cluster()["members"]}
+
+    def leader(self) -> str | None:
+        return next((n for n, m in self.members().items() if m["role"] == "leader" and m["state"] == "running"),
+                    None)
+
+    def sync_standbys(self) -> list[str]:
+        return [n for n, m in self.members().items() if m["role"] in ("sync_standby", "quorum_standby")]
+
+    def healthy(self, expected: int) -> bool:
+        """One running leader, every other member streaming on the leader's timeline, a sync standby."""
+        members = self.members()
+        leaders = [m for m in members.values() if m["role"] == "leader" and m["state"] == "running"]
+        if len(members) != expected or len(leaders) != 1:
+            return False
+        timeline = leaders[0].get("timeline")
+        replicas = [m for m in members.values() if m["role"] != "leader"]
+        return all(m["state"] == "streaming" and m.get("timeline") == timeline for m in replicas) and bool(
+            self.sync_standbys())
+
+
+@dataclass
+class WriteLog:
+    """What the writer saw: every acknowledged id with its time, and the errors in between."""
+
+    acked: list[tuple[int, float]] = field(default_factory=list)
+    errors: list[tuple[float, str]] = field(default_factory=list)
+
+    def outage_around(self, fault_at: float, until: float | None = None) -> float:
+        """The longest silence between acknowledged commits from just before the fault on: the time from
+        the last commit acknowledged before the error burst to the first one after it."""
+        times = [t for _, t in self.acked if fault_at - 1.0 <= t <= (until or float("inf"))]
+        if len(times) < 2 or times[-1] <= fault_at:
+            raise AssertionError("the writer has no acknowledged write on both sides of the fault")
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+class Writer(threading.Thread):
+    """Inserts numbered rows through the read-write endpoint as fast as it can, reconnecting on error."""
+
+    TABLE = "pgha_e2e_writes"
+
+    def __init__(self, endpoint: Endpoint, interval_s: float = 0.02) -> None:
+        super().__init__(daemon=True, name="pgha-writer")
+        self.endpoint = endpoint
+        self.interval_s = interval_s
+        self.log = WriteLog()
+        self._halt = threading.Event()
+        self._next = 1
+        with endpoint.connect() as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (id bigint PRIMARY KEY, at timestamptz "
+                         "NOT NULL DEFAULT clock_timestamp())")
+            self._next = (conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {self.TABLE}").fetchone() or [1])[0]
+
+    def run(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._halt.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = self.endpoint.connect(timeout_s=2)
+                    conn.execute("SET statement_timeout = '5s'")
+                conn.execute(f"INSERT INTO {self.TABLE} (id) VALUES (%s)", (self._next,))
+                self.log.acked.append((self._next, time.monotonic()))
+                self._next += 1
+            except psycopg.Error as error:
+                self.log.errors.append((time.monotonic(), str(error).splitlines()[0] if str(error) else repr(error)))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._halt.wait(0.1)
+                continue
+            self._halt.wait(self.interval_s)
+        if conn is not None:
+            conn.close()
+
+    def wait_acks(self, count: int, timeout_s: float = 60) -> None:
+        """Block until `count` more writes are acknowledged."""
+        target = len(self.log.acked) + count
+        wait_for(f"{count} acknowledged writes", lambda: len(self.log.acked) >= target, timeout_s, 0.05)
+
+    def stop(self) -> WriteLog:
+        self._halt.set()
+        self.join(timeout=30)
+        return self.log
+
+    def lost(self) -> list[int]:
+        """Acknowledged ids that are not in the table (read through the read-write endpoint)."""
+        ids = {row[0] for row in self.endpoint.query(f"SELECT id FROM {self.TABLE}")}
+        return [i for i, _ in self.log.acked if i not in ids]
+
+
+class DockerHosts:
+    """Faults and commands on the containers of one dev cluster (`<cluster>-<node>`)."""
+
+    def __init__(self, cluster: str) -> None:
+        import docker
+
+        self.client = docker.from_env()
+        self.cluster = cluster
+
+    def container(self, node: str) -> Any:
+        return self.client.containers.get(f"{self.cluster}-{node}")
+
+    def kill(self, node: str) -> None:
+        """SIGKILL the whole container: the host is gone, as after a power loss."""
+        self.container(node).kill()
+
+    def stop(self, node: str, timeout_s: int = 60) -> None:
+        """Graceful stop (SIGTERM to the init, which stops Patroni, which stops PostgreSQL)."""
+        self.container(node).stop(timeout=timeout_s)
+
+    def start(self, node: str) -> None:
+        self.container(node).start()
+
+    def disconnect(self, node: str) -> None:
+        self.client.networks.get(self.cluster).disconnect(self.container(node))
+
+    def reconnect(self, node: str, address: str) -> None:
+        self.client.networks.get(self.cluster).connect(self.container(node), ipv4_address=address)
+
+    def exec(self, node: str, *argv: str, user: str = "root", check: bool = True) -> str:
+        code, output = self.container(node).exec_run(list(argv), user=user, demux=False)
+        text = output.decode(errors="replace") if output else ""
+        if check and code != 0:
+            raise AssertionError(f"{node}: {' '.join(argv)} exited {code}:\n{text}")
+        return text
+
+    def is_writable(self, node: str) -> bool | None:
+        """Whether PostgreSQL on `node` is a primary (not in recovery), asked locally; None if it is down."""
+        try:
+            code, output = self.container(node).exec_run(
+                ["psql", "-XtAc", "SELECT NOT pg_is_in_recovery()"], user="postgres")
+        except Exception:
+            return None
+        if code != 0:
+            return None
+        return output.decode().strip() == "t"
+
+
+class PrimaryWatch(threading.Thread):
+    """Polls every node and records any moment when two of them are primaries at once."""
+
+    def __init__(self, hosts: DockerHosts, nodes: list[str], interval_s: float = 0.2) -> None:
+        super().__init__(daemon=True, name="pgha-primary-watch")
+        self.hosts, self.nodes, self.interval_s = hosts, nodes, interval_s
+        self.split_brain: list[tuple[float, list[str]]] = []
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            writable = [n for n in self.nodes if self.hosts.is_writable(n)]
+            self.samples += 1
+            if len(writable) > 1:
+                self.split_brain.append((time.monotonic(), writable))
+            self._halt.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)

@@ -1,0 +1,193 @@
+"""Bring the unmodified Pulumi program up for real, without a Pulumi engine.
+
+``deploy()`` loads the stack file's ``config:`` into the SDK's config map, installs ``RealMocks``
+through ``pulumi.runtime.set_mocks`` (with a fresh root stack), runs the program function the way
+``@pulumi.runtime.test`` does (``run_pulumi_func``: run it, then wait until every resource
+registration and every pending Output has finished), and collects the stack outputs.
+
+Stack outputs: ``pulumi.export(name, value)`` stores ``value`` in the root ``Stack`` resource's
+``outputs`` dict (``Stack.output``). The mock monitor ignores ``RegisterResourceOutputs``, so the
+harness reads that dict from ``pulumi.runtime.settings.get_root_resource()`` after the program
+finished, converts each value like the SDK does for real stack outputs (``stack.massage``) and
+awaits it: ``Deployment.outputs`` holds plain values, ``Deployment.secret_outputs`` the names of
+outputs that are secret. An output that stays unknown is an error (the harness returned too little).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import settings
+from pulumi.runtime.stack import massage, run_pulumi_func, wait_for_rpcs
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from .real_mocks import CreatedResource, RealMocks
+from .values import HarnessError
+
+# The SDK registers resources through loop.run_in_executor(None, ...). The default pool (cpu + 4
+# threads) could hold every worker in a container health wait while the containers they need
+# queue behind them (an etcd member is healthy only with its peers up); the engine has no such cap.
+_EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pgha-e2e")
+
+
+def keep_requested() -> bool:
+    """True when ``PGHA_E2E_KEEP=1``: leave what a failed deployment created, for debugging."""
+    return os.environ.get("PGHA_E2E_KEEP") == "1"
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def stack_config(stack_file: Path, project: str, extra_config: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, str], set[str]]:
+    """The flat engine config map of a ``Pulumi.<stack>.yaml`` (structured values as JSON).
+
+    Keys without a namespace get the project's. ``secure:`` values cannot be decrypted here: each
+    must be given in ``extra_config`` (same key), which also overrides or adds any other key.
+    Returns ``(config, secure keys)``.
+    """
+    document = yaml.safe_load(Path(stack_file).read_text()) or {}
+
+    def full(key: str) -> str:
+        return key if ":" in key else f"{project}:{key}"
+
+    merged = {full(k): v for k, v in (document.get("config") or {}).items()}
+    merged.update({full(k): v for k, v in (extra_config or {}).items()})
+    secure = {full(k) for k, v in (document.get("config") or {}).items()
+              if isinstance(v, dict) and set(v) == {"secure"}}
+    config = {key: _encode(value) for key, value in merged.items()
+              if not (isinstance(value, dict) and set(value) == {"secure"})}
+    missing = sorted(key for key in secure if key not in config)
+    if missing:
+        raise HarnessError(f"{stack_file}: secure config {', '.join(missing)} cannot be decrypted here; "
+                           "pass the plaintext in extra_config")
+    return config, secure
+
+
+@dataclass
+class Deployment:
+    """A deployed stack: resolved outputs, the creation log and a way to tear it down."""
+
+    run_id: str
+    outputs: dict[str, Any]
+    secret_outputs: frozenset[str]
+    mocks: RealMocks
+    seconds: float
+    resources: list[CreatedResource] = field(default_factory=list)
+
+    def destroy(self, remove_images: bool = False) -> list[CreatedResource]:
+        """Remove every container, volume and network of this run (images only if asked)."""
+        return self.mocks.destroy(remove_images=remove_images)
+
+    def __enter__(self) -> Deployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+async def _resolve(raw: Mapping[str, Any]) -> tuple[dict[str, Any], set[str], list[str]]:
+    values: dict[str, Any] = {}
+    secret: set[str] = set()
+    unknown: list[str] = []
+    for name, value in raw.items():
+        output = pulumi.Output.from_input(massage(value, []))
+        if not await output.is_known():
+            unknown.append(name)
+        if await output.is_secret():
+            secret.add(name)
+        values[name] = await output.future()
+    return values, secret, unknown
+
+
+def _quiet_failed_futures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Loop exception handler: a failed resource leaves one failed future per output property that
+    nobody awaits; the failure is already reported by deploy(), so drop those GC-time warnings."""
+    if isinstance(context.get("exception"), HarnessError) and "never retrieved" in context.get("message", ""):
+        return
+    loop.default_exception_handler(context)
+
+
+def _drain(deadline_s: float = 900.0) -> None:
+    """After a failure, let every outstanding registration finish (they fail fast once closed)."""
+    deadline = time.monotonic() + deadline_s
+    manager = settings.SETTINGS.rpc_manager
+    while manager.rpcs and time.monotonic() < deadline:
+        try:
+            _sync_await(wait_for_rpcs())
+            return
+        except BaseException:
+            if not manager.rpcs:
+                return
+
+
+def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha", stack: str = "dev",
+           extra_config: Mapping[str, Any] | None = None, secret_keys: Collection[str] = (),
+           *, workdir: Path | None = None, run_id: str | None = None,
+           extra_labels: Mapping[str, str] | None = None) -> Deployment:
+    """Run ``program`` against real Docker and return the resulting ``Deployment``.
+
+    ``program`` must declare the resources when called (import-time-only code does not run again
+    for a module that is already imported). It runs with the working directory set to ``workdir``
+    (default: the stack file's directory, where Pulumi.yaml lives), which is also the base for
+    relative build contexts and upload sources. ``secret_keys`` are full config keys
+    ("pgha:sshPrivateKey") to mark secret; ``secure:`` keys of the stack file always are.
+    On any failure everything already created is destroyed (unless ``PGHA_E2E_KEEP=1``) and a
+    ``HarnessError`` naming the failed resources and causes is raised.
+    """
+    stack_file = Path(stack_file).resolve()
+    workdir = Path(workdir or stack_file.parent).resolve()
+    config, secure = stack_config(stack_file, project, extra_config)
+    pulumi.runtime.set_all_config(config, secret_keys=sorted(secure | set(secret_keys)))
+    mocks = RealMocks(run_id=run_id, workdir=workdir, extra_labels=extra_labels)
+    settings.ROOT.set(None)  # the root stack survives a second set_mocks otherwise
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    settings.SETTINGS.root_directory = str(workdir)
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    loop = _ensure_event_loop()
+    loop.set_default_executor(_EXECUTOR)
+    loop.set_exception_handler(_quiet_failed_futures)
+    started = time.monotonic()
+    try:
+        with contextlib.chdir(workdir):
+            _sync_await(run_pulumi_func(program))
+            root = settings.get_root_resource()
+            outputs, secret, unknown = _sync_await(_resolve(getattr(root, "outputs", {})))
+        if unknown:
+            raise HarnessError(f"stack output(s) {', '.join(unknown)} stayed unknown after the deployment")
+    except BaseException as exc:
+        mocks.close()
+        _drain()
+        causes = "\n  ".join(str(error) for error in mocks.errors) or f"{type(exc).__name__}: {exc}"
+        if keep_requested():
+            message = f"deployment {mocks.run_id} failed (kept for debugging, PGHA_E2E_KEEP=1):\n  {causes}"
+        else:
+            try:
+                mocks.destroy()
+                message = f"deployment {mocks.run_id} failed (everything created was removed):\n  {causes}"
+            except HarnessError as cleanup:
+                message = f"deployment {mocks.run_id} failed:\n  {causes}\nand cleanup failed: {cleanup}"
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise HarnessError(message) from exc
+    return Deployment(run_id=mocks.run_id, outputs=outputs, secret_outputs=frozenset(secret), mocks=mocks,
+                      seconds=time.monotonic() - started, resources=list(mocks.created))
