@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.secrets import render_secret
 from config.models import ClusterConfig, Host
 from render import paths
 from render.credentials import Credentials
@@ -44,7 +45,7 @@ class BackupRepo(pulumi.ComponentResource):
     def files(self, node: Host) -> tuple[File, ...]:
         """The pgBackRest files a PostgreSQL node needs; the config holds the cipher pass (secret)."""
         cfg = self._args.cfg
-        config = pulumi.Output.secret(self._args.credentials.apply(lambda c: render_pgbackrest(cfg, node, c)))
+        config = render_secret(self._args.credentials, lambda c: render_pgbackrest(cfg, node, c))
         return (
             File(paths.PGBACKREST_CONFIG, config, mode="0600", owner="postgres", secret=True),
             File(paths.BACKUP_SCRIPT, render_backup_script(cfg), mode="0755"),

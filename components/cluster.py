@@ -11,7 +11,7 @@ from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
 from components.patroni_node import PatroniNode, PatroniNodeArgs
-from components.secrets import ClusterSecrets
+from components.secrets import ClusterSecrets, secret
 from config.models import ClusterConfig
 from targets import Target
 
@@ -78,6 +78,4 @@ class PostgresCluster(pulumi.ComponentResource):
 
     @staticmethod
     def _dsn(user: str, password: pulumi.Output[str], host: str, port: int, db: str) -> pulumi.Output[str]:
-        return pulumi.Output.secret(
-            password.apply(lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}")
-        )
+        return secret(password.apply(lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}"))

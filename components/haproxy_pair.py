@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import pulumi
 
+from components.secrets import render_secret
 from config.models import ClusterConfig
 from render import paths
 from render.credentials import Credentials
@@ -43,7 +45,7 @@ class HAProxyPair(pulumi.ComponentResource):
             files = [
                 File(
                     paths.HAPROXY_CONFIG,
-                    pulumi.Output.secret(creds.apply(lambda c, n=node: render_haproxy(cfg, n, c))),
+                    render_secret(creds, partial(render_haproxy, cfg, node)),
                     mode="0600",
                     secret=True,
                 )
@@ -54,7 +56,7 @@ class HAProxyPair(pulumi.ComponentResource):
                 files.append(
                     File(
                         paths.KEEPALIVED_CONFIG,
-                        pulumi.Output.secret(creds.apply(lambda c, n=node: render_keepalived(cfg, n, c))),
+                        render_secret(creds, partial(render_keepalived, cfg, node)),
                         mode="0600",
                         secret=True,
                     )

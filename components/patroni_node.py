@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.backup_repo import BackupRepo
+from components.secrets import render_secret
 from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
@@ -39,8 +40,8 @@ class PatroniNode(pulumi.ComponentResource):
         super().__init__("pgha:index:PatroniNode", name, None, opts)
         cfg, node, creds = args.cfg, args.node, args.credentials
         rest_port = cfg.patroni.rest_api_port
-        patroni_yml = pulumi.Output.secret(creds.apply(lambda c: render_patroni(cfg, node, c)))
-        bootstrap_sql = pulumi.Output.secret(creds.apply(lambda c: render_post_bootstrap_sql(cfg, c)))
+        patroni_yml = render_secret(creds, lambda c: render_patroni(cfg, node, c))
+        bootstrap_sql = render_secret(creds, lambda c: render_post_bootstrap_sql(cfg, c))
         spec = ServiceSpec(
             role="postgres",
             host=node,

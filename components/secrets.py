@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import pulumi
 import pulumi_random as random
 
@@ -41,11 +44,21 @@ class ClusterSecrets:
         self.dcs_id = random.RandomId(
             f"{name}-dcs-namespace", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)
         )
-        values = [pulumi.Output.secret(p.result) for p in self.passwords.values()]
+        values = [secret(p.result) for p in self.passwords.values()]
         self.credentials: pulumi.Output[Credentials] = pulumi.Output.all(*values, self.dcs_id.hex).apply(
             lambda v: Credentials(*v)
         )
 
     def password(self, role: str) -> pulumi.Output[str]:
         """The generated password of `role`, always a secret Output."""
-        return pulumi.Output.secret(self.passwords[role].result)
+        return secret(self.passwords[role].result)
+
+
+def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`value` as a secret Output (typed: the SDK's own signature loses the type)."""
+    return cast(pulumi.Output[str], pulumi.Output.secret(value))
+
+
+def render_secret(credentials: pulumi.Output[Credentials], render: Callable[[Credentials], str]) -> pulumi.Output[str]:
+    """A file rendered from the credentials: it holds secrets, so it is a secret Output."""
+    return secret(credentials.apply(render))

@@ -13,7 +13,7 @@ from config.models import ClusterConfig, Host
 from targets.base import Placement, ServiceSpec, Storage, Target
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE_CONTEXT = ROOT / "docker"
+IMAGE_CONTEXT = ROOT / "image"
 ASSETS = Path(__file__).resolve().parent / "assets"
 RUNNER = "/usr/local/bin/pgha-run"
 MANIFEST = "/etc/pgha/manifest"

@@ -85,9 +85,9 @@ def cleanup() -> None:
 
 def ensure_image() -> str:
     """The node image: PGHA_NODE_IMAGE as given (built if missing), else pgha-node:test rebuilt from
-    docker/Dockerfile, which costs a second when the build cache is current and is never stale."""
+    image/Dockerfile, which costs a second when the build cache is current and is never stale."""
     if "PGHA_NODE_IMAGE" not in os.environ or docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        docker("build", "-q", "-t", IMAGE, str(ROOT / "docker"), timeout=1200)
+        docker("build", "-q", "-t", IMAGE, str(ROOT / "image"), timeout=1200)
     return IMAGE
 
 

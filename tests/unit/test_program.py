@@ -154,7 +154,7 @@ def uploads(res: Registration) -> dict[str, dict[str, Any]]:
 def test_docker_image_is_built_locally_from_the_repo(dev: Graph) -> None:
     image = dev.of_type("docker:index/image:Image")[0]
     assert image.inputs["skipPush"] is True
-    assert image.inputs["build"]["context"].endswith("/docker")
+    assert image.inputs["build"]["context"].endswith("/image")
     assert image.inputs["build"]["args"] == {"BASE_IMAGE": "debian:trixie-slim"}
     assert re.fullmatch(r"pgha-node:[0-9a-f]{12}", image.inputs["imageName"])
     for c in dev.of_type(CONTAINER):

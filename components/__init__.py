@@ -1,0 +1,20 @@
+"""ComponentResources that compose a pgha cluster."""
+
+from components.backup_repo import BackupRepo, BackupRepoArgs
+from components.cluster import PostgresCluster, PostgresClusterArgs
+from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
+from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
+from components.patroni_node import PatroniNode, PatroniNodeArgs
+
+__all__ = [
+    "BackupRepo",
+    "BackupRepoArgs",
+    "EtcdCluster",
+    "EtcdClusterArgs",
+    "HAProxyPair",
+    "HAProxyPairArgs",
+    "PatroniNode",
+    "PatroniNodeArgs",
+    "PostgresCluster",
+    "PostgresClusterArgs",
+]
