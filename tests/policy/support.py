@@ -1,0 +1,210 @@
+"""Hand-built stacks in the form the engine hands to policies, and a runner for one pgha policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import IPv4Address
+from typing import Any
+
+import yaml
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+from pulumi_policy.proxy import unknown_checking_proxy
+
+from config.models import Host
+from policy import validators
+from targets.base import File, Process, ServiceSpec
+from targets.ssh import converge_script
+
+PASSWORDS = {
+    "superuser": "GenSuperuser0000000000000000000A",
+    "replication": "GenReplication00000000000000000B",
+    "rewind": "GenRewind0000000000000000000000C",
+    "restapi": "GenRestapi000000000000000000000D",
+    "stats": "GenStats00000000000000000000000E",
+    "keepalived": "GenVrrp1",
+    "cipher": "GenCipher" + "0" * 54 + "F",
+}
+ADDRESSES = {f"etcd-{i}": f"10.0.0.1{i}" for i in range(1, 6)} | {f"pg-{i}": f"10.0.0.2{i}" for i in range(1, 6)} | {
+    f"haproxy-{i}": f"10.0.0.3{i}" for i in range(1, 4)}
+PATRONI, HAPROXY, KEEPALIVED = "/etc/patroni/patroni.yml", "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"
+PGBACKREST, CRON, ETCD = "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup", "/etc/pgha/etcd.yml"
+
+
+def hba(members: list[str], method: str = "scram-sha-256") -> list[str]:
+    """pg_hba lines like the program's: local peer, loopback and every member for replication."""
+    rules = ["local all all peer", f"host all all 127.0.0.1/32 {method}",
+             f"host replication replicator 127.0.0.1/32 {method}"]
+    return rules + [f"host replication replicator {m}/32 {method}" for m in members]
+
+
+def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None = None, rules: Any = "default",
+                superuser: str = PASSWORDS["superuser"], local_rules: Any = None) -> str:
+    """A patroni.yml for `node`; `rules` None leaves pg_hba out, `dcs` overrides bootstrap.dcs keys."""
+    address = ADDRESSES[node]
+    postgresql: dict[str, Any] = {"use_pg_rewind": True}
+    if rules is not None:
+        postgresql["pg_hba"] = hba([ADDRESSES[m] for m in members]) if rules == "default" else rules
+    data: dict[str, Any] = {
+        "scope": "pgha-dev",
+        "name": node,
+        "restapi": {"listen": "0.0.0.0:8008", "connect_address": f"{address}:8008",
+                    "authentication": {"username": "patroni", "password": PASSWORDS["restapi"]}},
+        "bootstrap": {"dcs": {"ttl": 20, "loop_wait": 2, "retry_timeout": 9, "synchronous_mode": True,
+                              "postgresql": postgresql}},
+        "postgresql": {
+            "listen": "0.0.0.0:5432",
+            "connect_address": f"{address}:5432",
+            "authentication": {
+                "superuser": {"username": "postgres", "password": superuser},
+                "replication": {"username": "replicator", "password": PASSWORDS["replication"]},
+                "rewind": {"username": "rewind", "password": PASSWORDS["rewind"]},
+            },
+        },
+    }
+    data["bootstrap"]["dcs"].update(dcs or {})
+    data["bootstrap"]["dcs"] = {k: v for k, v in data["bootstrap"]["dcs"].items() if v is not None}
+    if local_rules is not None:
+        data["postgresql"]["pg_hba"] = local_rules
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def haproxy_cfg(node: str, *, stats: str | None = "default", bind: str | None = None, shutdown: bool = True) -> str:
+    """An haproxy.cfg; `stats` None leaves the stats section out, "" leaves out `stats auth`."""
+    lines = ["global", "    maxconn 100", "defaults", "    mode tcp", "    timeout connect 4s"]
+    if stats is not None:
+        auth = f"stats:{PASSWORDS['stats']}" if stats == "default" else stats
+        lines += ["listen stats", "    mode http", f"    bind {bind or ADDRESSES[node] + ':7000'}",
+                  "    stats enable", "    stats uri /"] + ([f"    stats auth {auth}"] if auth else [])
+    lines += ["listen postgres_read_write", "    bind *:5000", "    option httpchk",
+              "    default-server inter 1s fall 2" + (" on-marked-down shutdown-sessions" if shutdown else "")]
+    lines += [f"    server pg-{i} {ADDRESSES[f'pg-{i}']}:5432 check port 8008" for i in (1, 2, 3)]
+    return "\n".join(lines) + "\n"
+
+
+def keepalived_conf(*, vrid: int | None = 51, auth: str = PASSWORDS["keepalived"], instance: str = "pgha_dev") -> str:
+    """A keepalived.conf with one unicast vrrp_instance."""
+    lines = ["global_defs {", "    router_id x", "}", f"vrrp_instance {instance} {{", "    state BACKUP",
+             "    interface eth0"]
+    lines += [f"    virtual_router_id {vrid}"] if vrid is not None else []
+    lines += ["    priority 100", "    authentication {", "        auth_type PASS", f"        auth_pass {auth}",
+              "    }", "    virtual_ipaddress {", "        10.0.0.30/32 dev eth0", "    }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def pgbackrest_conf(*, retention: str | None = "2", cipher: str = PASSWORDS["cipher"]) -> str:
+    """A pgbackrest.conf; `retention` None leaves repo1-retention-full out."""
+    lines = ["[global]", "repo1-path=/var/lib/pgbackrest"]
+    lines += [f"repo1-retention-full={retention}"] if retention is not None else []
+    lines += ["repo1-cipher-type=aes-256-cbc", f"repo1-cipher-pass={cipher}", "", "[pgha-dev]", "pg1-path=/data"]
+    return "\n".join(lines) + "\n"
+
+
+BACKUP_CRON = "SHELL=/bin/bash\n15 1 * * 0 postgres /usr/local/bin/pgha-backup full\n"
+
+
+def etcd_yml(node: str) -> str:
+    """An etcd config listening on the member's address and loopback."""
+    address = ADDRESSES[node]
+    return yaml.safe_dump({"name": node, "listen-peer-urls": f"http://{address}:2380",
+                           "listen-client-urls": f"http://{address}:2379,http://127.0.0.1:2379"})
+
+
+def healthy_files(etcd: int = 3, postgres: int = 3, haproxy: int = 2) -> dict[str, dict[str, str | None]]:
+    """label -> path -> content of a compliant cluster."""
+    members = [f"pg-{i}" for i in range(1, postgres + 1)]
+    files: dict[str, dict[str, str | None]] = {f"etcd-{i}": {ETCD: etcd_yml(f"etcd-{i}")} for i in range(1, etcd + 1)}
+    for node in members:
+        files[node] = {PATRONI: patroni_yml(node, members), PGBACKREST: pgbackrest_conf(), CRON: BACKUP_CRON}
+    for i in range(1, haproxy + 1):
+        files[f"haproxy-{i}"] = {HAPROXY: haproxy_cfg(f"haproxy-{i}"), KEEPALIVED: keepalived_conf()}
+    return files
+
+
+def _opts(parent: PolicyResource | None) -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], parent.urn if parent else None)
+
+
+class StackBuilder:
+    """Collects resources with URNs, parents and engine-form (camelCase, proxied) props."""
+
+    def __init__(self, stack: str = "dev", resources: list[PolicyResource] | None = None) -> None:
+        """A new stack, or more resources for an existing list (whose first resource is the stack)."""
+        self.stack = stack
+        self.resources: list[PolicyResource] = resources if resources is not None else []
+        self.root = self.resources[0] if self.resources else self.add("pulumi:pulumi:Stack", f"pgha-{stack}", {}, None)
+
+    def add(self, type_: str, name: str, props: Mapping[str, Any], parent: PolicyResource | None) -> PolicyResource:
+        """A resource whose URN carries its parent's type, as the engine makes it."""
+        qualified = f"{parent.urn.split('::')[2]}${type_}" if parent and parent is not self.root else type_
+        urn = f"urn:pulumi:{self.stack}::pgha::{qualified}::{name}"
+        resource = PolicyResource(type_, unknown_checking_proxy(dict(props)), urn, name, _opts(parent), None, parent,
+                                  [], {})
+        self.resources.append(resource)
+        return resource
+
+
+def build_stack(files: Mapping[str, Mapping[str, str | None]], *, stack: str = "dev", target: str = "docker",
+                passwords: Mapping[str, str] | None = None, extra_env: list[str] | None = None) -> list[PolicyResource]:
+    """A pgha stack (cluster, role components, one placement per label) writing `files`."""
+    b = StackBuilder(stack)
+    cluster = b.add("pgha:index:PostgresCluster", f"pgha-{stack}", {}, b.root)
+    for role, value in (passwords if passwords is not None else PASSWORDS).items():
+        b.add("random:index/randomPassword:RandomPassword", f"pgha-{stack}-{role}-password",
+              {"length": float(len(value)), "result": value}, cluster)
+    groups = {"etcd": b.add("pgha:index:EtcdCluster", f"pgha-{stack}-etcd", {}, cluster),
+              "haproxy": b.add("pgha:index:HAProxyPair", f"pgha-{stack}-haproxy", {}, cluster)}
+    for label, content in files.items():
+        kind = label.rsplit("-", 1)[0]
+        parent = groups.get(kind) or b.add("pgha:index:PatroniNode", f"pgha-{stack}-{label}", {}, cluster)
+        address = ADDRESSES[label]
+        if target == "docker":
+            uploads = [{"file": p, "content": c if c is not None else "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}
+                       for p, c in content.items()]
+            name = f"{parent.name}-{label}" if kind != "pg" else f"{parent.name}-patroni"
+            b.add("docker:index/container:Container", name,
+                  {"hostname": label, "uploads": uploads, "envs": list(extra_env or []),
+                   "networksAdvanced": [{"name": "n", "ipv4Address": address}]}, parent)
+        else:
+            spec = ServiceSpec(role=kind, host=Host(name=label, address=IPv4Address(address)), packages=(),
+                               processes=(Process("x", ("/bin/true",)),),
+                               files=tuple(File(p, "") for p in content))
+            stdin = converge_script(spec, [c or "" for c in content.values()])
+            b.add("command:remote:Command", f"{parent.name}-{label}-service" if kind != "pg"
+                  else f"{parent.name}-patroni-service",
+                  {"create": "bash -s", "stdin": stdin, "connection": {"host": address, "privateKey": "k"}}, parent)
+    return b.resources
+
+
+def policy(name: str) -> Any:
+    """The pack's policy of this name."""
+    return next(p for p in validators.POLICIES if p.name == name)
+
+
+def violations(name: str, resources: list[PolicyResource], config: Mapping[str, Any] | None = None) -> list[
+        tuple[str, str | None]]:
+    """(message, urn) of every violation one policy reports over the resources."""
+    found: list[tuple[str, str | None]] = []
+
+    def collect(message: str, urn: str | None = None) -> None:
+        found.append((message, urn))
+
+    chosen = policy(name)
+    if isinstance(chosen, ResourceValidationPolicy):
+        for r in resources:
+            args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None, config)
+            chosen.validate(args, lambda message, _urn=None, about=r.urn: collect(message, about))
+    else:
+        chosen.validate(StackValidationArgs(resources, config), collect)
+    return found
+
+
+def messages(name: str, resources: list[PolicyResource], config: Mapping[str, Any] | None = None) -> str:
+    """All violation messages of one policy, one per line."""
+    return "\n".join(m for m, _ in violations(name, resources, config))
