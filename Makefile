@@ -1,0 +1,31 @@
+# Entry points named in README.md.
+.PHONY: up test unit tools e2e policy-check lint destroy bench
+
+up:            ## bring up the dev stack (Docker) with the Pulumi CLI
+	scripts/up.sh
+
+test:          ## the whole test suite, as CI runs it
+	scripts/test.sh
+
+unit:          ## fast tests: config, renderers, program under mocks, policy pack
+	.venv/bin/pytest tests/unit tests/policy
+
+tools:         ## rendered files checked by the real tools in the pgha-node image
+	.venv/bin/pytest -m tools
+
+e2e:           ## real clusters on the local Docker engine
+	.venv/bin/pytest -m e2e
+
+policy-check:  ## offline policy check of the dev and prod stacks (no Pulumi backend needed)
+	.venv/bin/python -m policy.offline dev
+	.venv/bin/python -m policy.offline prod
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy config render components targets policy program.py
+
+destroy:       ## destroy the dev stack
+	PATH="$$HOME/.pulumi/bin:$$PATH" PULUMI_CONFIG_PASSPHRASE_FILE=$${PULUMI_CONFIG_PASSPHRASE_FILE:-.pulumi-state/passphrase} pulumi destroy --stack dev --yes
+
+bench:         ## failover benchmark (prints a table; see docs/BENCHMARKS.md)
+	.venv/bin/python -m bench.failover
