@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import program
 
-    cleanup_leftovers()
+    cleanup_leftovers(f"pgha.cluster={CLUSTER}")
     events: list[Event] = []
     stack = deploy(ROOT / "Pulumi.dev.yaml", program.main, stack="dev",
                    extra_config={"pgha:timing_profile": args.profile})

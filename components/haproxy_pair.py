@@ -68,11 +68,13 @@ class HAProxyPair(pulumi.ComponentResource):
             spec = ServiceSpec(
                 role="haproxy",
                 host=node,
-                packages=("haproxy", "keepalived", "procps") if vip else ("haproxy",),
+                packages=("haproxy", "curl", "keepalived", "procps") if vip else ("haproxy", "curl"),
                 processes=tuple(processes),
                 files=tuple(files),
                 published_ports=(hap.read_write_port, hap.read_only_port, hap.stats_port),
-                health=("bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{hap.read_write_port}"),
+                # Any HTTP answer (401 without credentials) proves HAProxy serves; probing the SQL
+                # ports instead would open a PostgreSQL connection on every check.
+                health=("curl", "-s", "-o", "/dev/null", f"http://{node.address}:{hap.stats_port}/"),
                 capabilities=VRRP_CAPABILITIES if vip else (),
                 depends_on=tuple(args.depends_on),
             )

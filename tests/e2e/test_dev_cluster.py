@@ -49,10 +49,9 @@ def sentinel() -> Iterator[docker.models.containers.Container]:
 @pytest.fixture(scope="module")
 def stack(sentinel: object) -> Iterator[Deployment]:
     require_engine()
-    cleanup_leftovers()
-    client = docker.from_env()
-    for leftover in client.containers.list(all=True, filters={"label": f"pgha.cluster={CLUSTER}"}):
-        leftover.remove(force=True)
+    # Leftovers of an interrupted earlier run of this cluster (an engine restarted on the same data
+    # root keeps them) would collide on names and the subnet; other clusters' objects are left alone.
+    cleanup_leftovers(f"pgha.cluster={CLUSTER}")
     import program
 
     deployment = deploy(ROOT / "Pulumi.dev.yaml", program.main, stack="dev")

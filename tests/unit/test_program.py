@@ -197,6 +197,8 @@ def test_docker_container_inputs(dev: Graph) -> None:
     assert {v["containerPath"] for v in etcd["volumes"]} == {"/var/lib/etcd"}
 
     hap = dev.named("pgha-dev-haproxy-haproxy-1").inputs
+    # HAProxy's health is its stats page (401 without credentials), never a probe of the SQL ports.
+    assert hap["healthcheck"]["tests"] == ["CMD", "curl", "-s", "-o", "/dev/null", "http://10.89.0.31:7000/"]
     assert set(hap["capabilities"]["adds"]) == {"NET_ADMIN", "NET_BROADCAST", "NET_RAW"}
     assert {(p["internal"], p["external"], p["ip"]) for p in hap["ports"]} == {
         (5000, 5000, "127.0.0.1"), (5001, 5001, "127.0.0.1"), (7000, 7000, "127.0.0.1")}
