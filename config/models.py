@@ -44,10 +44,12 @@ RESERVED_PARAMETERS = frozenset(
 )
 
 TIMING_PROFILES: dict[str, dict[str, dict[str, int]]] = {
-    # Measured in docs/BENCHMARKS.md: a hard kill of the primary costs about ttl + a check interval.
+    # Measured in docs/BENCHMARKS.md. After a hard kill the leader key lives on for ttl minus the age
+    # of its last refresh (0..loop_wait), so at Patroni's minimum ttl a longer loop_wait shortens the
+    # average outage; retry_timeout takes what is left of loop_wait + 2*retry_timeout <= ttl.
     "tuned": {
-        "patroni": {"ttl": 20, "loop_wait": 2, "retry_timeout": 9},
-        "check": {"inter_ms": 1000, "fastinter_ms": 500, "downinter_ms": 1000, "fall": 2, "rise": 1},
+        "patroni": {"ttl": 20, "loop_wait": 4, "retry_timeout": 8},
+        "check": {"inter_ms": 1000, "fastinter_ms": 500, "downinter_ms": 500, "fall": 2, "rise": 1},
     },
     # Patroni's upstream defaults with HAProxy's usual 3 s checks: slower failover, more tolerance
     # for slow disks and networks.
