@@ -12,7 +12,7 @@ from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
-from render.patroni import render_patroni
+from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
 from targets import DataDir, File, Process, ServiceSpec, Target
 
 PACKAGES = ("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2", "pgbackrest", "cron", "curl")
@@ -49,11 +49,14 @@ class PatroniNode(pulumi.ComponentResource):
             processes=(
                 Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload"),
                 Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron"),
+                Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres"),
             ),
             files=(
                 File(paths.PATRONI_CONFIG, patroni_yml, mode="0600", owner="postgres", secret=True),
                 File(paths.BOOTSTRAP_SQL, bootstrap_sql, mode="0600", owner="postgres", secret=True),
                 File(paths.POST_BOOTSTRAP_SCRIPT, render_post_bootstrap_script(cfg), mode="0755"),
+                File(paths.DCS_CONFIG, render_dynamic_config(cfg), mode="0640", owner="postgres"),
+                File(paths.DCS_SYNC_SCRIPT, render_dcs_sync_script(cfg), mode="0755"),
                 *args.backup.files(node),
             ),
             data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750"),),

@@ -32,6 +32,10 @@ BACKUP_LOCK: Final = f"{PG_SOCKET_DIR}/pgha-backup.lock"
 SCRIPT_DIR: Final = "/usr/local/bin"
 BACKUP_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-backup"
 POST_BOOTSTRAP_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-post-bootstrap"
+# Patroni reads bootstrap.dcs only when it creates the cluster; this file and the reconciler keep
+# the DCS equal to the stack config afterwards.
+DCS_CONFIG: Final = f"{PATRONI_CONFIG_DIR}/dynamic.yml"
+DCS_SYNC_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-dcs-sync"
 
 
 def etcd_data_dir(cluster_name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.models import ClusterConfig, Host
-from render.common import dump_yaml, require_member
+from render.common import dump_yaml, render_template, require_member, with_header
 from render.credentials import (
     REPLICATION_USER,
     RESTAPI_USER,
@@ -13,7 +13,15 @@ from render.credentials import (
     SUPERUSER,
     Credentials,
 )
-from render.paths import PG_BIN, PG_DATA, PG_SOCKET_DIR, PGPASS, POST_BOOTSTRAP_SCRIPT
+from render.paths import (
+    DCS_CONFIG,
+    PATRONI_CONFIG,
+    PG_BIN,
+    PG_DATA,
+    PG_SOCKET_DIR,
+    PGPASS,
+    POST_BOOTSTRAP_SCRIPT,
+)
 
 AUTH_METHOD = "scram-sha-256"
 # Headroom over one sender and one slot per member: pg_basebackup, pgBackRest and a spare.
@@ -74,6 +82,42 @@ def cluster_parameters(cfg: ClusterConfig) -> dict[str, Any]:
     return params
 
 
+def dynamic_config(cfg: ClusterConfig) -> dict[str, Any]:
+    """Patroni's dynamic (DCS) configuration: timing, replication mode, parameters and pg_hba."""
+    patroni = cfg.patroni
+    return {
+        "ttl": patroni.ttl,
+        "loop_wait": patroni.loop_wait,
+        "retry_timeout": patroni.retry_timeout,
+        "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
+        "failsafe_mode": patroni.failsafe_mode,
+        **synchronous_settings(cfg),
+        "postgresql": {
+            "use_pg_rewind": patroni.use_pg_rewind,
+            "use_slots": patroni.use_slots,
+            "parameters": cluster_parameters(cfg),
+            "pg_hba": pg_hba(cfg),
+        },
+    }
+
+
+def render_dynamic_config(cfg: ClusterConfig) -> str:
+    """The DCS configuration as YAML, for `patronictl edit-config --replace` on a running cluster."""
+    return dump_yaml(dynamic_config(cfg))
+
+
+def render_dcs_sync_script(cfg: ClusterConfig) -> str:
+    """Bash reconciler: on the leader, replace the DCS configuration whenever it differs from DCS_CONFIG."""
+    text = render_template(
+        "pgha-dcs-sync.sh.j2",
+        rest_api_port=cfg.patroni.rest_api_port,
+        patroni_config=PATRONI_CONFIG,
+        dcs_config=DCS_CONFIG,
+        interval_s=max(cfg.patroni.loop_wait, 10),
+    )
+    return with_header(text)
+
+
 def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
     """The patroni.yml of PostgreSQL node `node` (one of cfg.postgres.nodes)."""
     require_member(node, cfg.postgres.nodes, "postgres.nodes")
@@ -91,20 +135,7 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         },
         "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]},
         "bootstrap": {
-            "dcs": {
-                "ttl": patroni.ttl,
-                "loop_wait": patroni.loop_wait,
-                "retry_timeout": patroni.retry_timeout,
-                "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
-                "failsafe_mode": patroni.failsafe_mode,
-                **synchronous_settings(cfg),
-                "postgresql": {
-                    "use_pg_rewind": patroni.use_pg_rewind,
-                    "use_slots": patroni.use_slots,
-                    "parameters": cluster_parameters(cfg),
-                    "pg_hba": hba,
-                },
-            },
+            "dcs": dynamic_config(cfg),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
             "post_bootstrap": POST_BOOTSTRAP_SCRIPT,
         },

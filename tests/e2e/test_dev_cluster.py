@@ -7,6 +7,7 @@ records each acknowledged commit, and leaves the cluster healthy for the next on
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 from tests.e2e.cluster import DockerHosts, Endpoint, Patroni, PrimaryWatch, Writer, wait_for
 from tests.e2e.harness.deploy import Deployment, deploy
@@ -148,6 +150,27 @@ def test_up_leader_sync_standby_and_routing(stack: Deployment, patroni: Patroni,
         assert server(local)[1] is True
 
 
+def dcs_config(hosts: DockerHosts, node: str) -> dict:
+    return yaml.safe_load(hosts.exec(node, "patronictl", "-c", "/etc/patroni/patroni.yml", "show-config",
+                                     user="postgres"))
+
+
+def test_dcs_configuration_follows_the_stack_config(healthy: None, patroni: Patroni, hosts: DockerHosts) -> None:
+    leader = patroni.leader()
+    assert leader
+    desired = yaml.safe_load(hosts.exec(leader, "cat", "/etc/patroni/dynamic.yml"))
+    assert dcs_config(hosts, leader) == desired
+    # Drift (a hand edit, or a changed stack config after bootstrap) is replaced by pgha-dcs-sync.
+    def replacements() -> int:
+        return hosts.container(leader).logs().decode(errors="replace").count("pgha-dcs-sync: replaced")
+
+    before = replacements()
+    hosts.exec(leader, "patronictl", "-c", "/etc/patroni/patroni.yml", "edit-config", "--force", "-s", "ttl=25",
+               "-p", "work_mem=8MB", user="postgres")
+    wait_for("pgha-dcs-sync to replace the edited DCS configuration", lambda: replacements() > before, 60)
+    assert dcs_config(hosts, leader) == desired
+
+
 # ------------------------------------------------------------------------------------------ 2
 
 
@@ -237,7 +260,7 @@ def test_etcd_majority_down_never_two_primaries(healthy: None, patroni: Patroni,
         wait_for("a leader again", patroni.leader, RECOVER_S)
     finally:
         watch.stop()
-    assert watch.samples > 10
+    assert watch.samples >= 5, "the watch must really have sampled the nodes"
     assert not watch.split_brain, f"two writable primaries at once: {watch.split_brain[:3]}"
 
 
@@ -315,6 +338,11 @@ def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, stac
     verify = pgbackrest(hosts, candidate, "verify")
     assert "error" not in verify.lower() or "0 error" in verify.lower(), verify
 
+    # A time target older than every backup would silently recover to the end of WAL: make sure the
+    # full backup taken above really precedes the target before restoring to it.
+    backups = json.loads(pgbackrest(hosts, candidate, "info", "--output=json"))[0]["backup"]
+    target_epoch = rw.query("SELECT extract(epoch FROM %s::timestamptz)::bigint", target)[0][0]
+    assert any(b["timestamp"]["stop"] < target_epoch for b in backups), (backups, target)
     restored = restore_to(hosts, stack, target)
     assert restored == [("before", 100)], f"restore to {target} holds {restored}"
 

@@ -20,6 +20,7 @@ from render import (
 from render.etcd import initial_cluster_token
 from render.paths import (
     BACKUP_SCRIPT,
+    DCS_SYNC_SCRIPT,
     HAPROXY_CONFIG,
     KEEPALIVED_CONFIG,
     PATRONI_CONFIG,
@@ -27,6 +28,7 @@ from render.paths import (
     PGBACKREST_CONFIG,
     POST_BOOTSTRAP_SCRIPT,
 )
+from render.patroni import render_dcs_sync_script
 from tests.golden_util import FAKE_CREDS, VARIANTS
 from tests.tools import harness
 from tests.tools.harness import BoxFactory, Clusters, ToolsEnv, variant_config
@@ -250,7 +252,11 @@ def test_pgbackrest_takes_every_option(variant: str, boxes: BoxFactory) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_scripts_parse(variant: str, boxes: BoxFactory) -> None:
     cfg = variant_config(variant)
-    scripts = {POST_BOOTSTRAP_SCRIPT: render_post_bootstrap_script(cfg), BACKUP_SCRIPT: render_backup_script(cfg)}
+    scripts = {
+        POST_BOOTSTRAP_SCRIPT: render_post_bootstrap_script(cfg),
+        BACKUP_SCRIPT: render_backup_script(cfg),
+        DCS_SYNC_SCRIPT: render_dcs_sync_script(cfg),
+    }
     box = boxes(f"scripts-{variant}", files=scripts)
     for path in scripts:
         result = box.exec("bash", "-n", path)

@@ -188,7 +188,11 @@ def test_docker_container_inputs(dev: Graph) -> None:
                  "/usr/local/bin/pgha-run", "/etc/pgha/manifest", "/etc/pgha/processes"):
         assert path in files, path
     processes = files["/etc/pgha/processes"]["content"]
-    assert processes.splitlines() == ["postgres\t/usr/bin/patroni /etc/patroni/patroni.yml", "root\t/usr/sbin/cron -f"]
+    assert processes.splitlines() == [
+        "postgres\t/usr/bin/patroni /etc/patroni/patroni.yml",
+        "root\t/usr/sbin/cron -f",
+        "postgres\t/usr/local/bin/pgha-dcs-sync",
+    ]
     assert "file /etc/patroni/patroni.yml 0600 postgres" in files["/etc/pgha/manifest"]["content"]
     assert not pg.get("envs"), "no configuration (and no secret) travels in the environment"
 
@@ -292,11 +296,12 @@ def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Grap
             if not is_secret(res.inputs.get("stdin")):
                 plain_texts.append(res.inputs.get("stdin", ""))
     assert {"app_dsn", "readonly_dsn"} <= graph.secret_outputs
-    app_password = reveal(graph.outputs["app_dsn"]).split(":")[2].split("@")[0]
-    assert len(app_password) == 32
+    passwords = [reveal(p.outputs["result"]) for p in graph.of_type(PASSWORD)]
+    assert len(passwords) == 9 and all(len(p) >= 8 for p in passwords)
+    assert reveal(graph.outputs["app_dsn"]).split(":")[2].split("@")[0] in passwords
     for text in plain_texts:
-        assert app_password not in str(text)
-        assert "password" not in str(text).lower() or "PGHA_EOF" in str(text) or "pgpass" in str(text)
+        for password in passwords:
+            assert password not in str(text), "a generated password in a plain (non-secret) input"
 
 
 def test_secret_config_key_is_not_a_model_key() -> None:
