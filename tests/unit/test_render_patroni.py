@@ -10,7 +10,7 @@ import yaml
 from config import parse
 from render.credentials import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER
 from render.paths import PG_BIN, PG_DATA, POST_BOOTSTRAP_SCRIPT
-from render.patroni import render_patroni
+from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
 
 
@@ -24,6 +24,27 @@ def test_golden(variant: str) -> None:
     cfg = load(variant)
     for node in cfg.postgres.nodes:
         assert_golden(f"{variant}/patroni-{node.name}.yml", render_patroni(cfg, node, FAKE_CREDS))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dynamic_config_golden_and_equal_to_bootstrap_dcs(variant: str) -> None:
+    cfg = load(variant)
+    text = render_dynamic_config(cfg)
+    assert_golden(f"{variant}/dynamic.yml", text)
+    # The reconciler replaces the DCS with this file: it must be exactly what bootstrap wrote.
+    assert yaml.safe_load(text) == _conf(variant)["bootstrap"]["dcs"]
+
+
+def test_dcs_sync_script_replaces_only_on_the_leader() -> None:
+    cfg = load("dev")
+    script = render_dcs_sync_script(cfg)
+    assert_golden("dev/pgha-dcs-sync.sh", script)
+    lines = [line.strip() for line in script.splitlines()]
+    assert lines[0] == "#!/bin/bash"
+    url = f"http://127.0.0.1:{cfg.patroni.rest_api_port}/primary"
+    primary = lines.index(f'if curl -sf -o /dev/null --max-time 5 "{url}"; then')
+    replace = next(i for i, line in enumerate(lines) if "edit-config --replace" in line)
+    assert primary < replace
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
