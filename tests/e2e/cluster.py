@@ -104,16 +104,17 @@ class Patroni:
     def sync_standbys(self) -> list[str]:
         return [n for n, m in self.members().items() if m["role"] in ("sync_standby", "quorum_standby")]
 
-    def healthy(self, expected: int) -> bool:
-        """One running leader, every other member streaming on the leader's timeline, a sync standby."""
+    def healthy(self, expected: int, sync: bool = True) -> bool:
+        """One running leader, every other member streaming on the leader's timeline, and (unless the
+        cluster replicates asynchronously: `sync=False`) a sync standby."""
         members = self.members()
         leaders = [m for m in members.values() if m["role"] == "leader" and m["state"] == "running"]
         if len(members) != expected or len(leaders) != 1:
             return False
         timeline = leaders[0].get("timeline")
         replicas = [m for m in members.values() if m["role"] != "leader"]
-        return all(m["state"] == "streaming" and m.get("timeline") == timeline for m in replicas) and bool(
-            self.sync_standbys())
+        streaming = all(m["state"] == "streaming" and m.get("timeline") == timeline for m in replicas)
+        return streaming and (not sync or bool(self.sync_standbys()))
 
 
 @dataclass
@@ -180,7 +181,12 @@ class Writer(threading.Thread):
     def wait_acks(self, count: int, timeout_s: float = 60) -> None:
         """Block until `count` more writes are acknowledged."""
         target = len(self.log.acked) + count
-        wait_for(f"{count} acknowledged writes", lambda: len(self.log.acked) >= target, timeout_s, 0.05)
+        try:
+            wait_for(f"{count} acknowledged writes", lambda: len(self.log.acked) >= target, timeout_s, 0.05)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {count - (target - len(self.log.acked))} came, writer "
+                                 f"{'running' if self.is_alive() else 'stopped'}, last errors: "
+                                 f"{self.log.errors[-3:]}") from None
 
     def stop(self) -> WriteLog:
         self._halt.set()
@@ -275,9 +281,13 @@ class SystemdHosts(DockerHosts):
 
     def unit(self, node: str, unit: str) -> dict[str, str]:
         """`systemctl show` properties of `unit` on `node` (MainPID, ActiveEnterTimestamp, ...)."""
-        text = self.exec(node, "systemctl", "show", unit, "--property=MainPID,ActiveState,ActiveEnterTimestamp,"
-                         "ExecMainStartTimestamp,NRestarts,UnitFileState,LoadState")
-        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        def show() -> dict[str, str] | None:
+            text = self.exec(node, "systemctl", "show", unit, "--property=MainPID,ActiveState,"
+                             "ActiveEnterTimestamp,ExecMainStartTimestamp,NRestarts,UnitFileState,LoadState")
+            properties = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+            return properties if "MainPID" in properties else None
+
+        return wait_for(f"systemctl show {unit} on {node}", show, 10)
 
 
 class PrimaryWatch(threading.Thread):

@@ -99,7 +99,7 @@ REJECTIONS = [
     ("dev", "patroni.loop_wait", 0, ["pgha:patroni.loop_wait", "greater than or equal to 1", "given: 0"]),
     ("dev", "patroni.retry_timeout", 2, ["pgha:patroni.retry_timeout", "greater than or equal to 3", "given: 2"]),
     ("dev", "patroni.retry_timeout", 10,
-     ["pgha:patroni", "loop_wait + 2*retry_timeout = 4 + 2*10 = 24 exceeds ttl 20"]),
+     ["pgha:patroni", "loop_wait + 2*retry_timeout = 3 + 2*10 = 23 exceeds ttl 20"]),
     ("prod", "haproxy.virtual_ip", DELETE, ["pgha:haproxy.virtual_ip", "missing", "ssh target"]),
     ("prod", "haproxy.virtual_ip", "192.0.2.300", ["pgha:haproxy.virtual_ip", "IPv4", "192.0.2.300"]),
     ("prod", "haproxy.virtual_ip", "192.0.2.31", ["pgha:haproxy", "virtual_ip 192.0.2.31 is also a node address"]),
