@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pulumi
 
+from components import rolling_restart
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
@@ -52,6 +53,8 @@ class PostgresCluster(pulumi.ComponentResource):
         ]
         nodes_ready = [n.ready for n in self.nodes]
         self.backup_checks = self.backup.verify(cfg.postgres.nodes, nodes_ready)
+        # Parameters that need a restart: applied replicas first, the leader last (see rolling_restart).
+        self.restarts = rolling_restart.declare(f"{name}-pending-restarts", cfg, target, nodes_ready, self)
         self.haproxy = HAProxyPair(
             f"{name}-haproxy",
             HAProxyPairArgs(cfg, target, creds, depends_on=nodes_ready),

@@ -51,13 +51,17 @@ def render_unit(spec: ServiceSpec, process: Process) -> str:
 
 
 def _write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
-    """Shell that writes `content` to `path`, setting `$flag` to 1 when the content differs."""
+    """Shell that writes `content` to `path`, setting `$flag` to 1 when the content differs.
+
+    An unchanged file is not rewritten (only its owner and mode are enforced): a rewritten unit file
+    makes systemd ask for a daemon-reload although nothing changed."""
     encoded = base64.b64encode(content.encode()).decode()
     q = shlex.quote(path)
     return (
         f"tmp=$(mktemp)\nbase64 -d > \"$tmp\" <<'PGHA_EOF'\n{encoded}\nPGHA_EOF\n"
-        f"if ! cmp -s \"$tmp\" {q}; then {flag}=1; fi\n"
-        f"install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\nrm -f \"$tmp\"\n"
+        f"if ! cmp -s \"$tmp\" {q}; then\n  {flag}=1\n"
+        f"  install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\n"
+        f"else\n  chown {owner}:{owner} {q} && chmod {mode} {q}\nfi\nrm -f \"$tmp\"\n"
     )
 
 
@@ -91,9 +95,12 @@ def converge_script(spec: ServiceSpec, contents: list[str]) -> str:
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
     for shared in spec.shared:
+        # Usually a mount point (NFS) that exists before the service user does: make it the user's.
+        # chown only when needed, so a share prepared by hand (e.g. with root_squash) is left alone.
+        q, owner = shlex.quote(shared.path), shared.owner
         parts.append(
-            f"test -d {shlex.quote(shared.path)} || install -d -m 0750 -o {shared.owner} -g {shared.owner} "
-            f"{shlex.quote(shared.path)}"
+            f"test -d {q} || install -d -m 0750 -o {owner} -g {owner} {q}\n"
+            f'if [ "$(stat -c %U:%G {q})" != {owner}:{owner} ]; then chown {owner}:{owner} {q} && chmod 0750 {q}; fi'
         )
     for file, content in zip(spec.files, contents, strict=True):
         parts.append(_write_file(file.path, content, file.mode, file.owner))
@@ -119,11 +126,15 @@ def converge_script(spec: ServiceSpec, contents: list[str]) -> str:
 
 
 def _wait(check: tuple[str, ...]) -> str:
+    """Retry `check` every second until it succeeds (then show its output); at the deadline fail with
+    its last output."""
     return (
         f"deadline=$((SECONDS + {HEALTH_DEADLINE_S}))\n"
-        f"until {shlex.join(check)} >/dev/null 2>&1; do\n"
-        f"  if [ $SECONDS -ge $deadline ]; then echo 'not healthy after {HEALTH_DEADLINE_S}s: "
-        f"{shlex.join(check)}' >&2; exit 1; fi\n  sleep 1\ndone\n"
+        f"until out=$({shlex.join(check)} 2>&1); do\n"
+        f"  if [ $SECONDS -ge $deadline ]; then echo {shlex.quote(f'not healthy after {HEALTH_DEADLINE_S}s: ')}"
+        f"{shlex.quote(shlex.join(check)[:200])} >&2; printf '%s\\n' \"$out\" | tail -n 20 >&2; exit 1; fi\n"
+        f"  sleep 1\ndone\n"
+        f"[ -z \"$out\" ] || printf '%s\\n' \"$out\"\n"
     )
 
 

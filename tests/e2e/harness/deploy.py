@@ -11,6 +11,12 @@ harness reads that dict from ``pulumi.runtime.settings.get_root_resource()`` aft
 finished, converts each value like the SDK does for real stack outputs (``stack.massage``) and
 awaits it: ``Deployment.outputs`` holds plain values, ``Deployment.secret_outputs`` the names of
 outputs that are secret. An output that stays unknown is an error (the harness returned too little).
+
+A second run of the program against what a first one made (``deploy(..., previous=first)``, where
+``first`` is a ``Deployment`` or the ``DeploymentFailedError`` of a failed run) behaves like a second
+``pulumi up``: random values and unchanged remote commands are kept, changed commands update. A
+failed run never deletes what remote commands did (the engine would not either): the error
+carries the state for the next run.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pulumi.runtime.stack import massage, run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from .real_mocks import CreatedResource, RealMocks
+from .ssh import RemoteCommands
 from .values import HarnessError
 
 # The SDK registers resources through loop.run_in_executor(None, ...). The default pool (cpu + 4
@@ -93,8 +100,14 @@ class Deployment:
     seconds: float
     resources: list[CreatedResource] = field(default_factory=list)
 
+    @property
+    def remote(self) -> RemoteCommands:
+        """Recorded remote commands (inputs, state) and the executions this run made."""
+        return self.mocks.remote
+
     def destroy(self, remove_images: bool = False) -> list[CreatedResource]:
-        """Remove every container, volume and network of this run (images only if asked)."""
+        """Run the remote commands' deletes, then remove every container, volume and network of this
+        run (images only if asked)."""
         return self.mocks.destroy(remove_images=remove_images)
 
     def __enter__(self) -> Deployment:
@@ -102,6 +115,18 @@ class Deployment:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+class DeploymentFailedError(HarnessError):
+    """A deployment failed; ``mocks`` holds what it recorded, so a later run can follow it."""
+
+    def __init__(self, message: str, mocks: RealMocks) -> None:
+        super().__init__(message)
+        self.mocks = mocks
+
+    @property
+    def remote(self) -> RemoteCommands:
+        return self.mocks.remote
 
 
 async def _resolve(raw: Mapping[str, Any]) -> tuple[dict[str, Any], set[str], list[str]]:
@@ -142,7 +167,8 @@ def _drain(deadline_s: float = 900.0) -> None:
 def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha", stack: str = "dev",
            extra_config: Mapping[str, Any] | None = None, secret_keys: Collection[str] = (),
            *, workdir: Path | None = None, run_id: str | None = None,
-           extra_labels: Mapping[str, str] | None = None) -> Deployment:
+           extra_labels: Mapping[str, str] | None = None,
+           previous: Deployment | DeploymentFailedError | None = None) -> Deployment:
     """Run ``program`` against real Docker and return the resulting ``Deployment``.
 
     ``program`` must declare the resources when called (import-time-only code does not run again
@@ -150,14 +176,16 @@ def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha",
     (default: the stack file's directory, where Pulumi.yaml lives), which is also the base for
     relative build contexts and upload sources. ``secret_keys`` are full config keys
     ("pgha:sshPrivateKey") to mark secret; ``secure:`` keys of the stack file always are.
-    On any failure everything already created is destroyed (unless ``PGHA_E2E_KEEP=1``) and a
-    ``HarnessError`` naming the failed resources and causes is raised.
+    On any failure every Docker object already created is removed (unless ``PGHA_E2E_KEEP=1``) and
+    a ``DeploymentFailedError`` naming the failed resources and causes is raised; remote commands are
+    never undone on failure (pass the error as ``previous`` to run again). ``previous``: see above.
     """
     stack_file = Path(stack_file).resolve()
     workdir = Path(workdir or stack_file.parent).resolve()
     config, secure = stack_config(stack_file, project, extra_config)
     pulumi.runtime.set_all_config(config, secret_keys=sorted(secure | set(secret_keys)))
-    mocks = RealMocks(run_id=run_id, workdir=workdir, extra_labels=extra_labels)
+    mocks = RealMocks(run_id=run_id or (previous.mocks.run_id if previous else None), workdir=workdir,
+                      extra_labels=extra_labels, previous=previous.mocks if previous else None)
     settings.ROOT.set(None)  # the root stack survives a second set_mocks otherwise
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
     settings.SETTINGS.root_directory = str(workdir)
@@ -182,12 +210,14 @@ def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha",
             message = f"deployment {mocks.run_id} failed (kept for debugging, PGHA_E2E_KEEP=1):\n  {causes}"
         else:
             try:
-                mocks.destroy()
-                message = f"deployment {mocks.run_id} failed (everything created was removed):\n  {causes}"
+                mocks.destroy(remote=False)
+                what = ("every Docker object created was removed; remote commands keep their state"
+                        if mocks.remote.records else "everything created was removed")
+                message = f"deployment {mocks.run_id} failed ({what}):\n  {causes}"
             except HarnessError as cleanup:
                 message = f"deployment {mocks.run_id} failed:\n  {causes}\nand cleanup failed: {cleanup}"
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise HarnessError(message) from exc
+        raise DeploymentFailedError(message, mocks) from exc
     return Deployment(run_id=mocks.run_id, outputs=outputs, secret_outputs=frozenset(secret), mocks=mocks,
                       seconds=time.monotonic() - started, resources=list(mocks.created))

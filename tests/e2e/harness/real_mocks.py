@@ -5,6 +5,11 @@ threads (independent resources are registered concurrently, as the engine would)
 inputs in engine shape. ``RealMocks`` dispatches on the type token, creates the Docker object or
 random value, and returns the provider-like output state. Unknown types and unknown input keys
 raise, so a deployment never silently differs from what the program declared.
+
+Remote commands (``command:remote:Command``) run over real SSH (``ssh.py``). A second deployment
+of the same program can follow a first one (``previous``): random values and remote commands
+whose inputs did not change keep their recorded state, as the engine would keep them; changed
+commands run their update. Docker resources have no such second run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs
 from . import randoms
 from .containers import create_container
 from .docker_objects import CreateContext, build_image, create_network, create_volume
+from .ssh import REMOTE_COMMAND, RemoteCommands
 from .values import RUN_LABEL, HarnessError, UnsupportedInputError, check_keys, is_secret, make_secret, unwrap
 
 Handler = Callable[[str, Mapping[str, Any]], tuple[str, dict[str, Any]]]
@@ -67,7 +73,7 @@ class RealMocks(pulumi.runtime.Mocks):
     """
 
     def __init__(self, run_id: str | None = None, workdir: Path | None = None,
-                 extra_labels: Mapping[str, str] | None = None) -> None:
+                 extra_labels: Mapping[str, str] | None = None, previous: RealMocks | None = None) -> None:
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         self.labels = {RUN_LABEL: self.run_id, **(extra_labels or {})}
         self.workdir = Path(workdir or os.getcwd()).resolve()
@@ -78,6 +84,11 @@ class RealMocks(pulumi.runtime.Mocks):
         self._closed = False
         self._cancel = threading.Event()
         self._local = threading.local()
+        self.previous = previous
+        #: Remote commands: recorded inputs and state (taken over from ``previous``) and the runs made.
+        self.remote: RemoteCommands = RemoteCommands.following(previous.remote if previous else None)
+        #: Random values by name: (type, unwrapped inputs, id, state), kept while their inputs stay.
+        self.randoms: dict[str, tuple[str, Any, str, dict[str, Any]]] = dict(previous.randoms) if previous else {}
         docker_creators = {
             "docker:index/network:Network": create_network,
             "docker:index/volume:Volume": create_volume,
@@ -90,6 +101,7 @@ class RealMocks(pulumi.runtime.Mocks):
             "random:index/randomPassword:RandomPassword": _random_password,
             "random:index/randomString:RandomString": _random_string,
             "random:index/randomId:RandomId": _random_id,
+            REMOTE_COMMAND: self.remote.register,
         })
 
     # -- Mocks interface -------------------------------------------------------------------
@@ -109,9 +121,21 @@ class RealMocks(pulumi.runtime.Mocks):
             with self._lock:
                 self.errors.append(error)
             raise error
+        if self.previous is not None and args.typ.startswith("docker:"):
+            error = ResourceCreationError(args.typ, args.name, UnsupportedInputError(
+                "a deployment following a previous one (previous=...) cannot update docker resources"))
+            with self._lock:
+                self.errors.append(error)
+            raise error
         with self._tracked(args.typ, args.name):
             try:
-                resource_id, state = self._handlers[args.typ](args.name, unwrap(args.inputs))
+                kept = self.randoms.get(args.name)
+                if args.typ.startswith("random:") and kept and kept[:2] == (args.typ, unwrap(args.inputs)):
+                    return kept[2], dict(kept[3])
+                handler = self._handlers[args.typ]
+                # Remote commands get the wrapped inputs: their recorded state keeps secrets marked.
+                resource_id, state = handler(args.name, args.inputs if args.typ == REMOTE_COMMAND
+                                             else unwrap(args.inputs))
             except Exception as exc:
                 error = ResourceCreationError(args.typ, args.name, exc)
                 with self._lock:
@@ -119,6 +143,8 @@ class RealMocks(pulumi.runtime.Mocks):
                 raise error from exc
             if args.typ.startswith("random:"):
                 self._append(CreatedResource(args.typ, args.name, None, "random", {}))
+                with self._lock:
+                    self.randoms[args.name] = (args.typ, unwrap(args.inputs), resource_id, state)
             # An input given as a secret stays secret in the state, as the engine would keep it.
             for key, value in args.inputs.items():
                 if is_secret(value) and key in state:
@@ -136,9 +162,12 @@ class RealMocks(pulumi.runtime.Mocks):
             self._closed = True
             self._cancel.set()
 
-    def destroy(self, remove_images: bool = False, timeout_s: float = 900.0) -> list[CreatedResource]:
+    def destroy(self, remove_images: bool = False, timeout_s: float = 900.0,
+                remote: bool = True) -> list[CreatedResource]:
         """Remove what this run created: containers (forced), volumes, networks, images if asked.
 
+        With ``remote``, first run the ``delete`` of every recorded remote command, in reverse
+        creation order (a failing one stops the destroy with its error, as ``pulumi destroy``).
         New creations are refused from now on; creations still running are cancelled where
         possible (health waits) and awaited up to ``timeout_s``. Returns what was removed and
         raises ``HarnessError`` listing every object that could not be removed.
@@ -151,6 +180,8 @@ class RealMocks(pulumi.runtime.Mocks):
             if self._inflight:
                 raise HarnessError(f"destroy: {self._inflight} creation(s) still running after {timeout_s}s")
             pending = list(self.created)
+        if remote:
+            self.remote.destroy()
         order = {kind: position for position, kind in enumerate(_KIND_ORDER)}
         ranked = sorted(((order.get(item.kind, -1), -index, item) for index, item in enumerate(pending)),
                         key=lambda entry: entry[:2])

@@ -1,0 +1,207 @@
+"""Bare-metal-like test hosts for the prod (ssh) target: systemd containers reached over real SSH.
+
+One container per host from ``Dockerfile`` (Debian trixie, systemd as PID 1, sshd, root login by a
+throwaway ed25519 key), each with a fixed address on a network of its own. Nothing of the cluster
+is installed: the program's remote commands do that from Debian's registry. What the hosts share:
+
+- a download cache of .deb files (volume ``pgha-e2e-ssh-apt-cache``, kept across sessions like a
+  build cache), warmed once per session by a throwaway container so the hosts do not each fetch
+  the same packages (see ``pgha-apt-cache``);
+- on the PostgreSQL hosts, the pgBackRest repository (volume ``pgha-e2e-ssh-backup`` at the stack's
+  ``backup.repo_path``), standing in for the NFS share the README asks for.
+
+Everything else carries the label ``pgha.e2e.ssh=1`` and is removed by ``cleanup()``.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from docker import errors as docker_errors
+
+HERE = Path(__file__).resolve().parent
+LABEL = "pgha.e2e.ssh"
+CACHE_LABEL = "pgha.e2e.ssh.cache"
+IMAGE = "pgha-host:test"
+NETWORK = "pgha-e2e-ssh"
+SUBNET = "10.93.0.0/24"
+PREFIX = "pgha-e2e-ssh-"
+APT_CACHE_VOLUME = "pgha-e2e-ssh-apt-cache"
+APT_CACHE_PATH = "/var/cache/pgha-apt"
+BACKUP_VOLUME = "pgha-e2e-ssh-backup"
+# What ENVIRONMENT.md says a systemd container needs (no --privileged here), plus VRRP's capabilities.
+CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_BROADCAST", "NET_RAW"]
+SECURITY_OPT = ["seccomp=unconfined", "apparmor=unconfined"]
+BOOT_TIMEOUT_S = 120
+
+
+def _name(node: str) -> str:
+    return f"{PREFIX}{node}"
+
+
+def keypair() -> tuple[str, str]:
+    """A throwaway ed25519 key: (private key in OpenSSH format, public key line)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode() + " pgha-e2e-ssh\n"
+
+
+def build_image(client: docker.DockerClient, base_image: str = "debian:trixie-slim") -> None:
+    """Build the host image from this directory (a build cache: it is kept)."""
+    stream = client.api.build(path=str(HERE), tag=IMAGE, buildargs={"BASE_IMAGE": base_image}, rm=True,
+                              forcerm=True, decode=True)
+    log: list[str] = []
+    for chunk in stream:
+        log.extend(chunk.get("stream", "").rstrip("\n").splitlines())
+        if "error" in chunk:
+            raise RuntimeError(f"building {IMAGE} failed: {chunk['error']}\n" + "\n".join(log[-30:]))
+
+
+def cleanup(client: docker.DockerClient | None = None) -> list[str]:
+    """Remove every container, network and volume labelled ``pgha.e2e.ssh`` (the cache stays)."""
+    client = client or docker.from_env()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        container.remove(force=True, v=True)
+        removed.append(f"container {container.name}")
+    for network in client.networks.list(filters={"label": LABEL}):
+        network.remove()
+        removed.append(f"network {network.name}")
+    for volume in client.volumes.list(filters={"label": LABEL}):
+        volume.remove(force=True)
+        removed.append(f"volume {volume.name}")
+    return removed
+
+
+def _tar(files: Mapping[str, tuple[str, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def warm_apt_cache(client: docker.DockerClient, packages: Iterable[str]) -> str:
+    """Download ``packages`` (with dependencies) into the shared cache from a throwaway container.
+
+    Only saves time: a package missing from the cache is downloaded by the host that needs it.
+    """
+    names = " ".join(sorted(set(packages)))
+    script = ("set -e; apt-get update -qq; "
+              f"apt-get install -y -qq --download-only --no-install-recommends {names} >/dev/null; "
+              "/usr/local/sbin/pgha-apt-cache push; ls " + APT_CACHE_PATH + " | wc -l")
+    output = client.containers.run(IMAGE, ["bash", "-c", script], remove=True, labels={LABEL: "1"},
+                                   volumes={APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}})
+    return output.decode().strip()
+
+
+@dataclass
+class Fleet:
+    """The running test hosts: addresses by node name and the key that logs in as root."""
+
+    addresses: dict[str, str]
+    private_key: str
+    public_key: str
+    client: docker.DockerClient = field(repr=False)
+
+    def container(self, node: str) -> docker.models.containers.Container:
+        return self.client.containers.get(_name(node))
+
+    def ssh(self, node: str, command: str, timeout_s: float = 60) -> tuple[int, str]:
+        """Run ``command`` on ``node`` over SSH as root: (exit status, combined output)."""
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(self.addresses[node], username="root", pkey=_pkey(self.private_key), timeout=10,
+                       look_for_keys=False, allow_agent=False)
+        try:
+            _, stdout, _ = client.exec_command(command, timeout=timeout_s, get_pty=False)
+            stdout.channel.set_combine_stderr(True)
+            text = stdout.read().decode(errors="replace")
+            return stdout.channel.recv_exit_status(), text
+        finally:
+            client.close()
+
+    def wait_ssh(self, node: str, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+        """Until ``node`` answers over SSH and systemd has finished booting."""
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                status, output = self.ssh(node, "systemctl is-system-running --wait")
+                if output.strip() in ("running", "degraded"):
+                    return
+                last = output.strip() or status
+            except (OSError, paramiko.SSHException) as exc:
+                last = exc
+            time.sleep(0.5)
+        raise RuntimeError(f"{node} ({self.addresses[node]}): no SSH/systemd after {timeout_s}s (last: {last!r})")
+
+
+def _pkey(private_key: str) -> paramiko.PKey:
+    return paramiko.Ed25519Key.from_private_key(io.StringIO(private_key))
+
+
+def start_fleet(addresses: Mapping[str, str], backup_hosts: Iterable[str], backup_path: str,
+                packages: Iterable[str] = ()) -> Fleet:
+    """Clean up leftovers, build the image, start one host per address and wait until SSH answers."""
+    client = docker.from_env(timeout=900)
+    cleanup(client)
+    build_image(client)
+    try:
+        client.volumes.get(APT_CACHE_VOLUME)
+    except docker_errors.NotFound:
+        client.volumes.create(APT_CACHE_VOLUME, labels={CACHE_LABEL: "1"})
+    warm_error: list[BaseException] = []
+
+    def warm() -> None:
+        try:
+            warm_apt_cache(client, packages)
+        except BaseException as exc:  # reported below; a cold cache only costs time
+            warm_error.append(exc)
+
+    warmer = threading.Thread(target=warm, daemon=True, name="pgha-apt-warm")
+    if packages:
+        warmer.start()
+    client.networks.create(NETWORK, driver="bridge", labels={LABEL: "1"},
+                           ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=SUBNET)]))
+    client.volumes.create(BACKUP_VOLUME, labels={LABEL: "1"})
+    private, public = keypair()
+    fleet = Fleet(dict(addresses), private, public, client)
+    backup_hosts = set(backup_hosts)
+    for node, address in addresses.items():
+        volumes = {APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}}
+        if node in backup_hosts:
+            volumes[BACKUP_VOLUME] = {"bind": backup_path, "mode": "rw"}
+        api = client.api
+        host_config = api.create_host_config(
+            cap_add=CAPABILITIES, security_opt=SECURITY_OPT, tmpfs={"/run": "", "/run/lock": ""},
+            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}, **volumes})
+        created = api.create_container(
+            IMAGE, name=_name(node), hostname=node, labels={LABEL: "1"}, environment={"container": "docker"},
+            host_config=host_config, networking_config=api.create_networking_config(
+                {NETWORK: api.create_endpoint_config(ipv4_address=address)}))
+        container = client.containers.get(created["Id"])
+        container.put_archive("/root/.ssh", _tar({"authorized_keys": (public, 0o600)}))
+        container.start()
+    for node in addresses:
+        fleet.wait_ssh(node)
+    if packages:
+        warmer.join(timeout=900)
+        if warm_error:
+            print(f"warming the apt cache failed (hosts download themselves): {warm_error[0]}")
+    return fleet

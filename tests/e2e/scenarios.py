@@ -1,0 +1,279 @@
+"""Fault scenarios shared by every target: each acts through `Hosts` and measures from the client side.
+
+A scenario takes a `ClusterUnderTest` (what the deployment's outputs and the test's host fixture
+say about the cluster) and, where it writes, a running `Writer`; it leaves every host running and
+the cluster healthy again, or fails naming what did not come back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.cluster import Endpoint, Hosts, Patroni, PrimaryWatch, Writer, wait_for
+
+# ttl 20 + checks: a failover completes well within this; rejoin includes pg_rewind and catch-up.
+FAILOVER_S = 60
+RECOVER_S = 120
+PATRONI_CONFIG = "/etc/patroni/patroni.yml"
+
+
+@dataclass(frozen=True)
+class ClusterUnderTest:
+    """A deployed cluster as the scenarios see it."""
+
+    name: str  # cluster name: Patroni scope and pgBackRest stanza
+    patroni: Patroni
+    hosts: Hosts
+    rw: Endpoint
+    ro: Endpoint
+    addresses: dict[str, str]  # PostgreSQL node -> address
+    etcd: tuple[str, ...]
+    haproxy: tuple[str, ...]
+    vip: str
+
+    @property
+    def pg_nodes(self) -> list[str]:
+        return list(self.addresses)
+
+    @property
+    def all_hosts(self) -> list[str]:
+        return [*self.pg_nodes, *self.etcd, *self.haproxy]
+
+    def node_of(self, address: str) -> str:
+        return next(n for n, a in self.addresses.items() if a == address)
+
+    def healthy(self) -> bool:
+        return self.patroni.healthy(len(self.addresses))
+
+    def restore_hosts(self) -> None:
+        """Start every host a scenario left stopped, then wait for a healthy cluster."""
+        for node in self.all_hosts:
+            if not self.hosts.is_running(node):
+                self.hosts.start(node)
+        wait_for("a healthy cluster after the scenario", self.healthy, RECOVER_S)
+
+
+def server(endpoint: Endpoint, port: int | None = None) -> tuple[str, bool]:
+    """(server address, in recovery) of the PostgreSQL server behind `endpoint`."""
+    row = endpoint.query("SELECT host(inet_server_addr()), pg_is_in_recovery()", port=port)[0]
+    return row[0], row[1]
+
+
+def assert_nothing_lost(writer: Writer) -> None:
+    log = writer.stop()
+    wait_for("the read-write endpoint", lambda: writer.endpoint.query("SELECT 1"), FAILOVER_S)
+    lost = writer.lost()
+    assert not lost, f"{len(lost)} acknowledged commits lost (first: {lost[:5]})"
+    assert len(log.acked) > 40
+
+
+def patronictl(c: ClusterUnderTest, node: str, *args: str) -> str:
+    return c.hosts.exec(node, "patronictl", "-c", PATRONI_CONFIG, *args, user="postgres")
+
+
+# ------------------------------------------------------------------------------------------ up
+
+
+def leader_sync_standby_and_routing(c: ClusterUnderTest) -> None:
+    """One leader, streaming replicas, a sync standby, healthy etcd; rw reaches the leader, ro a replica."""
+    wait_for("one leader, two streaming replicas, a sync standby", c.healthy, RECOVER_S)
+    for etcd in c.etcd:
+        assert "is healthy" in c.hosts.exec(etcd, "etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint",
+                                            "health")
+    leader = c.patroni.leader()
+    address, in_recovery = server(c.rw)
+    assert c.node_of(address) == leader and not in_recovery, "read-write port must reach the leader"
+    address, in_recovery = server(c.ro)
+    assert c.node_of(address) != leader and in_recovery, "read-only port must reach a replica"
+    token = f"up-{time.time_ns()}"
+    c.rw.query("CREATE TABLE IF NOT EXISTS pgha_e2e_kv (k text PRIMARY KEY)")
+    c.rw.query("INSERT INTO pgha_e2e_kv VALUES (%s)", token)
+    wait_for("the write to reach a replica", lambda: c.ro.query("SELECT 1 FROM pgha_e2e_kv WHERE k = %s", token),
+             30)
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def hard_kill_of_the_primary(c: ClusterUnderTest, writer: Writer) -> None:
+    old = c.patroni.leader()
+    assert old
+    fault_at = time.monotonic()
+    c.hosts.kill(old)
+    new = wait_for("a new leader", lambda: (lead := c.patroni.leader()) and lead != old and lead, FAILOVER_S)
+    writer.wait_acks(20, timeout_s=FAILOVER_S)
+    outage = writer.log.outage_around(fault_at)
+    assert_nothing_lost(writer)
+    c.hosts.start(old)
+    wait_for(f"{old} to rejoin as a streaming replica on the new timeline", c.healthy, RECOVER_S)
+    assert c.patroni.members()[old]["role"] != "leader" and c.patroni.leader() == new
+    print(f"hard kill of {old}: {new} leads, write outage {outage:.1f}s")
+
+
+def planned_switchover(c: ClusterUnderTest, writer: Writer) -> float:
+    """Switch to the sync standby; returns the writer's outage (the yardstick of a planned change)."""
+    old = c.patroni.leader()
+    assert old
+    candidate = c.patroni.sync_standbys()[0]
+    fault_at = time.monotonic()
+    patronictl(c, old, "switchover", "--leader", old, "--candidate", candidate, "--force")
+    wait_for(f"{candidate} to lead", lambda: c.patroni.leader() == candidate, FAILOVER_S)
+    writer.wait_acks(20, timeout_s=FAILOVER_S)
+    outage = writer.log.outage_around(fault_at)
+    assert_nothing_lost(writer)
+    print(f"switchover {old} -> {candidate}: write outage {outage:.1f}s")
+    return outage
+
+
+def replica_loss_keeps_reads_and_moves_the_sync_role(c: ClusterUnderTest, writer: Writer) -> None:
+    leader = c.patroni.leader()
+    sync = c.patroni.sync_standbys()[0]
+    other = next(n for n in c.pg_nodes if n not in (leader, sync))
+    c.hosts.kill(other)
+    wait_for("reads to keep working without the async replica",
+             lambda: server(c.ro)[1] and c.node_of(server(c.ro)[0]) == sync, FAILOVER_S)
+    c.hosts.start(other)
+    wait_for("the replica back", c.healthy, RECOVER_S)
+    c.hosts.kill(sync)
+    wait_for(f"the sync role to move from {sync}", lambda: (s := c.patroni.sync_standbys()) and sync not in s,
+             FAILOVER_S)
+    assert c.patroni.leader() == leader, "losing a standby must not fail over"
+    wait_for("reads served by the remaining replica", lambda: server(c.ro)[1], FAILOVER_S)
+    writer.wait_acks(20, timeout_s=FAILOVER_S)
+    assert_nothing_lost(writer)
+
+
+def one_etcd_member_down_changes_nothing(c: ClusterUnderTest, writer: Writer) -> None:
+    leader = c.patroni.leader()
+    c.hosts.kill(c.etcd[1])
+    fault_at = time.monotonic()
+    writer.wait_acks(50, timeout_s=FAILOVER_S)
+    deadline = time.monotonic() + 25  # longer than ttl: a failover would have happened by now
+    wait_for("ttl to pass", lambda: time.monotonic() >= deadline, 40)
+    assert c.patroni.leader() == leader
+    assert writer.log.outage_around(fault_at) < 5
+    assert_nothing_lost(writer)
+
+
+def etcd_majority_down_never_two_primaries(c: ClusterUnderTest) -> None:
+    watch = PrimaryWatch(c.hosts, c.pg_nodes)
+    watch.start()
+    try:
+        for member in c.etcd[1:]:
+            c.hosts.kill(member)
+        # failsafe_mode is off: without the DCS the primary demotes itself.
+        wait_for("the primary to stop accepting writes",
+                 lambda: not any(c.hosts.is_writable(n) for n in c.pg_nodes), FAILOVER_S)
+        with pytest.raises(Exception):  # noqa: B017 - any refusal will do: HAProxy has no primary to route to
+            c.rw.query("CREATE TABLE IF NOT EXISTS pgha_e2e_refused (x int)")
+        for member in c.etcd[1:]:
+            c.hosts.start(member)
+        wait_for("a leader again", c.patroni.leader, RECOVER_S)
+    finally:
+        watch.stop()
+    assert watch.samples >= 5, "the watch must really have sampled the nodes"
+    assert not watch.split_brain, f"two writable primaries at once: {watch.split_brain[:3]}"
+
+
+def haproxy_node_loss_moves_the_vip(c: ClusterUnderTest) -> None:
+    def holds_vip(node: str) -> bool:
+        return f"{c.vip}/" in c.hosts.exec(node, "ip", "-4", "addr", "show", "dev", "eth0")
+
+    holder = next(n for n in c.haproxy if holds_vip(n))
+    other = next(n for n in c.haproxy if n != holder)
+    c.hosts.kill(holder)
+    wait_for(f"the VIP on {other}", lambda: holds_vip(other), 30)
+    assert wait_for("the read-write port through the VIP", lambda: server(c.rw)[1] is False, 30) is not None
+    wait_for("the read-only port through the VIP", lambda: server(c.ro)[1], 30)
+
+
+def isolated_primary_is_replaced_without_split_brain(c: ClusterUnderTest, writer: Writer) -> None:
+    old = c.patroni.leader()
+    assert old
+    watch = PrimaryWatch(c.hosts, c.pg_nodes)
+    watch.start()
+    try:
+        fault_at = time.monotonic()
+        c.hosts.disconnect(old)
+        wait_for(f"{old} to stop accepting writes", lambda: not c.hosts.is_writable(old), FAILOVER_S)
+        new = wait_for("a new leader", lambda: (lead := c.patroni.leader()) and lead != old and lead, FAILOVER_S)
+        writer.wait_acks(20, timeout_s=FAILOVER_S)
+        c.hosts.reconnect(old, c.addresses[old])
+        wait_for(f"{old} back as a replica", c.healthy, RECOVER_S)
+    finally:
+        watch.stop()
+    assert not watch.split_brain, f"two writable primaries at once: {watch.split_brain[:3]}"
+    print(f"isolation of {old}: {new} leads, write outage {writer.log.outage_around(fault_at):.1f}s")
+    assert_nothing_lost(writer)
+
+
+# ------------------------------------------------------------------------------------------ backup
+
+
+def pgbackrest(c: ClusterUnderTest, node: str, *args: str) -> str:
+    return c.hosts.exec(node, "pgbackrest", f"--stanza={c.name}", *args, user="postgres")
+
+
+def backup_archiving_failover_and_point_in_time_restore(
+        c: ClusterUnderTest, restore_to: Callable[[str], list[tuple[str, int]]]) -> None:
+    """Full backup on the leader (a no-op on replicas), archiving after a switchover, and a restore
+    to a point in time by `restore_to(target)`, which returns the restored pgha_e2e_pitr counts."""
+    leader = c.patroni.leader()
+    assert leader
+    assert f"stanza: {c.name}" in pgbackrest(c, leader, "info"), "post_bootstrap creates the stanza"
+    c.hosts.exec(leader, "/usr/local/bin/pgha-backup", "full", user="postgres")
+    info = pgbackrest(c, leader, "info")
+    assert "status: ok" in info and "full backup" in info, info
+    # Backups follow the leader: on a replica the scheduled job does nothing.
+    replica = next(n for n in c.pg_nodes if n != leader)
+    assert "not the primary" in c.hosts.exec(replica, "/usr/local/bin/pgha-backup", "full", user="postgres")
+    pgbackrest(c, leader, "check")  # forces a WAL switch and waits until it is archived
+
+    c.rw.query("CREATE TABLE IF NOT EXISTS pgha_e2e_pitr (batch text, n int)")
+    c.rw.query("INSERT INTO pgha_e2e_pitr SELECT 'before', g FROM generate_series(1, 100) g")
+    target = c.rw.query("SELECT clock_timestamp()::text")[0][0]
+    wait_for("the clock to move past the target",
+             lambda: c.rw.query("SELECT clock_timestamp() > %s::timestamptz + interval '1 second'", target)[0][0],
+             10)
+    c.rw.query("INSERT INTO pgha_e2e_pitr SELECT 'after', g FROM generate_series(1, 50) g")
+
+    # Archiving continues from the new primary after a failover.
+    candidate = c.patroni.sync_standbys()[0]
+    patronictl(c, leader, "switchover", "--leader", leader, "--candidate", candidate, "--force")
+    wait_for(f"{candidate} to lead", lambda: c.patroni.leader() == candidate, FAILOVER_S)
+    wait_for("the new primary to archive", lambda: pgbackrest(c, candidate, "check") is not None, FAILOVER_S)
+    verify = pgbackrest(c, candidate, "verify")
+    assert "error" not in verify.lower() or "0 error" in verify.lower(), verify
+
+    # A time target older than every backup would silently recover to the end of WAL: make sure the
+    # full backup taken above really precedes the target before restoring to it.
+    backups = json.loads(pgbackrest(c, candidate, "info", "--output=json"))[0]["backup"]
+    target_epoch = c.rw.query("SELECT extract(epoch FROM %s::timestamptz)::bigint", target)[0][0]
+    assert any(b["timestamp"]["stop"] < target_epoch for b in backups), (backups, target)
+    restored = restore_to(target)
+    assert restored == [("before", 100)], f"restore to {target} holds {restored}"
+
+
+def restore_commands(stanza: str, data: str, target: str, socket_dir: str) -> list[list[str]]:
+    """pgBackRest restore to `target` into `data`, then a private start (no archiving, no TCP)."""
+    return [
+        ["pgbackrest", f"--stanza={stanza}", f"--pg1-path={data}", "--type=time", f"--target={target}",
+         "--target-action=promote", "restore"],
+        # archive_mode off: the restored copy must never push WAL into the cluster's stanza.
+        ["/usr/lib/postgresql/17/bin/pg_ctl", "-D", data, "-w", "-t", "120",
+         "-o", f"-c archive_mode=off -c listen_addresses='' -c unix_socket_directories={socket_dir} "
+         f"-c hba_file={data}/pg_hba.conf -c ident_file={data}/pg_ident.conf",
+         "-l", f"{data}.log", "start"],
+    ]
+
+
+PITR_COUNTS = "SELECT batch, count(*) FROM pgha_e2e_pitr GROUP BY batch ORDER BY batch"
+
+
+def parse_counts(out: str) -> list[tuple[str, int]]:
+    return [(b, int(n)) for b, n in (line.split("|") for line in out.split())]

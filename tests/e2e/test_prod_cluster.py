@@ -1,0 +1,484 @@
+"""The prod (ssh) target, deployed for real over SSH onto bare-metal-like Debian hosts.
+
+Eight systemd containers (tests/e2e/hosts) stand in for the machines of the README's "Running prod":
+nothing of the cluster is installed; the program's remote commands install Debian's packages,
+write configuration and units, start and converge everything. The harness runs each
+`command:remote:Command` over real SSH and can run the program again against the same hosts the
+way `pulumi up` does (unchanged commands do not run, changed ones update). The fault scenarios are
+the dev ones (tests/e2e/scenarios.py), acting on whole hosts.
+
+The tests run in file order and share one cluster: up, a second run that changes nothing, the
+fault scenarios, a configuration change, an unreachable host, secrets, destroy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e import scenarios
+from tests.e2e.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
+from tests.e2e.harness.deploy import Deployment, DeploymentFailedError, deploy, keep_requested
+from tests.e2e.harness.engine import require_engine
+from tests.e2e.harness.values import unwrap
+from tests.e2e.hosts import fleet as fleet_module
+from tests.e2e.scenarios import ClusterUnderTest
+
+pytestmark = pytest.mark.ssh
+ROOT = Path(__file__).resolve().parents[2]
+STACK_FILE = Path(__file__).resolve().parent / "Pulumi.e2e-ssh.yaml"
+CONFIG = yaml.safe_load(STACK_FILE.read_text())["config"]
+CLUSTER = CONFIG["pgha:name"]
+PG_NODES = {n["name"]: n["address"] for n in CONFIG["pgha:postgres"]["nodes"]}
+ETCD = {m["name"]: m["address"] for m in CONFIG["pgha:etcd"]["members"]}
+HAPROXY = {n["name"]: n["address"] for n in CONFIG["pgha:haproxy"]["nodes"]}
+VIP = CONFIG["pgha:haproxy"]["virtual_ip"]
+REPO_PATH = CONFIG["pgha:backup"]["repo_path"]
+KEY = "pgha:sshPrivateKey"
+PG_DATA = "/var/lib/postgresql/17/main"
+# Every package the program's install steps name, downloaded once into the hosts' shared cache.
+APT_PACKAGES = ("etcd-server", "etcd-client", "postgresql-17", "patroni", "python3-etcd", "python3-psycopg2",
+                "pgbackrest", "cron", "curl", "haproxy", "keepalived", "procps")
+# The long-running services a reload-only change must not restart.
+CORE_UNITS = {"pgha-etcd.service", "pgha-patroni.service", "pgha-haproxy.service", "pgha-keepalived.service"}
+# What the tests measured, for later comparisons (the switchover's outage is the yardstick of item 3).
+MEASURED: dict[str, float] = {}
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+class Runs:
+    """The chain of deployments of this module: each run follows the last one, as `pulumi up` would."""
+
+    def __init__(self, private_key: str) -> None:
+        self.private_key = private_key
+        self.all: list[Deployment | DeploymentFailedError] = []
+
+    @property
+    def last(self) -> Deployment | DeploymentFailedError:
+        return self.all[-1]
+
+    def up(self, **config: Any) -> Deployment:
+        """Run the program (again); `config` overrides stack keys (e.g. postgres=...)."""
+        import program
+
+        extra = {KEY: self.private_key, **{f"pgha:{k}": v for k, v in config.items()}}
+        previous = self.all[-1] if self.all else None
+        def main() -> None:
+            program.main()
+
+        try:
+            deployment = deploy(STACK_FILE, main, stack="e2e-ssh", extra_config=extra, secret_keys=[KEY],
+                                workdir=ROOT, previous=previous)
+        except DeploymentFailedError as failed:
+            self.all.append(failed)
+            raise
+        self.all.append(deployment)
+        return deployment
+
+    def passwords(self) -> dict[str, str]:
+        """Every generated password (RandomPassword results, from the harness's state)."""
+        mocks = self.last.mocks
+        return {name: unwrap(state["result"]) for name, (typ, _, _, state) in mocks.randoms.items()
+                if typ == "random:index/randomPassword:RandomPassword"}
+
+
+class ProcessSampler(threading.Thread):
+    """Samples `ps -eo args` on every host while something runs (e.g. a deployment)."""
+
+    def __init__(self, hosts: SystemdHosts, nodes: list[str], interval_s: float = 1.0) -> None:
+        super().__init__(daemon=True, name="pgha-ps-sampler")
+        self.hosts, self.nodes, self.interval_s = hosts, nodes, interval_s
+        self.samples: list[tuple[str, str]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for node in self.nodes:
+                # A host a scenario stopped is sampled again next round.
+                with contextlib.suppress(Exception):
+                    self.samples.append((node, self.hosts.exec(node, "ps", "-eo", "args", check=False)))
+            self._halt.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=60)
+
+
+SAMPLES: list[tuple[str, str]] = []  # (host, `ps -eo args` output) gathered during deployments
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[fleet_module.Fleet]:
+    require_engine()
+    hosts = fleet_module.start_fleet({**ETCD, **PG_NODES, **HAPROXY}, PG_NODES, REPO_PATH, APT_PACKAGES)
+    yield hosts
+    if not keep_requested():
+        fleet_module.cleanup()
+
+
+@pytest.fixture(scope="module")
+def hosts(fleet: fleet_module.Fleet) -> SystemdHosts:
+    return SystemdHosts(CLUSTER, prefix=fleet_module.PREFIX, network=fleet_module.NETWORK)
+
+
+@pytest.fixture(scope="module")
+def runs(fleet: fleet_module.Fleet, hosts: SystemdHosts) -> Runs:
+    chain = Runs(fleet.private_key)
+    sampler = ProcessSampler(hosts, list(fleet.addresses))
+    sampler.start()
+    try:
+        chain.up()
+    finally:
+        sampler.stop()
+        SAMPLES.extend(sampler.samples)
+    return chain
+
+
+@pytest.fixture(scope="module")
+def stack(runs: Runs) -> Deployment:
+    first = runs.all[0]
+    assert isinstance(first, Deployment)
+    return first
+
+
+@pytest.fixture(scope="module")
+def cluster(stack: Deployment, hosts: SystemdHosts) -> ClusterUnderTest:
+    return ClusterUnderTest(
+        name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts,
+        rw=Endpoint.from_dsn(stack.outputs["app_dsn"]), ro=Endpoint.from_dsn(stack.outputs["readonly_dsn"]),
+        addresses=dict(PG_NODES), etcd=tuple(ETCD), haproxy=tuple(HAPROXY), vip=VIP)
+
+
+@pytest.fixture
+def healthy(cluster: ClusterUnderTest) -> Iterator[None]:
+    """Each scenario starts and must end with a healthy cluster (every host running again)."""
+    wait_for("a healthy cluster before the scenario", cluster.healthy, scenarios.RECOVER_S)
+    yield
+    cluster.restore_hosts()
+
+
+@pytest.fixture
+def writer(cluster: ClusterUnderTest) -> Iterator[Writer]:
+    w = Writer(cluster.rw)
+    w.start()
+    w.wait_acks(20)
+    yield w
+    w.stop()
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def services(hosts: SystemdHosts, node: str) -> dict[str, dict[str, str]]:
+    """The pgha units (and cron on PostgreSQL hosts) of `node` with their MainPID, start time, restarts."""
+    names = hosts.exec(node, "bash", "-c", "ls /etc/systemd/system/pgha-*.service 2>/dev/null | xargs -rn1 basename",
+                       check=False).split()
+    if node in PG_NODES:
+        names.append("cron.service")
+    return {name: hosts.unit(node, name) for name in names}
+
+
+def postmaster(hosts: SystemdHosts, node: str) -> tuple[str, str]:
+    """(postmaster PID, start time) of PostgreSQL on `node`."""
+    pid = hosts.exec(node, "head", "-1", f"{PG_DATA}/postmaster.pid").strip()
+    started = hosts.exec(node, "psql", "-XtAc", "SELECT pg_postmaster_start_time()", user="postgres").strip()
+    return pid, started
+
+
+def snapshot(hosts: SystemdHosts) -> dict[str, Any]:
+    """Everything that would change if a service were restarted or reloaded into a new process."""
+    state: dict[str, Any] = {node: services(hosts, node) for node in [*ETCD, *PG_NODES, *HAPROXY]}
+    for node in PG_NODES:
+        state[f"{node}/postmaster"] = postmaster(hosts, node)
+    return state
+
+
+def show(hosts: SystemdHosts, node: str, *names: str) -> list[str]:
+    sql = "SELECT " + ", ".join(f"current_setting('{n}')" for n in names)
+    return hosts.exec(node, "psql", "-XtAc", sql, user="postgres").strip().split("|")
+
+
+def postgres_config(**parameters: Any) -> dict[str, Any]:
+    """The stack's `pgha:postgres` with `parameters` changed."""
+    section = json.loads(json.dumps(CONFIG["pgha:postgres"]))
+    section["parameters"] = {**section["parameters"], **parameters}
+    return section
+
+
+def restore_on(c: ClusterUnderTest, node: str) -> Callable[[str], list[tuple[str, int]]]:
+    """A point-in-time restore into a scratch directory of PostgreSQL host `node` (its own pgBackRest
+    configuration, the shared repository), started privately: no TCP, no archiving."""
+    data, sockets = "/var/lib/postgresql/pgha-e2e-restore", "/tmp/pgha-e2e-restore"
+
+    def restore(target: str) -> list[tuple[str, int]]:
+        c.hosts.exec(node, "rm", "-rf", data, sockets, f"{data}.log")
+        c.hosts.exec(node, "install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", data, sockets)
+        try:
+            for argv in scenarios.restore_commands(c.name, data, target, sockets):
+                c.hosts.exec(node, *argv, user="postgres")
+            wait_for("the restored server to finish recovery", lambda: c.hosts.exec(
+                node, "psql", "-h", sockets, "-XtAc", "SELECT NOT pg_is_in_recovery()", user="postgres").strip() == "t",
+                120)
+            return scenarios.parse_counts(c.hosts.exec(node, "psql", "-h", sockets, "-d", "app", "-XtAc",
+                                                       scenarios.PITR_COUNTS, user="postgres"))
+        finally:
+            c.hosts.exec(node, "/usr/lib/postgresql/17/bin/pg_ctl", "-D", data, "-m", "immediate", "stop",
+                         user="postgres", check=False)
+            c.hosts.exec(node, "rm", "-rf", data, sockets, f"{data}.log", check=False)
+
+    return restore
+
+
+# ------------------------------------------------------------------------------------------ 1: up
+
+
+def test_up_leader_sync_standby_and_routing(stack: Deployment, cluster: ClusterUnderTest) -> None:
+    scenarios.leader_sync_standby_and_routing(cluster)
+    assert stack.outputs["read_write_endpoint"] == {"host": VIP, "port": 5000}
+    assert {"app_dsn", "readonly_dsn"} <= stack.secret_outputs
+    # Every service is two remote commands per host, and every one of them ran once, over SSH.
+    runs = stack.remote.runs
+    assert {r.action for r in runs} == {"create"} and all(r.exit_status == 0 for r in runs)
+    hosts_reached = {r.host for r in runs}
+    assert hosts_reached == {*ETCD.values(), *PG_NODES.values(), *HAPROXY.values()}
+    print(f"deployment: {stack.seconds:.0f}s, {len(runs)} remote commands")
+
+
+# ------------------------------------------------------------------------------------------ 2: re-runs
+
+
+def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: ClusterUnderTest,
+                                                           hosts: SystemdHosts) -> None:
+    wait_for("a healthy cluster", cluster.healthy, scenarios.RECOVER_S)
+    before = snapshot(hosts)
+    members_before = {n: m.get("pending_restart") for n, m in cluster.patroni.members().items()}
+    first = runs.last
+    second = runs.up()
+    assert second.remote.runs == [], f"unchanged inputs ran: {[r.name for r in second.remote.runs]}"
+    assert sorted(second.remote.unchanged) == sorted(first.remote.records)
+    assert isinstance(first, Deployment) and second.outputs == first.outputs, "same passwords, same endpoints"
+    # Each service's converge script again, by force: it finds everything in place.
+    converges = [name for name in second.remote.records if name.endswith("-service")]
+    assert len(converges) == 8
+    for name in converges:
+        run = second.remote.rerun(name)
+        assert not re.search(r"(started|restarted|reloaded)$", run.stdout, re.M), f"{name}: {run.stdout}"
+    after = snapshot(hosts)
+    assert after == before, "a re-run restarted or reloaded something"
+    assert {n: m.get("pending_restart") for n, m in cluster.patroni.members().items()} == members_before
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def test_hard_kill_of_the_primary_host(healthy: None, cluster: ClusterUnderTest, writer: Writer) -> None:
+    scenarios.hard_kill_of_the_primary(cluster, writer)
+
+
+def test_planned_switchover(healthy: None, cluster: ClusterUnderTest, writer: Writer) -> None:
+    MEASURED["switchover"] = scenarios.planned_switchover(cluster, writer)
+
+
+def test_replica_loss_keeps_reads_and_moves_the_sync_role(healthy: None, cluster: ClusterUnderTest,
+                                                           writer: Writer) -> None:
+    scenarios.replica_loss_keeps_reads_and_moves_the_sync_role(cluster, writer)
+
+
+def test_one_etcd_host_down_changes_nothing(healthy: None, cluster: ClusterUnderTest, writer: Writer) -> None:
+    scenarios.one_etcd_member_down_changes_nothing(cluster, writer)
+
+
+def test_haproxy_host_loss_moves_the_vip(healthy: None, cluster: ClusterUnderTest) -> None:
+    scenarios.haproxy_node_loss_moves_the_vip(cluster)
+
+
+def test_isolated_primary_host_is_replaced_without_split_brain(healthy: None, cluster: ClusterUnderTest,
+                                                               writer: Writer) -> None:
+    scenarios.isolated_primary_is_replaced_without_split_brain(cluster, writer)
+
+
+def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, cluster: ClusterUnderTest) -> None:
+    leader = cluster.patroni.leader()
+    scratch = next(n for n in PG_NODES if n != leader)
+    scenarios.backup_archiving_failover_and_point_in_time_restore(cluster, restore_on(cluster, scratch))
+
+
+# ------------------------------------------------------------------------------------------ 3: config change
+
+
+def test_configuration_change_reload_and_rolling_restart(healthy: None, runs: Runs, cluster: ClusterUnderTest,
+                                                         hosts: SystemdHosts, writer: Writer) -> None:
+    leader = cluster.patroni.leader()
+    assert leader
+    assert show(hosts, leader, "work_mem", "shared_buffers") == ["4MB", "128MB"]
+    started = {node: postmaster(hosts, node)[1] for node in PG_NODES}
+    before = snapshot(hosts)
+    fault_at = time.monotonic()
+    sampler = ProcessSampler(hosts, [*PG_NODES])
+    sampler.start()
+    try:
+        change = runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB"))
+    finally:
+        sampler.stop()
+        SAMPLES.extend(sampler.samples)
+    ran = sorted(r.name for r in change.remote.runs)
+    assert ran == sorted([*(f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES), f"{CLUSTER}-pending-restarts"])
+    for node in PG_NODES:
+        assert show(hosts, node, "work_mem", "shared_buffers") == ["6MB", "160MB"], node
+        assert not cluster.patroni.members()[node].get("pending_restart"), node
+    # The step's own account: every member restarted once, the leader last.
+    gate = next(r for r in change.remote.runs if r.name == f"{CLUSTER}-pending-restarts")
+    order = re.findall(r"restarting (\S+) \((\S+)\)", gate.stdout)
+    assert sorted(n for n, _ in order) == sorted(PG_NODES) and order[-1] == (leader, "leader"), gate.stdout
+    restarted = {node: postmaster(hosts, node)[1] for node in PG_NODES}
+    assert all(restarted[n] > started[n] for n in PG_NODES), "every PostgreSQL restarted once"
+    assert cluster.patroni.leader() == leader, "a rolling restart is not a failover"
+    replicas = [n for n in PG_NODES if n != leader]
+    assert max(restarted[n] for n in replicas) < restarted[leader], f"replicas before the leader: {restarted}"
+    # Patroni itself kept running: reload (SIGHUP), not restart, of its unit.
+    for node in PG_NODES:
+        assert before[node]["pgha-patroni.service"]["MainPID"] == snapshot_unit(hosts, node, "pgha-patroni.service")
+    writer.wait_acks(20, timeout_s=scenarios.FAILOVER_S)
+    outage = writer.log.outage_around(fault_at)
+    switchover = MEASURED.get("switchover")
+    print(f"configuration change: {change.seconds:.0f}s, longest write pause {outage:.2f}s "
+          f"(switchover: {switchover})")
+    assert outage <= max(switchover or 0.0, 2.0) + 1.0, "the rolling restart paused writes longer than a switchover"
+    scenarios.assert_nothing_lost(writer)
+
+
+def snapshot_unit(hosts: SystemdHosts, node: str, unit: str) -> str:
+    return hosts.unit(node, unit)["MainPID"]
+
+
+# ------------------------------------------------------------------------------------------ 4: unreachable host
+
+
+def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: None, runs: Runs,
+                                                                    cluster: ClusterUnderTest,
+                                                                    hosts: SystemdHosts) -> None:
+    down = "pg-3"
+    others = [n for n in [*ETCD, *PG_NODES, *HAPROXY] if n != down]
+    before = snapshot(hosts)
+    hosts.exec(down, "systemctl", "stop", "ssh.service")
+    try:
+        with pytest.raises(DeploymentFailedError) as failed:
+            runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB", maintenance_work_mem="96MB"))
+    finally:
+        hosts.exec(down, "systemctl", "start", "ssh.service")
+    message = str(failed.value)
+    step = f"{CLUSTER}-{down}-patroni-service"
+    assert step in message and PG_NODES[down] in message, message
+    assert "connection refused" in message.lower(), message
+    print(f"failed run: {message.splitlines()[1][:300]}")
+    # The reachable hosts were converged (a reload-only change): every service of every other host
+    # still runs, the long-running ones in the same process.
+    done = {r.name for r in failed.value.remote.runs if r.exit_status == 0}
+    assert done == {f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES if n != down}
+    after = snapshot(hosts)
+    for node in others:
+        assert set(after[node]) == set(before[node]), node
+        assert all(unit["ActiveState"] == "active" for unit in after[node].values()), (node, after[node])
+        for name in CORE_UNITS & set(after[node]):
+            assert after[node][name]["MainPID"] == before[node][name]["MainPID"], (node, name)
+        if node in PG_NODES:
+            assert after[f"{node}/postmaster"] == before[f"{node}/postmaster"], node
+    wait_for("a healthy cluster with the host unreachable over SSH", cluster.healthy, scenarios.RECOVER_S)
+    desired = hosts.exec("pg-1", "cat", "/etc/patroni/dynamic.yml")
+    assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") != desired, "the unreachable host was not changed"
+    # The host is back: the next run does what is left, and only that.
+    completed = runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB",
+                                                 maintenance_work_mem="96MB"))
+    assert sorted(r.name for r in completed.remote.runs) == sorted([step, f"{CLUSTER}-pending-restarts"])
+    assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") == desired
+    for node in PG_NODES:
+        assert show(hosts, node, "maintenance_work_mem") == ["96MB"], node
+
+
+# ------------------------------------------------------------------------------------------ 6: secrets
+
+
+def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: SystemdHosts) -> None:
+    passwords = runs.passwords()
+    assert len(passwords) == 9
+    secrets = {name: value for name, value in passwords.items()}
+    # keepalived's VRRP PASS uses the first 8 characters only.
+    secrets.update({f"{name}[:8]": value[:8] for name, value in passwords.items() if "keepalived" in name})
+    texts: list[tuple[str, str]] = [(f"ps on {node} during a deployment", text) for node, text in SAMPLES]
+    for node in [*ETCD, *PG_NODES, *HAPROXY]:
+        texts.append((f"ps on {node}", hosts.exec(node, "ps", "-eo", "args")))
+        texts.append((f"journal of {node}", hosts.exec(node, "journalctl", "--no-pager", "-o", "cat")))
+    for run in itertools.chain.from_iterable(r.remote.runs for r in runs.all):
+        texts.append((f"{run.name} ({run.action}) command", run.command))
+        texts.append((f"{run.name} ({run.action}) stdout/stderr", f"{run.stdout}\n{run.stderr}\n{run.error or ''}"))
+    for record in runs.last.remote.records.values():
+        for key in ("create", "update", "delete"):
+            texts.append((f"{record.name} {key}", str(record.inputs.get(key) or "")))
+    assert len(SAMPLES) > 50, "the process lists were sampled during the deployments"
+    leaks = [(where, name) for where, text in texts for name, value in secrets.items() if value in text]
+    assert not leaks, f"secrets found: {leaks[:10]}"
+
+
+# ------------------------------------------------------------------------------------------ 5: destroy
+
+
+def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: SystemdHosts,
+                                                          fleet: fleet_module.Fleet) -> None:
+    last = runs.last
+    assert isinstance(last, Deployment)
+    deleted_commands = [name for name, rec in last.remote.records.items() if rec.inputs.get("delete")]
+    last.destroy()
+    deletes = [r for r in last.remote.runs if r.action == "delete"]
+    assert sorted(r.name for r in deletes) == sorted(deleted_commands) and len(deletes) == 8
+    assert all(r.exit_status == 0 for r in deletes)
+    assert not last.remote.records
+    files = {"etcd": ["/etc/pgha/etcd.yml"],
+             "pg": ["/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
+                    "/usr/local/bin/pgha-backup"],
+             "haproxy": ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"]}
+    data: dict[str, str | None] = {"etcd": "/var/lib/etcd", "pg": PG_DATA, "haproxy": None}
+    for role, nodes in (("etcd", ETCD), ("pg", PG_NODES), ("haproxy", HAPROXY)):
+        for node in nodes:
+            units = hosts.exec(node, "bash", "-c", "ls /etc/systemd/system/ | grep pgha- || true").split()
+            assert not units, f"{node}: units left: {units}"
+            active = hosts.exec(node, "bash", "-c", "systemctl list-units 'pgha-*' --no-legend --plain", check=False)
+            assert not active.strip(), f"{node}: still loaded: {active}"
+            assert not hosts.exec(node, "bash", "-c", "pgrep -a 'etcd|patroni|postgres|haproxy|keepalived' || true",
+                                  check=False).strip(), f"{node}: a service still runs"
+            for path in files[role]:
+                assert _missing(hosts, node, path), f"{node}: {path} left"
+            kept = data[role]
+            if kept:
+                assert not _missing(hosts, node, kept), f"{node}: {kept} removed without purge"
+    # purge_data_on_destroy: true renders a delete that removes the data directories: run it on etcd.
+    purge = purge_delete_command(fleet.private_key, f"{CLUSTER}-etcd-etcd-1-service")
+    assert "rm -rf --one-file-system /var/lib/etcd" in purge
+    for node in ETCD:
+        status, output = fleet.ssh(node, purge)
+        assert status == 0, output
+        assert _missing(hosts, node, "/var/lib/etcd"), node
+
+
+def _missing(hosts: SystemdHosts, node: str, path: str) -> bool:
+    return hosts.exec(node, "bash", "-c", f"test -e {path} && echo present || echo missing").strip() == "missing"
+
+
+def purge_delete_command(private_key: str, name: str) -> str:
+    """The `delete` the program declares for `name` with ssh.purge_data_on_destroy: true."""
+    from tests.support.mock_runtime import run_program
+
+    ssh = {**CONFIG["pgha:ssh"], "purge_data_on_destroy": True}
+    graph = run_program(STACK_FILE, {"ssh": ssh}, secrets_config={"sshPrivateKey": private_key})
+    return str(graph.named(name).inputs["delete"])
