@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from tests.e2e.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
 from tests.e2e.harness.deploy import Deployment, deploy
@@ -74,19 +75,20 @@ def switchover(hosts: DockerHosts, patroni: Patroni, victim: str) -> None:
 
 
 def negative_control(stack: Deployment) -> Event:
-    """Async replication; cut the replicas' WAL streams so acknowledged commits exist only on the
-    primary; kill it. (Freezing the replicas alone is not enough: their kernels keep buffering WAL.)"""
+    """Async replication; cut the replicas off the network so acknowledged commits exist only on the
+    primary; kill it; bring the replicas back. (Freezing the replicas, or ending their WAL receivers,
+    is not enough: their kernels buffer WAL, or a new receiver reconnects, and nothing is lost.)"""
+    addresses = {n: urlparse(u).hostname or "" for n, u in zip(NODES, stack.outputs["patroni_rest_urls"],
+                                                                 strict=True)}
 
     def fault(hosts: DockerHosts, patroni: Patroni, victim: str) -> None:
         replicas = [n for n in NODES if n != victim]
         for node in replicas:
-            hosts.exec(node, "psql", "-XtAc", "SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver",
-                       user="postgres")
-            hosts.container(node).pause()  # no new WAL receiver until the primary is gone
+            hosts.disconnect(node)
         time.sleep(1.0)  # the writer keeps committing on the primary alone: the window being measured
         hosts.kill(victim)
         for node in replicas:
-            hosts.container(node).unpause()
+            hosts.reconnect(node, addresses[node])
 
     return run_event("negative control (async)", stack, fault, sync=False)
 
