@@ -234,6 +234,12 @@ def backup_archiving_failover_and_point_in_time_restore(
     assert "not the primary" in c.hosts.exec(replica, "/usr/local/bin/pgha-backup", "full", user="postgres")
     pgbackrest(c, leader, "check")  # forces a WAL switch and waits until it is archived
 
+    # pgBackRest picks the backup set for a time target by whole seconds, and only one that stopped
+    # strictly before the target's second. Let the clock leave the backup's stop second behind first.
+    stop = latest_backup_stop(c, leader)
+    wait_for("the clock to pass the backup's stop second",
+             lambda: c.rw.query("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint > %s", stop + 1)[0][0],
+             10)
     c.rw.query("CREATE TABLE IF NOT EXISTS pgha_e2e_pitr (batch text, n int)")
     c.rw.query("INSERT INTO pgha_e2e_pitr SELECT 'before', g FROM generate_series(1, 100) g")
     target = c.rw.query("SELECT clock_timestamp()::text")[0][0]
@@ -250,13 +256,19 @@ def backup_archiving_failover_and_point_in_time_restore(
     verify = pgbackrest(c, candidate, "verify")
     assert "error" not in verify.lower() or "0 error" in verify.lower(), verify
 
-    # A time target older than every backup would silently recover to the end of WAL: make sure the
-    # full backup taken above really precedes the target before restoring to it.
-    backups = json.loads(pgbackrest(c, candidate, "info", "--output=json"))[0]["backup"]
-    target_epoch = c.rw.query("SELECT extract(epoch FROM %s::timestamptz)::bigint", target)[0][0]
-    assert any(b["timestamp"]["stop"] < target_epoch for b in backups), (backups, target)
+    # The full backup taken above must precede the target the way pgBackRest compares them (whole
+    # seconds, strictly earlier), or restore refuses the target.
+    target_second = c.rw.query("SELECT floor(extract(epoch FROM %s::timestamptz))::bigint", target)[0][0]
+    assert latest_backup_stop(c, candidate) < target_second, (stop, target)
     restored = restore_to(target)
     assert restored == [("before", 100)], f"restore to {target} holds {restored}"
+
+
+def latest_backup_stop(c: ClusterUnderTest, node: str) -> int:
+    """Stop time (epoch seconds, as pgBackRest records it) of the newest backup in the stanza."""
+    backups = json.loads(pgbackrest(c, node, "info", "--output=json"))[0]["backup"]
+    assert backups, "the stanza holds no backup"
+    return int(max(b["timestamp"]["stop"] for b in backups))
 
 
 def restore_commands(stanza: str, data: str, target: str, socket_dir: str) -> list[list[str]]:
