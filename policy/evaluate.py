@@ -58,11 +58,44 @@ def stack_name(stack: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The engine's flat config map for a stack (name or file): structured values as JSON strings."""
-    doc = (yaml.safe_load(stack_file(stack).read_text()) or {}).get("config") or {}
-    doc.update({k if ":" in k else f"pgha:{k}": v for k, v in (overrides or {}).items()})
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in doc.items() if v is not None}
+def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, str], set[str]]:
+    """The engine's flat config map for a stack (name or file), and the keys stored encrypted in it.
+
+    Keys without a namespace get the project's; structured values become JSON, scalars the strings
+    the engine passes. `overrides` add or replace keys. A `secure:` value cannot be decrypted without
+    the stack's secrets provider, so each must be given in `overrides`, or ValueError names it.
+    """
+    path = stack_file(stack)
+    document = _stack_document(path)
+    secure = secure_keys(path)
+    merged = {_full_key(k): v for k, v in document.items() if _full_key(k) not in secure}
+    merged.update({_full_key(k): v for k, v in (overrides or {}).items()})
+    missing = sorted(secure - set(merged))
+    if missing:
+        raise ValueError(f"{path}: secure config {', '.join(missing)} cannot be decrypted without the stack's "
+                         "secrets provider; pass its plaintext (offline check: --secret KEY=VALUE)")
+    return {k: _engine_string(v) for k, v in merged.items() if v is not None}, secure
+
+
+def secure_keys(stack: str | os.PathLike[str]) -> set[str]:
+    """The keys a stack file holds encrypted (`key: {secure: ...}`), with their namespace."""
+    return {_full_key(k) for k, v in _stack_document(stack_file(stack)).items()
+            if isinstance(v, dict) and set(v) == {"secure"}}
+
+
+def _stack_document(path: Path) -> dict[str, Any]:
+    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+
+
+def _full_key(key: str) -> str:
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def _engine_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)  # true/false, numbers, lists and maps as the engine serialises them
 
 
 @dataclass
@@ -174,9 +207,9 @@ def run_program(
     """Evaluate the program (or `body`) for a stack (name or stack file) and return what it declared."""
     name = stack_name(stack)
     graph = Graph(stack=name, preview=preview)
-    config = stack_config(stack, overrides)
-    config.update({f"pgha:{k}": v for k, v in (secrets_config or {}).items()})
-    pulumi.runtime.set_all_config(config, [f"pgha:{k}" for k in (secrets_config or {})])
+    secrets = {f"{PROJECT}:{k}": v for k, v in (secrets_config or {}).items()}
+    config, secure = stack_config(stack, {**(overrides or {}), **secrets})
+    pulumi.runtime.set_all_config(config, sorted(secure | set(secrets)))
     psettings.ROOT.set(None)
     mock = mocks or FakeValues(preview)
     pulumi.runtime.set_mocks(mock, project=PROJECT, stack=name, preview=preview,

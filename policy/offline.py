@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None, *, body: Callable[[], Any] | None = None
         path = evaluate.stack_file(args.stack)
         if not path.is_file():
             raise ValueError(f"no stack file {path}")
-        config = evaluate.stack_config(args.stack)
         secrets = parse_secrets(args.secret)
+        if "pgha:sshPrivateKey" in evaluate.secure_keys(path) and "sshPrivateKey" not in secrets:
+            secrets["sshPrivateKey"] = PLACEHOLDER_KEY
+            err.write("note: pgha:sshPrivateKey is encrypted in the stack file: using a throwaway placeholder "
+                      "key (the offline check never connects to a host)\n")
+        config, _ = evaluate.stack_config(args.stack, {f"pgha:{k}": v for k, v in secrets.items()})
         pack_config = load_pack_config(Path(args.policy_pack_config) if args.policy_pack_config else None)
         body = load_body(args.program) if args.program else body
     except (OSError, ValueError, yaml.YAMLError) as error:

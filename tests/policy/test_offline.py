@@ -45,6 +45,25 @@ def test_prod_stack_passes_with_a_noted_placeholder_key() -> None:
     assert code == 0 and err == ""
 
 
+def test_encrypted_values_are_never_read_as_plaintext(tmp_path: Path) -> None:
+    """What `pulumi config set --secret` leaves in a stack file cannot be decrypted offline: the SSH key
+    gets the placeholder (never the ciphertext as if it were a key); any other encrypted value must be
+    given with --secret."""
+    doc = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    doc["config"]["pgha:sshPrivateKey"] = {"secure": "v1:Y2lwaGVydGV4dA=="}
+    stack = tmp_path / "Pulumi.prod.yaml"
+    stack.write_text(yaml.safe_dump(doc))
+    code, out, err = run_here(str(stack))
+    assert code == 0 and "no policy violations" in out
+    assert err.startswith("note: pgha:sshPrivateKey is encrypted in the stack file: using a throwaway placeholder")
+
+    doc["config"]["pgha:other"] = {"secure": "v1:b3RoZXI="}
+    stack.write_text(yaml.safe_dump(doc))
+    code, out, err = run_here(str(stack))
+    assert (code, out) == (1, "")
+    assert "secure config pgha:other cannot be decrypted without the stack's secrets provider" in err
+
+
 def test_invalid_stack_config_is_reported_with_exit_1(tmp_path: Path) -> None:
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     doc["config"]["pgha:postgres"]["nodes"] = doc["config"]["pgha:postgres"]["nodes"][:2]

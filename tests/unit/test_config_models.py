@@ -14,7 +14,7 @@ from tests.support.mock_runtime import ROOT, stack_config
 
 
 def raw(stack: str) -> dict[str, Any]:
-    return collect(stack_config(stack))
+    return collect(stack_config(stack)[0])
 
 
 def with_change(stack: str, path: str, value: Any) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -33,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import settings
 from pulumi.runtime.stack import massage, run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from policy.evaluate import stack_config
 
 from .real_mocks import CreatedResource, RealMocks
 from .ssh import RemoteCommands
@@ -51,42 +51,6 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pgha-e2e")
 def keep_requested() -> bool:
     """True when ``PGHA_E2E_KEEP=1``: leave what a failed deployment created, for debugging."""
     return os.environ.get("PGHA_E2E_KEEP") == "1"
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value)
-
-
-def stack_config(stack_file: Path, project: str, extra_config: Mapping[str, Any] | None = None
-                 ) -> tuple[dict[str, str], set[str]]:
-    """The flat engine config map of a ``Pulumi.<stack>.yaml`` (structured values as JSON).
-
-    Keys without a namespace get the project's. ``secure:`` values cannot be decrypted here: each
-    must be given in ``extra_config`` (same key), which also overrides or adds any other key.
-    Returns ``(config, secure keys)``.
-    """
-    document = yaml.safe_load(Path(stack_file).read_text()) or {}
-
-    def full(key: str) -> str:
-        return key if ":" in key else f"{project}:{key}"
-
-    merged = {full(k): v for k, v in (document.get("config") or {}).items()}
-    merged.update({full(k): v for k, v in (extra_config or {}).items()})
-    secure = {full(k) for k, v in (document.get("config") or {}).items()
-              if isinstance(v, dict) and set(v) == {"secure"}}
-    config = {key: _encode(value) for key, value in merged.items()
-              if not (isinstance(value, dict) and set(value) == {"secure"})}
-    missing = sorted(key for key in secure if key not in config)
-    if missing:
-        raise HarnessError(f"{stack_file}: secure config {', '.join(missing)} cannot be decrypted here; "
-                           "pass the plaintext in extra_config")
-    return config, secure
 
 
 @dataclass
@@ -182,7 +146,10 @@ def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha",
     """
     stack_file = Path(stack_file).resolve()
     workdir = Path(workdir or stack_file.parent).resolve()
-    config, secure = stack_config(stack_file, project, extra_config)
+    try:
+        config, secure = stack_config(stack_file, extra_config)
+    except ValueError as error:
+        raise HarnessError(str(error)) from None
     pulumi.runtime.set_all_config(config, secret_keys=sorted(secure | set(secret_keys)))
     mocks = RealMocks(run_id=run_id or (previous.mocks.run_id if previous else None), workdir=workdir,
                       extra_labels=extra_labels, previous=previous.mocks if previous else None)

@@ -62,9 +62,9 @@ def test_stack_config(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.dev.yaml"
     stack.write_text("config:\n  pgha:name: x\n  pgha:etcd: {members: [{name: a}]}\n  debug: true\n"
                      "  pgha:sshPrivateKey: {secure: AAEAAQ==}\n")
-    with pytest.raises(HarnessError, match="pgha:sshPrivateKey"):
-        stack_config(stack, "pgha")
-    config, secure = stack_config(stack, "pgha", {"pgha:sshPrivateKey": "KEY", "pgha:name": "y"})
+    with pytest.raises(ValueError, match="pgha:sshPrivateKey cannot be decrypted"):
+        stack_config(stack)
+    config, secure = stack_config(stack, {"pgha:sshPrivateKey": "KEY", "pgha:name": "y"})
     assert config == {"pgha:name": "y", "pgha:etcd": '{"members": [{"name": "a"}]}', "pgha:debug": "true",
                       "pgha:sshPrivateKey": "KEY"}
     assert secure == {"pgha:sshPrivateKey"}
