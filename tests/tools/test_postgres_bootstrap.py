@@ -182,17 +182,37 @@ def test_backup_script_follows_the_leader(postgres: Postgres) -> None:
     result = box.exec(BACKUP_SCRIPT, "full", user="postgres")
     assert (result.returncode, result.stdout.strip()) == (0, "pgha-backup: this node is not the primary; nothing to do")
     assert _backups(box, cfg.stanza) == []
-    # A stand-in for Patroni's REST API on the leader: 200 on /primary.
+    # ...but a check fails: no REST API means no leader is known.
+    result = box.exec(BACKUP_SCRIPT, "check", user="postgres")
+    assert (result.returncode, result.stderr.strip()) == (
+        1, "pgha-backup: the cluster has no running leader (Patroni's /cluster on this node)")
+
+    # A stand-in for Patroni's REST API: files for /cluster and, on the leader, /primary.
     port = cfg.patroni.rest_api_port
-    box.sh("mkdir -p /tmp/leader && touch /tmp/leader/primary", check=True)
+    box.sh("mkdir -p /tmp/leader", check=True)
     harness.docker(
         "exec", "-d", "-w", "/tmp/leader", box.name, "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"
     )
+
+    def cluster(*members: tuple[str, str]) -> None:
+        body = json.dumps({"members": [{"name": f"pg-{i}", "role": role, "state": state}
+                                       for i, (role, state) in enumerate(members)]})
+        box.put({"/tmp/leader/cluster": body})
+
+    cluster(("replica", "streaming"), ("leader", "stopped"))
     harness.wait_for(
         "stand-in REST API answers",
-        lambda: box.exec("curl", "-sf", f"http://127.0.0.1:{port}/primary").returncode == 0,
+        lambda: box.exec("curl", "-sf", f"http://127.0.0.1:{port}/cluster").returncode == 0,
         deadline_s=10,
     )
+    result = box.exec(BACKUP_SCRIPT, "check", user="postgres")
+    assert result.returncode == 1 and "no running leader" in result.stderr, result.stdout + result.stderr
+    cluster(("sync_standby", "streaming"), ("leader", "running"))
+    result = box.exec(BACKUP_SCRIPT, "check", user="postgres")
+    assert (result.returncode, result.stdout.strip()) == (0, "pgha-backup: this node is not the primary; nothing to do")
+    assert _backups(box, cfg.stanza) == []
+
+    box.sh("touch /tmp/leader/primary", check=True)
     for kind in ("full", "incr"):
         result = box.exec(BACKUP_SCRIPT, kind, user="postgres", timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -92,4 +92,8 @@ def test_backup_script_follows_the_leader() -> None:
     create = lines.index(f"pgbackrest --stanza={cfg.stanza} stanza-create")
     backup = lines.index(f'pgbackrest --stanza={cfg.stanza} --type="$type" backup')
     assert check < create < backup
-    assert lines[check + 2] == "exit 0"
+    # Not the primary: exit 0 before pgBackRest runs, except a check without a running leader.
+    leaving = lines.index("exit 0", check)
+    assert leaving < create and lines[leaving - 1] == 'echo "pgha-backup: this node is not the primary; nothing to do"'
+    assert "exit 1" in lines[check:leaving]
+    assert f'{cfg.patroni.rest_api_port}/cluster" | python3 -c \'' in lines[check + 3]

@@ -2,7 +2,8 @@
 # Managed by pgha (Pulumi); do not edit: changes are overwritten.
 # pgha-backup full|diff|incr|check: take a pgBackRest backup of stanza pgha-large (or, with check,
 # run `pgbackrest check`: a WAL switch that must reach the repository) if this node is the Patroni
-# leader; on any other node exit 0 without doing anything, so backups follow the leader.
+# leader; on any other node exit 0 without doing anything, so backups follow the leader (check on
+# another node only confirms that the cluster has a running leader).
 set -euo pipefail
 
 type="${1:-}"
@@ -15,6 +16,15 @@ case "$type" in
 esac
 
 if ! curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:8009/primary"; then
+    # Nothing to back up here. A check still fails while the cluster has no running leader (a failed
+    # bootstrap, a lost DCS): a deployment must not call such a cluster ready.
+    if [ "$type" = check ] && ! curl -sf --max-time 5 "http://127.0.0.1:8009/cluster" | python3 -c '
+import json, sys
+members = json.load(sys.stdin).get("members", [])
+sys.exit(not any(m.get("role") == "leader" and m.get("state") == "running" for m in members))' 2>/dev/null; then
+        echo "pgha-backup: the cluster has no running leader (Patroni's /cluster on this node)" >&2
+        exit 1
+    fi
     echo "pgha-backup: this node is not the primary; nothing to do"
     exit 0
 fi
