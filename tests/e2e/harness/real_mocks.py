@@ -2,12 +2,12 @@
 
 The Python SDK's mock monitor calls ``new_resource`` once per registered resource, from worker
 threads (independent resources are registered concurrently, as the engine would), with the
-inputs in engine shape. ``RealMocks`` dispatches on the type token, creates the Docker object or
-random value, and returns the provider-like output state. Unknown types and unknown input keys
-raise, so a deployment never silently differs from what the program declared.
+inputs in engine shape. ``RealMocks`` dispatches on the type token, creates the Docker object,
+random value or key and certificate (``certs.py``), and returns the provider-like output state.
+Unknown types and unknown input keys raise, so a deployment never silently differs from what the program declared.
 
 Remote commands (``command:remote:Command``) run over real SSH (``ssh.py``). A second deployment
-of the same program can follow a first one (``previous``): random values and remote commands
+of the same program can follow a first one (``previous``): generated values and remote commands
 whose inputs did not change keep their recorded state, as the engine would keep them; changed
 commands run their update. Docker resources have no such second run.
 """
@@ -29,13 +29,15 @@ import pulumi
 from docker import errors as docker_errors
 from pulumi.runtime import MockCallArgs, MockResourceArgs
 
-from . import randoms
+from . import certs, randoms
 from .containers import create_container
 from .docker_objects import CreateContext, build_image, create_network, create_volume
 from .ssh import REMOTE_COMMAND, RemoteCommands
 from .values import RUN_LABEL, HarnessError, UnsupportedInputError, check_keys, is_secret, make_secret, unwrap
 
 Handler = Callable[[str, Mapping[str, Any]], tuple[str, dict[str, Any]]]
+#: Providers whose resources are generated values (kept while their inputs stay), not docker objects.
+GENERATED = ("random:", "tls:")
 Creator = Callable[[str, Mapping[str, Any], CreateContext], tuple[str, dict[str, Any]]]
 #: Removal order in destroy(): containers first, images last.
 _KIND_ORDER = ("container", "volume", "network", "image")
@@ -47,7 +49,7 @@ class CreatedResource(NamedTuple):
     type: str
     name: str
     docker_id: str | None
-    kind: str  # "container", "volume", "network", "image" or "random"
+    kind: str  # "container", "volume", "network", "image" or "random" (any generated value, random or tls)
     detail: dict[str, Any]
 
 
@@ -87,7 +89,7 @@ class RealMocks(pulumi.runtime.Mocks):
         self.previous = previous
         #: Remote commands: recorded inputs and state (taken over from ``previous``) and the runs made.
         self.remote: RemoteCommands = RemoteCommands.following(previous.remote if previous else None)
-        #: Random values by name: (type, unwrapped inputs, id, state), kept while their inputs stay.
+        #: Generated values (random, tls) by name: (type, unwrapped inputs, id, state), kept while their inputs stay.
         self.randoms: dict[str, tuple[str, Any, str, dict[str, Any]]] = dict(previous.randoms) if previous else {}
         docker_creators = {
             "docker:index/network:Network": create_network,
@@ -101,6 +103,10 @@ class RealMocks(pulumi.runtime.Mocks):
             "random:index/randomPassword:RandomPassword": _random_password,
             "random:index/randomString:RandomString": _random_string,
             "random:index/randomId:RandomId": _random_id,
+            "tls:index/privateKey:PrivateKey": _generated(certs.private_key),
+            "tls:index/selfSignedCert:SelfSignedCert": _generated(certs.self_signed_cert),
+            "tls:index/certRequest:CertRequest": _generated(certs.cert_request),
+            "tls:index/locallySignedCert:LocallySignedCert": _generated(certs.locally_signed_cert),
             REMOTE_COMMAND: self.remote.register,
         })
 
@@ -130,7 +136,7 @@ class RealMocks(pulumi.runtime.Mocks):
         with self._tracked(args.typ, args.name):
             try:
                 kept = self.randoms.get(args.name)
-                if args.typ.startswith("random:") and kept and kept[:2] == (args.typ, unwrap(args.inputs)):
+                if args.typ.startswith(GENERATED) and kept and kept[:2] == (args.typ, unwrap(args.inputs)):
                     return kept[2], dict(kept[3])
                 handler = self._handlers[args.typ]
                 # Remote commands get the wrapped inputs: their recorded state keeps secrets marked.
@@ -141,7 +147,7 @@ class RealMocks(pulumi.runtime.Mocks):
                 with self._lock:
                     self.errors.append(error)
                 raise error from exc
-            if args.typ.startswith("random:"):
+            if args.typ.startswith(GENERATED):
                 self._append(CreatedResource(args.typ, args.name, None, "random", {}))
                 with self._lock:
                     self.randoms[args.name] = (args.typ, unwrap(args.inputs), resource_id, state)
@@ -240,6 +246,13 @@ class RealMocks(pulumi.runtime.Mocks):
         if args.typ == "pulumi:providers:docker":
             check_keys(f"docker.Provider '{args.name}'", unwrap(args.inputs), ("version",))
         return f"{args.name}-provider", dict(args.inputs)
+
+
+def _generated(make: Callable[[Mapping[str, Any], str], dict[str, Any]]) -> Handler:
+    """A handler for a generated value whose id is its name (pulumi-tls)."""
+    def handler(name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return name, make(inputs, name)
+    return handler
 
 
 def _random_password(name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -8,11 +8,13 @@ from pathlib import Path
 import pulumi
 import pulumi_random as prandom
 import pytest
+from cryptography import x509
 from pulumi.runtime import MockCallArgs, MockResourceArgs, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from . import HarnessError, RealMocks, UnsupportedInputError, stack_config
+from .certs import cert_request, locally_signed_cert, private_key, self_signed_cert
 from .randoms import random_id, random_text
 from .values import duration_ns, is_secret, make_secret, unwrap
 
@@ -98,3 +100,28 @@ def test_password_result_is_secret_through_the_sdk(tmp_path: Path) -> None:
     value, secret, plain, plain_secret = _sync_await(check())
     assert value is not None and len(value) == 20 and secret
     assert plain is not None and len(plain) == 12 and not plain_secret
+
+
+def test_certificates_chain_to_their_ca() -> None:
+    ca_key = unwrap(private_key({"algorithm": "ECDSA", "ecdsaCurve": "P256"}, "ca-key"))
+    ca = self_signed_cert({"privateKeyPem": ca_key["privateKeyPem"], "subject": {"commonName": "test CA"},
+                           "isCaCertificate": True, "validityPeriodHours": 24,
+                           "allowedUses": ["cert_signing", "crl_signing"]}, "ca")
+    key = unwrap(private_key({"algorithm": "ECDSA", "ecdsaCurve": "P256"}, "key"))
+    request = cert_request({"privateKeyPem": key["privateKeyPem"], "subject": {"commonName": "pg-1"},
+                            "dnsNames": ["pg-1"], "ipAddresses": ["10.0.0.1", "127.0.0.1"]}, "request")
+    signed = locally_signed_cert({"certRequestPem": request["certRequestPem"],
+                                  "caPrivateKeyPem": ca_key["privateKeyPem"], "caCertPem": ca["certPem"],
+                                  "validityPeriodHours": 24,
+                                  "allowedUses": ["digital_signature", "server_auth"]}, "cert")
+    ca_cert, cert = (x509.load_pem_x509_certificate(c["certPem"].encode()) for c in (ca, signed))
+    cert.verify_directly_issued_by(ca_cert)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.1", "127.0.0.1"]
+    assert sans.get_values_for_type(x509.DNSName) == ["pg-1"]
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    with pytest.raises(UnsupportedInputError, match="ecdsaCurve: 'P999'"):
+        private_key({"algorithm": "ECDSA", "ecdsaCurve": "P999"}, "bad")
+    with pytest.raises(UnsupportedInputError, match="maxPathLength"):
+        self_signed_cert({**ca, "maxPathLength": 1}, "bad")
