@@ -53,6 +53,7 @@ def main() -> PostgresCluster:
     pulumi.export("read_only_endpoint", cluster.read_only)
     pulumi.export("app_dsn", cluster.app_dsn)
     pulumi.export("readonly_dsn", cluster.readonly_dsn)
+    pulumi.export("ca_certificate", cluster.ca_certificate)
     pulumi.export("virtual_ip", str(hap.virtual_ip) if hap.virtual_ip is not None else None)
     pulumi.export("patroni_rest_urls", [n.rest_url for n in cluster.nodes])
     pulumi.export("haproxy_stats_urls", cluster.haproxy.stats_urls)

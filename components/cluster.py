@@ -13,6 +13,7 @@ from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
 from components.patroni_node import PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
+from components.tls import ClusterCA
 from config.models import ClusterConfig
 from targets import Target
 
@@ -32,12 +33,14 @@ class PostgresCluster(pulumi.ComponentResource):
     read_only: pulumi.Output[dict[str, object]]
     app_dsn: pulumi.Output[str]
     readonly_dsn: pulumi.Output[str]
+    ca_certificate: pulumi.Output[str]
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pgha:index:PostgresCluster", name, None, opts)
         cfg, target = args.cfg, args.target
         self.secrets = ClusterSecrets(name, self)
         creds = self.secrets.credentials
+        self.ca = ClusterCA(name, cfg, self)
         target.prepare(self)
         self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(cfg, target), pulumi.ResourceOptions(parent=self))
         self.backup = BackupRepo(
@@ -46,7 +49,7 @@ class PostgresCluster(pulumi.ComponentResource):
         self.nodes = [
             PatroniNode(
                 f"{name}-{node.name}",
-                PatroniNodeArgs(cfg, target, node, creds, self.backup, depends_on=self.etcd.ready),
+                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=self.etcd.ready),
                 pulumi.ResourceOptions(parent=self),
             )
             for node in cfg.postgres.nodes
@@ -70,8 +73,10 @@ class PostgresCluster(pulumi.ComponentResource):
         self.readonly_dsn = self._dsn(
             pg.readonly_user, self.secrets.password("readonly"), front, hap.read_only_port, pg.database
         )
+        self.ca_certificate = self.ca.cert_pem
         self.register_outputs(
             {
+                "ca_certificate": self.ca_certificate,
                 "read_write": self.read_write,
                 "read_only": self.read_only,
                 "app_dsn": self.app_dsn,
@@ -81,4 +86,6 @@ class PostgresCluster(pulumi.ComponentResource):
 
     @staticmethod
     def _dsn(user: str, password: pulumi.Output[str], host: str, port: int, db: str) -> pulumi.Output[str]:
-        return secret(password.apply(lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}"))
+        # sslmode=require: never in plain text; verify-full needs the `ca_certificate` output as sslrootcert.
+        return secret(password.apply(
+            lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}?sslmode=require"))

@@ -8,6 +8,7 @@ import pulumi
 
 from components.backup_repo import BackupRepo
 from components.secrets import render_secret
+from components.tls import ClusterCA
 from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
@@ -27,6 +28,7 @@ class PatroniNodeArgs:
     node: Host
     credentials: pulumi.Output[Credentials]
     backup: BackupRepo
+    ca: ClusterCA
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -42,6 +44,7 @@ class PatroniNode(pulumi.ComponentResource):
         rest_port = cfg.patroni.rest_api_port
         patroni_yml = render_secret(creds, lambda c: render_patroni(cfg, node, c))
         bootstrap_sql = render_secret(creds, lambda c: render_post_bootstrap_sql(cfg, c))
+        tls = args.ca.server_certificate(name, node, self)
         spec = ServiceSpec(
             role="postgres",
             host=node,
@@ -57,6 +60,9 @@ class PatroniNode(pulumi.ComponentResource):
                 File(paths.POST_BOOTSTRAP_SCRIPT, render_post_bootstrap_script(cfg), mode="0755"),
                 File(paths.DCS_CONFIG, render_dynamic_config(cfg), mode="0640", owner="postgres"),
                 File(paths.DCS_SYNC_SCRIPT, render_dcs_sync_script(cfg), mode="0755"),
+                File(paths.PG_TLS_CERT, tls.cert_pem, mode="0644"),
+                File(paths.PG_TLS_KEY, tls.key_pem, mode="0600", owner="postgres", secret=True),
+                File(paths.PG_TLS_CA, args.ca.cert_pem, mode="0644"),
                 *args.backup.files(node),
             ),
             data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750"),),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ Report = Callable[[str, str | None], None]
 
 # Patroni's values for keys left out of bootstrap.dcs (docs: "Dynamic Configuration Settings").
 PATRONI_DEFAULTS = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10}
+LOOPBACK_V4, LOOPBACK_V6 = ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128")
 HBA_PLACES = (("bootstrap.dcs.postgresql.pg_hba", ("bootstrap", "dcs", "postgresql", "pg_hba")),
               ("postgresql.pg_hba", ("postgresql", "pg_hba")))
 
@@ -98,6 +100,41 @@ def check_hba_methods(view: StackView, settings: Mapping[str, Any], report: Repo
                 report(f"{service.label}: {path} {where} allows {', '.join(sorted({r.method for r in weak}))} over "
                        f"the network: {shown}; use scram-sha-256 (forbidden on host rules: "
                        f"{', '.join(sorted(forbidden))})", service.urn)
+
+
+def check_tls(view: StackView, settings: Mapping[str, Any], report: Report) -> None:
+    """PostgreSQL serves TLS (ssl on) and every network pg_hba rule beyond loopback demands it (hostssl)."""
+    for service, path, data in patroni_files(view):
+        if data is None:
+            continue
+        ssl = next((v for v in (parsers.dig(data, "postgresql", "parameters", "ssl"),
+                                parsers.dig(data, "bootstrap", "dcs", "postgresql", "parameters", "ssl"))
+                    if v is not None), None)
+        if not _on(ssl):
+            state = "not set (PostgreSQL's default is off)" if ssl is None else f"{ssl!r}"
+            report(f"{service.label}: {path} postgresql.parameters.ssl is {state}; passwords and data would cross "
+                   "the network in plain text: turn ssl on with a certificate and key", service.urn)
+        for where, rules in hba_lists(data):
+            plain = [r for r in rules or [] if r.network and r.type in ("host", "hostnossl") and not _loopback(r)
+                     and r.method != "reject"]
+            if plain:
+                shown = "; ".join(f"'{r.line}'" for r in plain)
+                report(f"{service.label}: {path} {where} admits connections without TLS from beyond loopback: "
+                       f"{shown}; use hostssl", service.urn)
+
+
+def _on(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in {"on", "true", "yes", "1"}
+
+
+def _loopback(rule: parsers.HbaRule) -> bool:
+    if rule.address in ("samehost", "localhost"):
+        return True
+    try:
+        network = ipaddress.ip_network(rule.address or "", strict=False)
+    except ValueError:
+        return False
+    return network.subnet_of(LOOPBACK_V4) if network.version == 4 else network.subnet_of(LOOPBACK_V6)
 
 
 def _admits(rules: list[parsers.HbaRule], user: str | None, source: str) -> bool:

@@ -158,12 +158,24 @@ class FakeValues(pulumi.runtime.Mocks):
             state["result"] = {SECRET_SIG: SECRET_VALUE, "value": value}
         elif args.typ == "random:index/randomId:RandomId":
             state["hex"] = secrets.token_hex(int(args.inputs["byteLength"]))
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            state["privateKeyPem"] = {SECRET_SIG: SECRET_VALUE, "value": _fake_pem("PRIVATE KEY", args.name)}
+            state["publicKeyPem"] = _fake_pem("PUBLIC KEY", args.name)
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = _fake_pem("CERTIFICATE REQUEST", args.name)
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state["certPem"] = _fake_pem("CERTIFICATE", args.name)
         elif args.typ == "docker:index/image:Image":
             state["repoDigest"] = f"{args.inputs['imageName']}@sha256:{'0' * 64}"
         return (f"{args.name}-id", state)
 
     def call(self, args: pmocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         raise NotImplementedError(f"unexpected invoke {args.token}")
+
+
+def _fake_pem(label: str, name: str) -> str:
+    """A stand-in PEM block (not a usable key or certificate) naming the resource it came from."""
+    return f"-----BEGIN {label}-----\n{name}\n-----END {label}-----\n"
 
 
 class RecordingMonitor(pmocks.MockMonitor):

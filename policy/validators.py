@@ -149,6 +149,11 @@ POLICIES: Final[list[Policy]] = [
         {"forbiddenMethods": _strings(["trust", "password", "md5"], "methods refused on host* pg_hba rules")},
     ),
     stack_policy(
+        "pg-tls",
+        "PostgreSQL serves TLS and every network pg_hba rule beyond loopback requires it (hostssl).",
+        checks_postgres.check_tls, MANDATORY,
+    ),
+    stack_policy(
         "pg-hba-replication-members",
         "pg_hba admits replication from every PostgreSQL node's address and from 127.0.0.1.",
         checks_postgres.check_replication_rules, MANDATORY,

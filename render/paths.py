@@ -14,6 +14,12 @@ PGPASS: Final = f"{PG_HOME}/.pgpass_patroni"
 
 PATRONI_CONFIG_DIR: Final = "/etc/patroni"
 PATRONI_CONFIG: Final = f"{PATRONI_CONFIG_DIR}/patroni.yml"
+# PostgreSQL's TLS: the node's certificate and key (owner postgres, 0600) and the cluster CA, which
+# replication and rewind connections verify the other members against.
+PG_TLS_DIR: Final = f"{PATRONI_CONFIG_DIR}/tls"
+PG_TLS_CERT: Final = f"{PG_TLS_DIR}/server.crt"
+PG_TLS_KEY: Final = f"{PG_TLS_DIR}/server.key"
+PG_TLS_CA: Final = f"{PG_TLS_DIR}/ca.crt"
 # Holds SCRAM verifiers of the application roles: secret, owner postgres, mode 0600.
 BOOTSTRAP_SQL: Final = f"{PATRONI_CONFIG_DIR}/post-bootstrap.sql"
 

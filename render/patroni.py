@@ -19,6 +19,9 @@ from render.paths import (
     PG_BIN,
     PG_DATA,
     PG_SOCKET_DIR,
+    PG_TLS_CA,
+    PG_TLS_CERT,
+    PG_TLS_KEY,
     PGPASS,
     POST_BOOTSTRAP_SCRIPT,
 )
@@ -48,7 +51,8 @@ def synchronous_settings(cfg: ClusterConfig) -> dict[str, Any]:
 
 
 def pg_hba(cfg: ClusterConfig) -> list[str]:
-    """pg_hba.conf lines: peer on the socket, scram-sha-256 on every TCP rule, only known sources."""
+    """pg_hba.conf lines: peer on the socket, scram-sha-256 on every TCP rule, only known sources, and
+    TLS (`hostssl`) on every rule but loopback."""
     method = AUTH_METHOD
     rules = [
         "local all all peer",
@@ -56,12 +60,27 @@ def pg_hba(cfg: ClusterConfig) -> list[str]:
         # A rejoining former primary reads its timeline over a local replication connection.
         f"host replication {REPLICATION_USER} 127.0.0.1/32 {method}",
     ]
-    rules += [f"host replication {REPLICATION_USER} {n.address}/32 {method}" for n in cfg.postgres.nodes]
+    rules += [f"hostssl replication {REPLICATION_USER} {n.address}/32 {method}" for n in cfg.postgres.nodes]
     # pg_rewind and Patroni's own member checks connect to the database, not as replication.
-    rules += [f"host all all {n.address}/32 {method}" for n in cfg.postgres.nodes]
-    rules += [f"host all all {n.address}/32 {method}" for n in cfg.haproxy.nodes]
-    rules += [f"host all all {cidr} {method}" for cidr in cfg.postgres.client_cidrs]
+    rules += [f"hostssl all all {n.address}/32 {method}" for n in cfg.postgres.nodes]
+    rules += [f"hostssl all all {n.address}/32 {method}" for n in cfg.haproxy.nodes]
+    rules += [f"hostssl all all {cidr} {method}" for cidr in cfg.postgres.client_cidrs]
     return rules
+
+
+def tls_parameters() -> dict[str, str]:
+    """PostgreSQL's server TLS (node-local paths, so in patroni.yml rather than the DCS)."""
+    return {
+        "ssl": "on",
+        "ssl_cert_file": PG_TLS_CERT,
+        "ssl_key_file": PG_TLS_KEY,
+        "ssl_min_protocol_version": "TLSv1.2",
+    }
+
+
+def verified_tls() -> dict[str, str]:
+    """libpq options for connections to another member: TLS, certificate checked against the CA."""
+    return {"sslmode": "verify-full", "sslrootcert": PG_TLS_CA}
 
 
 def cluster_parameters(cfg: ClusterConfig) -> dict[str, Any]:
@@ -147,10 +166,10 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
             "pgpass": PGPASS,
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": creds.superuser},
-                "replication": {"username": REPLICATION_USER, "password": creds.replication},
-                "rewind": {"username": REWIND_USER, "password": creds.rewind},
+                "replication": {"username": REPLICATION_USER, "password": creds.replication, **verified_tls()},
+                "rewind": {"username": REWIND_USER, "password": creds.rewind, **verified_tls()},
             },
-            "parameters": {"unix_socket_directories": PG_SOCKET_DIR},
+            "parameters": {"unix_socket_directories": PG_SOCKET_DIR, **tls_parameters()},
             "pg_hba": list(hba),  # a copy: safe_dump would write the shared list as a YAML alias
             "create_replica_methods": ["basebackup"],
             "basebackup": {"checkpoint": "fast"},

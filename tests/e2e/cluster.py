@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
@@ -41,25 +41,29 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interva
 
 @dataclass(frozen=True)
 class Endpoint:
-    """host:port with credentials, as an application would use it."""
+    """host:port with credentials and TLS mode, as an application would use it."""
 
     host: str
     port: int
     user: str
     password: str
     dbname: str
+    sslmode: str = "require"
+    sslrootcert: str | None = None
 
     @classmethod
     def from_dsn(cls, dsn: str) -> Endpoint:
         url = urlparse(dsn)
+        options = parse_qs(url.query)
         return cls(url.hostname or "", url.port or 5432, unquote(url.username or ""),
-                   unquote(url.password or ""), url.path.lstrip("/"))
+                   unquote(url.password or ""), url.path.lstrip("/"), sslmode=options.get("sslmode", ["prefer"])[0])
 
     def connect(self, timeout_s: int = 3, host: str | None = None, port: int | None = None) -> psycopg.Connection:
         """A new autocommit connection (optionally to another host/port with the same credentials)."""
+        tls = {"sslrootcert": self.sslrootcert} if self.sslrootcert else {}
         return psycopg.connect(host=host or self.host, port=port or self.port, user=self.user,
                                password=self.password, dbname=self.dbname, connect_timeout=timeout_s,
-                               autocommit=True)
+                               autocommit=True, sslmode=self.sslmode, **tls)
 
     def query(self, sql: str, *params: Any, host: str | None = None, port: int | None = None) -> list[tuple]:
         with self.connect(host=host, port=port) as conn:

@@ -8,10 +8,12 @@ the cluster healthy again, or fails naming what did not come back.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import psycopg
 import pytest
 
 from tests.e2e.cluster import Endpoint, Hosts, Patroni, PrimaryWatch, Writer, wait_for
@@ -35,6 +37,7 @@ class ClusterUnderTest:
     etcd: tuple[str, ...]
     haproxy: tuple[str, ...]
     vip: str
+    ca_certificate: str  # PEM, the `ca_certificate` stack output
 
     @property
     def pg_nodes(self) -> list[str]:
@@ -90,11 +93,28 @@ def leader_sync_standby_and_routing(c: ClusterUnderTest) -> None:
     assert c.node_of(address) == leader and not in_recovery, "read-write port must reach the leader"
     address, in_recovery = server(c.ro)
     assert c.node_of(address) != leader and in_recovery, "read-only port must reach a replica"
+    tls_everywhere_off_loopback(c, leader)
     token = f"up-{time.time_ns()}"
     c.rw.query("CREATE TABLE IF NOT EXISTS pgha_e2e_kv (k text PRIMARY KEY)")
     c.rw.query("INSERT INTO pgha_e2e_kv VALUES (%s)", token)
     wait_for("the write to reach a replica", lambda: c.ro.query("SELECT 1 FROM pgha_e2e_kv WHERE k = %s", token),
              30)
+
+
+def tls_everywhere_off_loopback(c: ClusterUnderTest, leader: str) -> None:
+    """Clients through HAProxy verify the node's certificate with the CA output; plain text is
+    refused; the standbys stream over TLS."""
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
+        ca.write(c.ca_certificate)
+        ca.flush()
+        for endpoint in (c.rw, c.ro):
+            verified = replace(endpoint, sslmode="verify-full", sslrootcert=ca.name)
+            assert verified.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [(True,)]
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        replace(c.rw, sslmode="disable").query("SELECT 1")
+    streams = c.hosts.exec(leader, "psql", "-XtAc", "SELECT count(*), bool_and(s.ssl) FROM pg_stat_replication r "
+                           "JOIN pg_stat_ssl s USING (pid)", user="postgres")
+    assert streams.strip() == f"{len(c.pg_nodes) - 1}|t", f"replication connections and their TLS: {streams}"
 
 
 # ------------------------------------------------------------------------------------------ faults
@@ -276,9 +296,10 @@ def restore_commands(stanza: str, data: str, target: str, socket_dir: str) -> li
     return [
         ["pgbackrest", f"--stanza={stanza}", f"--pg1-path={data}", "--type=time", f"--target={target}",
          "--target-action=promote", "restore"],
-        # archive_mode off: the restored copy must never push WAL into the cluster's stanza.
+        # archive_mode off: the restored copy must never push WAL into the cluster's stanza. ssl off:
+        # it serves no TCP, and the node's certificate files are not on this host.
         ["/usr/lib/postgresql/17/bin/pg_ctl", "-D", data, "-w", "-t", "120",
-         "-o", f"-c archive_mode=off -c listen_addresses='' -c unix_socket_directories={socket_dir} "
+         "-o", f"-c archive_mode=off -c ssl=off -c listen_addresses='' -c unix_socket_directories={socket_dir} "
          f"-c hba_file={data}/pg_hba.conf -c ident_file={data}/pg_ident.conf",
          "-l", f"{data}.log", "start"],
     ]

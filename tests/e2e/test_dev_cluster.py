@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -79,10 +80,11 @@ def ro(stack: Deployment) -> Endpoint:
 
 
 @pytest.fixture(scope="module")
-def cluster(patroni: Patroni, hosts: DockerHosts, rw: Endpoint, ro: Endpoint) -> ClusterUnderTest:
+def cluster(stack: Deployment, patroni: Patroni, hosts: DockerHosts, rw: Endpoint, ro: Endpoint) -> ClusterUnderTest:
     """What the shared scenarios (tests/e2e/scenarios.py) need to know about the dev cluster."""
     return ClusterUnderTest(name=CLUSTER, patroni=patroni, hosts=hosts, rw=rw, ro=ro, addresses=dict(ADDRESSES),
-                            etcd=tuple(ETCD), haproxy=("haproxy-1", "haproxy-2"), vip="10.89.0.30")
+                            etcd=tuple(ETCD), haproxy=("haproxy-1", "haproxy-2"), vip="10.89.0.30",
+                            ca_certificate=stack.outputs["ca_certificate"])
 
 
 @pytest.fixture
@@ -123,10 +125,10 @@ def test_up_leader_sync_standby_and_routing(stack: Deployment, cluster: ClusterU
     # The published ports on 127.0.0.1 answer too (one per HAProxy node).
     published = stack.outputs["published_endpoints"]
     for port in published["read_write"]["ports"]:
-        local = Endpoint("127.0.0.1", port, rw.user, rw.password, rw.dbname)
+        local = replace(rw, host="127.0.0.1", port=port)
         assert node_of(server(local)[0]) == leader
     for port in published["read_only"]["ports"]:
-        local = Endpoint("127.0.0.1", port, ro.user, ro.password, ro.dbname)
+        local = replace(ro, host="127.0.0.1", port=port)
         assert server(local)[1] is True
 
 

@@ -93,6 +93,11 @@ class Runs:
         return {name: unwrap(state["result"]) for name, (typ, _, _, state) in mocks.randoms.items()
                 if typ == "random:index/randomPassword:RandomPassword"}
 
+    def private_keys(self) -> dict[str, str]:
+        """Every generated TLS private key (PEM), from the harness's state."""
+        return {name: unwrap(state["privateKeyPem"]) for name, (typ, _, _, state) in self.last.mocks.randoms.items()
+                if typ == "tls:index/privateKey:PrivateKey"}
+
 
 class ProcessSampler(threading.Thread):
     """Samples `ps -eo args` on every host while something runs (e.g. a deployment)."""
@@ -158,7 +163,8 @@ def cluster(stack: Deployment, hosts: SystemdHosts) -> ClusterUnderTest:
     return ClusterUnderTest(
         name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts,
         rw=Endpoint.from_dsn(stack.outputs["app_dsn"]), ro=Endpoint.from_dsn(stack.outputs["readonly_dsn"]),
-        addresses=dict(PG_NODES), etcd=tuple(ETCD), haproxy=tuple(HAPROXY), vip=VIP)
+        addresses=dict(PG_NODES), etcd=tuple(ETCD), haproxy=tuple(HAPROXY), vip=VIP,
+        ca_certificate=stack.outputs["ca_certificate"])
 
 
 @pytest.fixture
@@ -416,6 +422,10 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
     secrets = {name: value for name, value in passwords.items()}
     # keepalived's VRRP PASS uses the first 8 characters only.
     secrets.update({f"{name}[:8]": value[:8] for name, value in passwords.items() if "keepalived" in name})
+    # A private key would leak line by line: look for the first line of each key's body.
+    keys = runs.private_keys()
+    assert len(keys) == 1 + len(PG_NODES), keys.keys()  # the CA's and one per PostgreSQL node
+    secrets.update({name: pem.splitlines()[1] for name, pem in keys.items()})
     texts: list[tuple[str, str]] = [(f"ps on {node} during a deployment", text) for node, text in SAMPLES]
     for node in [*ETCD, *PG_NODES, *HAPROXY]:
         texts.append((f"ps on {node}", hosts.exec(node, "ps", "-eo", "args")))

@@ -38,14 +38,14 @@ PGBACKREST, CRON, ETCD = "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-ba
 
 
 def hba(members: list[str], method: str = "scram-sha-256") -> list[str]:
-    """pg_hba lines like the program's: local peer, loopback and every member for replication."""
+    """pg_hba lines like the program's: local peer, loopback and every member for replication (TLS)."""
     rules = ["local all all peer", f"host all all 127.0.0.1/32 {method}",
              f"host replication replicator 127.0.0.1/32 {method}"]
-    return rules + [f"host replication replicator {m}/32 {method}" for m in members]
+    return rules + [f"hostssl replication replicator {m}/32 {method}" for m in members]
 
 
 def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None = None, rules: Any = "default",
-                superuser: str = PASSWORDS["superuser"], local_rules: Any = None) -> str:
+                superuser: str = PASSWORDS["superuser"], local_rules: Any = None, ssl: Any = "on") -> str:
     """A patroni.yml for `node`; `rules` None leaves pg_hba out, `dcs` overrides bootstrap.dcs keys."""
     address = ADDRESSES[node]
     postgresql: dict[str, Any] = {"use_pg_rewind": True}
@@ -61,6 +61,7 @@ def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None 
         "postgresql": {
             "listen": "0.0.0.0:5432",
             "connect_address": f"{address}:5432",
+            "parameters": {"ssl": ssl},
             "authentication": {
                 "superuser": {"username": "postgres", "password": superuser},
                 "replication": {"username": "replicator", "password": PASSWORDS["replication"]},

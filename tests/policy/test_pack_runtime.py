@@ -44,7 +44,7 @@ def test_validators_import_from_the_pack_directory_alone(tmp_path: Path) -> None
 def test_validators_import_as_a_package_with_the_same_policies() -> None:
     assert [(p.name, p.enforcement_level.value if p.enforcement_level else "") for p in policy.validators.POLICIES] \
         == EXPECTED
-    assert len({p.name for p in policy.validators.POLICIES}) == len(EXPECTED) == 15
+    assert len({p.name for p in policy.validators.POLICIES}) == len(EXPECTED) == 16
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from tests.policy.support import (
 )
 
 MEMBERS = ["pg-1", "pg-2", "pg-3"]
-POLICIES = ["patroni-timing", "pg-hba-no-weak-auth", "pg-hba-replication-members", "sync-replication-production",
-            "backup-schedule-retention"]
+POLICIES = ["patroni-timing", "pg-hba-no-weak-auth", "pg-tls", "pg-hba-replication-members",
+            "sync-replication-production", "backup-schedule-retention"]
 
 
 def with_patroni(text: str, node: str = "pg-1", target: str = "docker", stack: str = "dev") -> list:
@@ -80,6 +80,29 @@ def test_no_pg_hba_at_all_fails() -> None:
     text = messages("pg-hba-no-weak-auth", with_patroni(patroni_yml("pg-1", MEMBERS, rules=None)))
     assert text.startswith("pg-1: /etc/patroni/patroni.yml has no pg_hba rules (neither "
                            "bootstrap.dcs.postgresql.pg_hba nor postgresql.pg_hba)")
+
+
+@pytest.mark.parametrize("kind", ["host", "hostnossl"])
+def test_a_network_rule_without_tls_fails(kind: str) -> None:
+    rules = [*hba(["10.0.0.21", "10.0.0.22", "10.0.0.23"]), f"{kind} all all 10.0.0.0/24 scram-sha-256"]
+    text = messages("pg-tls", with_patroni(patroni_yml("pg-1", MEMBERS, rules=rules)))
+    assert text == ("pg-1: /etc/patroni/patroni.yml bootstrap.dcs.postgresql.pg_hba admits connections without TLS "
+                    f"from beyond loopback: '{kind} all all 10.0.0.0/24 scram-sha-256'; use hostssl")
+
+
+def test_loopback_reject_and_encrypted_rules_pass_tls() -> None:
+    rules = [*hba(["10.0.0.21", "10.0.0.22", "10.0.0.23"]), "host all all 127.0.0.0/8 scram-sha-256",
+             "host all all ::1/128 scram-sha-256", "host all all samehost scram-sha-256",
+             "host all all 0.0.0.0/0 reject", "hostgssenc all all 10.0.0.0/24 gss"]
+    assert violations("pg-tls", with_patroni(patroni_yml("pg-1", MEMBERS, rules=rules))) == []
+
+
+@pytest.mark.parametrize(("ssl", "state"), [("off", "'off'"), (False, "False"), (None, "not set (PostgreSQL's "
+                                                                                        "default is off)")])
+def test_ssl_off_or_missing_fails(ssl: object, state: str) -> None:
+    text = messages("pg-tls", with_patroni(patroni_yml("pg-1", MEMBERS, ssl=ssl)))
+    assert text.startswith(f"pg-1: /etc/patroni/patroni.yml postgresql.parameters.ssl is {state}; passwords and data "
+                           "would cross the network in plain text")
 
 
 def test_replication_rule_missing_for_a_member_or_loopback_fails() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from config import ClusterConfig
+from components.tls import server_addresses
+from config import ClusterConfig, Host
 from render import (
     render_backup_cron,
     render_backup_script,
@@ -26,9 +27,14 @@ from render.paths import (
     BOOTSTRAP_SQL,
     PG_BIN,
     PG_DATA,
+    PG_TLS_CA,
+    PG_TLS_CERT,
+    PG_TLS_KEY,
     PGBACKREST_CONFIG,
     POST_BOOTSTRAP_SCRIPT,
 )
+from tests.e2e.harness import certs
+from tests.e2e.harness.values import unwrap
 from tests.golden_util import FAKE_CREDS
 from tests.tools import harness
 from tests.tools.harness import ToolsEnv, variant_config
@@ -50,6 +56,23 @@ def _pg_conf_line(key: str, value: object) -> str:
     return f"{key} = '{text.replace(chr(39), chr(39) * 2)}'"
 
 
+def tls_files(cfg: ClusterConfig, node: Host) -> dict[str, str]:
+    """A CA and a server certificate for `node`, as components.tls declares them (made here for real)."""
+    ecdsa = {"algorithm": "ECDSA", "ecdsaCurve": "P256"}
+    ca_key = unwrap(certs.private_key(ecdsa, "ca-key"))["privateKeyPem"]
+    ca = certs.self_signed_cert({"privateKeyPem": ca_key, "subject": {"commonName": "tools CA"},
+                                 "isCaCertificate": True, "validityPeriodHours": 24,
+                                 "allowedUses": ["cert_signing", "crl_signing"]}, "ca")["certPem"]
+    key = unwrap(certs.private_key(ecdsa, "key"))["privateKeyPem"]
+    request = certs.cert_request({"privateKeyPem": key, "subject": {"commonName": node.name},
+                                  "dnsNames": [node.name, "localhost"],
+                                  "ipAddresses": server_addresses(cfg, node)}, "request")["certRequestPem"]
+    cert = certs.locally_signed_cert({"certRequestPem": request, "caPrivateKeyPem": ca_key, "caCertPem": ca,
+                                      "validityPeriodHours": 24, "allowedUses": ["digital_signature", "server_auth"]},
+                                     "cert")["certPem"]
+    return {PG_TLS_CA: ca, PG_TLS_CERT: cert, PG_TLS_KEY: key}
+
+
 @pytest.fixture(scope="module")
 def postgres(tools_env: ToolsEnv) -> Iterator[Postgres]:
     """PostgreSQL 17 initialised and configured as Patroni would from the rendered pg-1 files."""
@@ -65,10 +88,12 @@ def postgres(tools_env: ToolsEnv) -> Iterator[Postgres]:
             POST_BOOTSTRAP_SCRIPT: render_post_bootstrap_script(cfg),
             BACKUP_SCRIPT: render_backup_script(cfg),
             BACKUP_CRON: render_backup_cron(cfg),
+            **tls_files(cfg, node),
         },
     )
     box.sh(
-        f"chmod 0755 {POST_BOOTSTRAP_SCRIPT} {BACKUP_SCRIPT} && chown postgres: {BOOTSTRAP_SQL} "
+        f"chmod 0755 {POST_BOOTSTRAP_SCRIPT} {BACKUP_SCRIPT} && chown postgres: {BOOTSTRAP_SQL} {PG_TLS_KEY} "
+        f"&& chmod 0600 {PG_TLS_KEY} "
         f"&& chmod 0600 {BOOTSTRAP_SQL} && install -d -o postgres -g postgres -m 0700 {PG_DATA}",
         check=True,
     )
@@ -106,6 +131,26 @@ def _psql(box: harness.Container, user: str, password: str, database: str, sql: 
         env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"},
     )  # fmt: skip
     return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def test_tls_is_served_with_the_node_certificate(postgres: Postgres) -> None:
+    cfg, box = postgres.cfg, postgres.box
+    pg = cfg.postgres
+    query = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    result = box.exec(
+        f"{PG_BIN}/psql", "-h", "127.0.0.1", "-U", pg.app_user, "-d", pg.database, "-Atc", query,
+        env={"PGPASSWORD": FAKE_CREDS.app, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": PG_TLS_CA},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    ssl, version = result.stdout.strip().split("|")
+    assert ssl == "t" and version in {"TLSv1.2", "TLSv1.3"}, result.stdout
+    # A client trusting another CA refuses the server: verification really happens.
+    box.put({"/tmp/other-ca.crt": tls_files(cfg, cfg.postgres.nodes[0])[PG_TLS_CA]})
+    result = box.exec(
+        f"{PG_BIN}/psql", "-h", "127.0.0.1", "-U", pg.app_user, "-d", pg.database, "-Atc", "SELECT 1",
+        env={"PGPASSWORD": FAKE_CREDS.app, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/tmp/other-ca.crt"},
+    )  # fmt: skip
+    assert result.returncode != 0 and "certificate verify failed" in result.stderr, result.stderr
 
 
 def test_app_roles_log_in_with_scram_over_tcp(postgres: Postgres) -> None:

@@ -15,6 +15,7 @@ from tests.support.mock_runtime import Graph, Registration, is_secret, reveal, r
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+TLS_KEY = "tls:index/privateKey:PrivateKey"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 COMPONENTS = {
     "pgha:index:PostgresCluster",
@@ -283,7 +284,7 @@ def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Grap
             for path, up in uploads(res).items():
                 if path in {"/etc/patroni/patroni.yml", "/etc/patroni/post-bootstrap.sql",
                             "/etc/pgbackrest/pgbackrest.conf", "/etc/haproxy/haproxy.cfg",
-                            "/etc/keepalived/keepalived.conf"}:
+                            "/etc/keepalived/keepalived.conf", "/etc/patroni/tls/server.key"}:
                     assert up["secret"], f"{res.name}: {path} must be secret"
                 elif "content" in up:
                     plain_texts.append(up["content"])
@@ -299,9 +300,13 @@ def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Grap
     passwords = [reveal(p.outputs["result"]) for p in graph.of_type(PASSWORD)]
     assert len(passwords) == 9 and all(len(p) >= 8 for p in passwords)
     assert reveal(graph.outputs["app_dsn"]).split(":")[2].split("@")[0] in passwords
+    keys = [reveal(k.outputs["privateKeyPem"]) for k in graph.of_type(TLS_KEY)]
+    assert keys and all(is_secret(k.outputs["privateKeyPem"]) for k in graph.of_type(TLS_KEY))
     for text in plain_texts:
         for password in passwords:
             assert password not in str(text), "a generated password in a plain (non-secret) input"
+        for key in keys:
+            assert key not in str(text), "a private key in a plain (non-secret) input"
 
 
 def test_secret_config_key_is_not_a_model_key() -> None:
@@ -312,6 +317,48 @@ def test_secret_config_key_is_not_a_model_key() -> None:
 def test_ssh_target_without_key_fails_before_anything_is_declared() -> None:
     with pytest.raises(Exception, match="pgha:sshPrivateKey: missing"):
         run_program("prod")
+
+
+# ---------------------------------------------------------------- TLS
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_postgres_node_gets_a_ca_signed_certificate_for_each_address_clients_dial(
+        stack: str, dev: Graph, prod: Graph) -> None:
+    graph, name = (dev, "pgha-dev") if stack == "dev" else (prod, "pgha-prod")
+    net, vip = ("10.89.0", "10.89.0.30") if stack == "dev" else ("192.0.2", "192.0.2.30")
+    ca_key, ca = graph.named(f"{name}-ca-key"), graph.named(f"{name}-ca-cert")
+    assert ca.inputs["isCaCertificate"] is True and set(ca.inputs["allowedUses"]) == {"cert_signing", "crl_signing"}
+    assert ca.parent.endswith(f"PostgresCluster::{name}")
+    published = {"127.0.0.1"}  # dev publishes on 127.0.0.1; prod dials the VIP
+    for i in (1, 2, 3):
+        node = f"{name}-pg-{i}"
+        key = graph.named(f"{node}-tls-key")
+        assert (key.inputs["algorithm"], key.inputs["ecdsaCurve"]) == ("ECDSA", "P256")
+        request = graph.named(f"{node}-tls-request")
+        assert request.inputs["subject"]["commonName"] == f"pg-{i}"
+        assert set(request.inputs["ipAddresses"]) == {f"{net}.2{i}", f"{net}.31", f"{net}.32", vip} | published
+        assert depends(graph, request, key)
+        cert = graph.named(f"{node}-tls-cert")
+        assert "server_auth" in cert.inputs["allowedUses"] and not cert.inputs.get("isCaCertificate")
+        assert depends(graph, cert, request) and depends(graph, cert, ca) and depends(graph, cert, ca_key)
+        assert all(r.parent.endswith(f"PatroniNode::{node}") for r in (key, request, cert))
+    assert graph.outputs["ca_certificate"] == reveal(ca.outputs["certPem"])
+    assert "ca_certificate" not in graph.secret_outputs  # public: applications need it to verify
+
+
+def test_tls_files_reach_every_postgres_node(dev: Graph, prod: Graph) -> None:
+    for c in dev.of_type(CONTAINER):
+        if "-pg-" not in c.name:
+            continue
+        up = uploads(c)
+        assert up["/etc/patroni/tls/server.key"]["secret"]
+        assert up["/etc/patroni/tls/server.crt"]["content"].startswith("-----BEGIN CERTIFICATE-----")
+        assert up["/etc/patroni/tls/ca.crt"]["content"] == reveal(dev.outputs["ca_certificate"])
+    files = ssh_files(reveal(prod.named("pgha-prod-pg-2-patroni-service").inputs["stdin"]))
+    key = reveal(prod.named("pgha-prod-pg-2-tls-key").outputs["privateKeyPem"])
+    assert files["/etc/patroni/tls/server.key"] == key
+    assert files["/etc/patroni/tls/ca.crt"] == reveal(prod.outputs["ca_certificate"])
 
 
 # ---------------------------------------------------------------- outputs
@@ -326,8 +373,10 @@ def test_dev_outputs(dev: Graph) -> None:
     assert out["etcd_endpoints"] == [f"http://10.89.0.1{i}:2379" for i in (1, 2, 3)]
     assert out["patroni_rest_urls"] == [f"http://10.89.0.2{i}:8008" for i in (1, 2, 3)]
     assert out["haproxy_stats_urls"] == ["http://10.89.0.31:7000/", "http://10.89.0.32:7000/"]
-    assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app", reveal(out["app_dsn"]))
-    assert re.fullmatch(r"postgresql://app_ro:[A-Za-z0-9]{32}@10\.89\.0\.30:5001/app", reveal(out["readonly_dsn"]))
+    assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app\?sslmode=require",
+                        reveal(out["app_dsn"]))
+    assert re.fullmatch(r"postgresql://app_ro:[A-Za-z0-9]{32}@10\.89\.0\.30:5001/app\?sslmode=require",
+                        reveal(out["readonly_dsn"]))
     assert dev.secret_outputs == {"app_dsn", "readonly_dsn"}
 
 

@@ -62,18 +62,20 @@ def test_pg_hba_rules(variant: str) -> None:
     rules = [line.split() for line in hba]
     assert ["local", "all", "all", "peer"] in rules
     host_rules = [r for r in rules if r[0] != "local"]
-    assert all(r[0] == "host" and r[-1] == "scram-sha-256" and len(r) == 5 for r in host_rules), hba
+    assert all(r[0] in ("host", "hostssl") and r[-1] == "scram-sha-256" and len(r) == 5 for r in host_rules), hba
+    # Plain TCP only over loopback; everything that crosses a network needs TLS.
+    assert all(r[0] == "hostssl" for r in host_rules if r[3] != "127.0.0.1/32"), hba
     for bad in ("trust", "md5", "password", "0.0.0.0/0"):
         assert not any(bad in r for r in host_rules), f"{bad} in {hba}"
     # A rejoining former primary replicates over 127.0.0.1 before pg_rewind can run.
     assert ["host", "replication", REPLICATION_USER, "127.0.0.1/32", "scram-sha-256"] in rules
     for node in cfg.postgres.nodes:
-        assert ["host", "replication", REPLICATION_USER, f"{node.address}/32", "scram-sha-256"] in rules
-        assert ["host", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
+        assert ["hostssl", "replication", REPLICATION_USER, f"{node.address}/32", "scram-sha-256"] in rules
+        assert ["hostssl", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
     for node in cfg.haproxy.nodes:
-        assert ["host", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
+        assert ["hostssl", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
     for cidr in cfg.postgres.client_cidrs:
-        assert ["host", "all", "all", str(cidr), "scram-sha-256"] in rules
+        assert ["hostssl", "all", "all", str(cidr), "scram-sha-256"] in rules
     sources = {r[3] for r in host_rules}
     expected = {"127.0.0.1/32"} | {f"{n.address}/32" for n in cfg.postgres.nodes + cfg.haproxy.nodes}
     assert sources == expected | {str(c) for c in cfg.postgres.client_cidrs}
@@ -83,8 +85,9 @@ def test_passwords_survive_yaml() -> None:
     conf = _conf()
     auth = conf["postgresql"]["authentication"]
     assert auth["superuser"] == {"username": SUPERUSER, "password": FAKE_CREDS.superuser}
-    assert auth["replication"] == {"username": REPLICATION_USER, "password": FAKE_CREDS.replication}
-    assert auth["rewind"] == {"username": REWIND_USER, "password": FAKE_CREDS.rewind}
+    verified = {"sslmode": "verify-full", "sslrootcert": "/etc/patroni/tls/ca.crt"}
+    assert auth["replication"] == {"username": REPLICATION_USER, "password": FAKE_CREDS.replication, **verified}
+    assert auth["rewind"] == {"username": REWIND_USER, "password": FAKE_CREDS.rewind, **verified}
     assert conf["restapi"]["authentication"] == {"username": RESTAPI_USER, "password": FAKE_CREDS.restapi}
 
 
