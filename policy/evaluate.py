@@ -58,19 +58,19 @@ def stack_name(stack: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
-                 ) -> tuple[dict[str, str], set[str]]:
+def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
+                 project: str = PROJECT) -> tuple[dict[str, str], set[str]]:
     """The engine's flat config map for a stack (name or file), and the keys stored encrypted in it.
 
-    Keys without a namespace get the project's; structured values become JSON, scalars the strings
+    Keys without a namespace get `project`'s; structured values become JSON, scalars the strings
     the engine passes. `overrides` add or replace keys. A `secure:` value cannot be decrypted without
     the stack's secrets provider, so each must be given in `overrides`, or ValueError names it.
     """
     path = stack_file(stack)
-    document = _stack_document(path)
-    secure = secure_keys(path)
-    merged = {_full_key(k): v for k, v in document.items() if _full_key(k) not in secure}
-    merged.update({_full_key(k): v for k, v in (overrides or {}).items()})
+    document = {_full_key(k, project): v for k, v in _stack_document(path).items()}
+    secure = _encrypted(document)
+    merged = {k: v for k, v in document.items() if k not in secure}
+    merged.update({_full_key(k, project): v for k, v in (overrides or {}).items()})
     missing = sorted(secure - set(merged))
     if missing:
         raise ValueError(f"{path}: secure config {', '.join(missing)} cannot be decrypted without the stack's "
@@ -80,16 +80,19 @@ def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | N
 
 def secure_keys(stack: str | os.PathLike[str]) -> set[str]:
     """The keys a stack file holds encrypted (`key: {secure: ...}`), with their namespace."""
-    return {_full_key(k) for k, v in _stack_document(stack_file(stack)).items()
-            if isinstance(v, dict) and set(v) == {"secure"}}
+    return _encrypted({_full_key(k, PROJECT): v for k, v in _stack_document(stack_file(stack)).items()})
 
 
 def _stack_document(path: Path) -> dict[str, Any]:
     return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
 
 
-def _full_key(key: str) -> str:
-    return key if ":" in key else f"{PROJECT}:{key}"
+def _encrypted(document: Mapping[str, Any]) -> set[str]:
+    return {k for k, v in document.items() if isinstance(v, dict) and set(v) == {"secure"}}
+
+
+def _full_key(key: str, project: str) -> str:
+    return key if ":" in key else f"{project}:{key}"
 
 
 def _engine_string(value: Any) -> str:

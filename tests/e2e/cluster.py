@@ -48,7 +48,7 @@ class Endpoint:
     user: str
     password: str
     dbname: str
-    sslmode: str = "require"
+    sslmode: str = "prefer"  # libpq's default, for a DSN that names none
     sslrootcert: str | None = None
 
     @classmethod
@@ -56,7 +56,8 @@ class Endpoint:
         url = urlparse(dsn)
         options = parse_qs(url.query)
         return cls(url.hostname or "", url.port or 5432, unquote(url.username or ""),
-                   unquote(url.password or ""), url.path.lstrip("/"), sslmode=options.get("sslmode", ["prefer"])[0])
+                   unquote(url.password or ""), url.path.lstrip("/"),
+                   sslmode=options.get("sslmode", [cls.sslmode])[0])
 
     def connect(self, timeout_s: int = 3, host: str | None = None, port: int | None = None) -> psycopg.Connection:
         """A new autocommit connection (optionally to another host/port with the same credentials)."""

@@ -147,7 +147,7 @@ def deploy(stack_file: Path, program: Callable[[], None], project: str = "pgha",
     stack_file = Path(stack_file).resolve()
     workdir = Path(workdir or stack_file.parent).resolve()
     try:
-        config, secure = stack_config(stack_file, extra_config)
+        config, secure = stack_config(stack_file, extra_config, project=project)
     except ValueError as error:
         raise HarnessError(str(error)) from None
     pulumi.runtime.set_all_config(config, secret_keys=sorted(secure | set(secret_keys)))

@@ -135,13 +135,13 @@ class RealMocks(pulumi.runtime.Mocks):
             raise error
         with self._tracked(args.typ, args.name):
             try:
+                inputs = unwrap(args.inputs)
                 kept = self.randoms.get(args.name)
-                if args.typ.startswith(GENERATED) and kept and kept[:2] == (args.typ, unwrap(args.inputs)):
+                if args.typ.startswith(GENERATED) and kept and kept[:2] == (args.typ, inputs):
                     return kept[2], dict(kept[3])
                 handler = self._handlers[args.typ]
                 # Remote commands get the wrapped inputs: their recorded state keeps secrets marked.
-                resource_id, state = handler(args.name, args.inputs if args.typ == REMOTE_COMMAND
-                                             else unwrap(args.inputs))
+                resource_id, state = handler(args.name, args.inputs if args.typ == REMOTE_COMMAND else inputs)
             except Exception as exc:
                 error = ResourceCreationError(args.typ, args.name, exc)
                 with self._lock:
@@ -150,7 +150,7 @@ class RealMocks(pulumi.runtime.Mocks):
             if args.typ.startswith(GENERATED):
                 self._append(CreatedResource(args.typ, args.name, None, "random", {}))
                 with self._lock:
-                    self.randoms[args.name] = (args.typ, unwrap(args.inputs), resource_id, state)
+                    self.randoms[args.name] = (args.typ, inputs, resource_id, state)
             # An input given as a secret stays secret in the state, as the engine would keep it.
             for key, value in args.inputs.items():
                 if is_secret(value) and key in state:
