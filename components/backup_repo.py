@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from catalog.roles import BACKUP_COMPONENT
 from components.secrets import render_secret
 from config.models import ClusterConfig, Host
 from render import paths
@@ -34,7 +35,7 @@ class BackupRepo(pulumi.ComponentResource):
     repo_path: pulumi.Output[str]
 
     def __init__(self, name: str, args: BackupRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pgha:index:BackupRepo", name, None, opts)
+        super().__init__(BACKUP_COMPONENT, name, None, opts)
         self._args = args
         self._name = name
         self.storage: Storage = args.target.storage(f"{name}-repo", args.cfg.backup.repo_path, "postgres", self)

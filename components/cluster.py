@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pulumi
 
+from catalog.roles import CLUSTER_COMPONENT
 from components import rolling_restart
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
@@ -36,7 +37,7 @@ class PostgresCluster(pulumi.ComponentResource):
     ca_certificate: pulumi.Output[str]
 
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pgha:index:PostgresCluster", name, None, opts)
+        super().__init__(CLUSTER_COMPONENT, name, None, opts)
         cfg, target = args.cfg, args.target
         self.secrets = ClusterSecrets(name, self)
         creds = self.secrets.credentials

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import pulumi
 
+from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
 from render.etcd import render_etcd
 from targets import DataDir, File, Process, ServiceSpec, Target
-
-PACKAGES = ("etcd-server", "etcd-client")
 
 
 @dataclass(frozen=True)
@@ -28,16 +27,16 @@ class EtcdCluster(pulumi.ComponentResource):
     endpoints: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pgha:index:EtcdCluster", name, None, opts)
+        super().__init__(ETCD.component, name, None, opts)
         cfg = args.cfg
         endpoints = [f"http://{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]
         local = f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}"
         placements = []
         for member in cfg.etcd.members:
             spec = ServiceSpec(
-                role="etcd",
+                role=ETCD.name,
                 host=member,
-                packages=PACKAGES,
+                packages=ETCD.packages,
                 processes=(Process("etcd", ("/usr/bin/etcd", "--config-file", paths.ETCD_CONFIG), user="etcd"),),
                 files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd"),),
                 data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd"),),

@@ -7,6 +7,7 @@ from functools import partial
 
 import pulumi
 
+from catalog.roles import HAPROXY
 from components.secrets import render_secret
 from config.models import ClusterConfig
 from render import paths
@@ -35,7 +36,7 @@ class HAProxyPair(pulumi.ComponentResource):
     published: dict[int, list[tuple[str, int]]]
 
     def __init__(self, name: str, args: HAProxyPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pgha:index:HAProxyPair", name, None, opts)
+        super().__init__(HAPROXY.component, name, None, opts)
         cfg, creds = args.cfg, args.credentials
         hap = cfg.haproxy
         vip = hap.virtual_ip is not None
@@ -66,9 +67,9 @@ class HAProxyPair(pulumi.ComponentResource):
                                            "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload")
                 )
             spec = ServiceSpec(
-                role="haproxy",
+                role=HAPROXY.name,
                 host=node,
-                packages=("haproxy", "curl", "keepalived", "procps") if vip else ("haproxy", "curl"),
+                packages=HAPROXY.packages_for(virtual_ip=vip),
                 processes=tuple(processes),
                 files=tuple(files),
                 published_ports=(hap.read_write_port, hap.read_only_port, hap.stats_port),

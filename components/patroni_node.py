@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from catalog.roles import POSTGRES
 from components.backup_repo import BackupRepo
 from components.secrets import render_secret
 from components.tls import ClusterCA
@@ -15,8 +16,6 @@ from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap
 from render.credentials import Credentials
 from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
 from targets import DataDir, File, Process, ServiceSpec, Target
-
-PACKAGES = ("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2", "pgbackrest", "cron", "curl")
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,16 @@ class PatroniNode(pulumi.ComponentResource):
     address: pulumi.Output[str]
 
     def __init__(self, name: str, args: PatroniNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pgha:index:PatroniNode", name, None, opts)
+        super().__init__(POSTGRES.component, name, None, opts)
         cfg, node, creds = args.cfg, args.node, args.credentials
         rest_port = cfg.patroni.rest_api_port
         patroni_yml = render_secret(creds, lambda c: render_patroni(cfg, node, c))
         bootstrap_sql = render_secret(creds, lambda c: render_post_bootstrap_sql(cfg, c))
         tls = args.ca.server_certificate(name, node, self)
         spec = ServiceSpec(
-            role="postgres",
+            role=POSTGRES.name,
             host=node,
-            packages=PACKAGES,
+            packages=POSTGRES.packages,
             processes=(
                 Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload"),
                 Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron"),

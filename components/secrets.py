@@ -44,9 +44,12 @@ class ClusterSecrets:
         self.dcs_id = random.RandomId(
             f"{name}-dcs-namespace", byte_length=4, opts=pulumi.ResourceOptions(parent=parent)
         )
-        values = [secret(p.result) for p in self.passwords.values()]
-        self.credentials: pulumi.Output[Credentials] = pulumi.Output.all(*values, self.dcs_id.hex).apply(
-            lambda v: Credentials(*v)
+        # By name: Credentials(**values) fails on a role missing from either side instead of shifting
+        # passwords between roles.
+        values: dict[str, pulumi.Output[str]] = {role: secret(p.result) for role, p in self.passwords.items()}
+        values["dcs_namespace"] = self.dcs_id.hex
+        self.credentials: pulumi.Output[Credentials] = pulumi.Output.all(**values).apply(
+            lambda v: Credentials(**v)
         )
 
     def password(self, role: str) -> pulumi.Output[str]:

@@ -8,14 +8,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from catalog import limits
+from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES
+
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
-# Patroni's own lower bounds (patroni/config.py, validator.py).
-PATRONI_MIN_TTL = 20
-PATRONI_MIN_LOOP_WAIT = 1
-PATRONI_MIN_RETRY_TIMEOUT = 3
+# Patroni's own lower bounds: one source with the policy pack (catalog/limits.py).
+PATRONI_MIN_TTL = limits.PATRONI_MIN_TTL
+PATRONI_MIN_LOOP_WAIT = limits.PATRONI_MIN_LOOP_WAIT
+PATRONI_MIN_RETRY_TIMEOUT = limits.PATRONI_MIN_RETRY_TIMEOUT
 
 _CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
 CRON_PATTERN = rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$"
@@ -95,9 +98,9 @@ class EtcdSettings(Model):
     @model_validator(mode="after")
     def _quorum(self) -> EtcdSettings:
         count = len(self.members)
-        if count < 3 or count % 2 == 0:
+        if count < ETCD.minimum or count % 2 == 0:
             raise ValueError(
-                f"members: {count} given; etcd needs an odd number of at least 3 members "
+                f"members: {count} given; etcd needs an odd number of at least {ETCD.minimum} members "
                 "(an even count adds no failure tolerance)"
             )
         _check_hosts(self.members, "members")
@@ -145,9 +148,9 @@ class PostgresSettings(Model):
 
     @model_validator(mode="after")
     def _nodes(self) -> PostgresSettings:
-        if len(self.nodes) < 3:
+        if len(self.nodes) < POSTGRES.minimum:
             raise ValueError(
-                f"nodes: {len(self.nodes)} given; at least 3 PostgreSQL nodes are required "
+                f"nodes: {len(self.nodes)} given; at least {POSTGRES.minimum} PostgreSQL nodes are required "
                 "(a primary, a synchronous standby and one more standby)"
             )
         _check_hosts(self.nodes, "nodes")
@@ -193,9 +196,9 @@ class HAProxySettings(Model):
 
     @model_validator(mode="after")
     def _pair(self) -> HAProxySettings:
-        if len(self.nodes) < 2:
+        if len(self.nodes) < HAPROXY.minimum:
             raise ValueError(
-                f"nodes: {len(self.nodes)} given; at least 2 HAProxy nodes are required "
+                f"nodes: {len(self.nodes)} given; at least {HAPROXY.minimum} HAProxy nodes are required "
                 "for the virtual IP to fail over"
             )
         _check_hosts(self.nodes, "nodes")
@@ -214,8 +217,8 @@ class BackupSettings(Model):
     """The pgBackRest repository, its schedule and retention."""
 
     repo_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]*$")] = "/var/lib/pgbackrest"
-    retention_full: int = Field(default=2, ge=1, le=9999)
-    retention_diff: int = Field(default=6, ge=1, le=9999)
+    retention_full: int = Field(default=2, ge=limits.BACKUP_MIN_RETENTION_FULL, le=limits.BACKUP_MAX_RETENTION)
+    retention_diff: int = Field(default=6, ge=1, le=limits.BACKUP_MAX_RETENTION)
     full_schedule: Cron = "15 1 * * 0"
     diff_schedule: Cron = "15 1 * * 1-6"
     incr_schedule: Cron | None = None
@@ -303,26 +306,18 @@ class ClusterConfig(Model):
         return self
 
     def roles(self) -> dict[str, list[Host]]:
-        """Hosts by role, in a fixed order."""
-        return {
-            "etcd.members": self.etcd.members,
-            "postgres.nodes": self.postgres.nodes,
-            "haproxy.nodes": self.haproxy.nodes,
-        }
+        """Hosts by the stack-config list they come from ("etcd.members", ...), in the role table's order."""
+        return {role.hosts: self.value(role.hosts) for role in ROLES.values()}
+
+    def value(self, path: str) -> Any:
+        """The configured value at a dotted path such as "etcd.client_port"."""
+        value: Any = self
+        for part in path.split("."):
+            value = getattr(value, part)
+        return value
 
     def _ports(self) -> dict[str, list[tuple[str, int]]]:
-        return {
-            "etcd.members": [("etcd.client_port", self.etcd.client_port), ("etcd.peer_port", self.etcd.peer_port)],
-            "postgres.nodes": [
-                ("postgres.port", self.postgres.port),
-                ("patroni.rest_api_port", self.patroni.rest_api_port),
-            ],
-            "haproxy.nodes": [
-                ("haproxy.read_write_port", self.haproxy.read_write_port),
-                ("haproxy.read_only_port", self.haproxy.read_only_port),
-                ("haproxy.stats_port", self.haproxy.stats_port),
-            ],
-        }
+        return {role.hosts: [(field, self.value(field)) for field in role.ports] for role in ROLES.values()}
 
     def _check_ports(self) -> None:
         ports = self._ports()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import pulumi
 import pulumi_docker as docker
 
 from config.models import ClusterConfig, Host
+from targets import image
 from targets.base import Placement, ServiceSpec, Storage, Target
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE_CONTEXT = ROOT / "image"
 ASSETS = Path(__file__).resolve().parent / "assets"
 RUNNER = "/usr/local/bin/pgha-run"
 MANIFEST = "/etc/pgha/manifest"
@@ -21,16 +19,6 @@ PROCESSES = "/etc/pgha/processes"
 # Host ports for the n-th service publishing the same container port: port + n * PUBLISH_STRIDE.
 PUBLISH_STRIDE = 100
 STOP_GRACE_S = 60
-
-
-def image_tag() -> str:
-    """A tag that changes whenever the image's build context changes, so containers follow it."""
-    digest = hashlib.sha256()
-    for path in sorted(IMAGE_CONTEXT.rglob("*")):
-        if path.is_file():
-            digest.update(path.relative_to(IMAGE_CONTEXT).as_posix().encode())
-            digest.update(path.read_bytes())
-    return f"pgha-node:{digest.hexdigest()[:12]}"
 
 
 def _manifest(spec: ServiceSpec) -> str:
@@ -74,11 +62,14 @@ class DockerTarget(Target):
         )
         self.image = docker.Image(
             f"{name}-image",
-            image_name=image_tag(),
+            image_name=image.image_tag(self.settings.base_image),
             build=docker.DockerBuildArgs(
-                context=str(IMAGE_CONTEXT),
-                dockerfile=str(IMAGE_CONTEXT / "Dockerfile"),
-                args={"BASE_IMAGE": self.settings.base_image},
+                context=image.CONTEXT,
+                dockerfile=image.DOCKERFILE,
+                args=image.build_args(self.settings.base_image),
+                # The classic builder: BuildKit (the provider's default) resolves FROM in a registry,
+                # and the base image here may exist only locally (scripts/base-image.sh).
+                builder_version=docker.BuilderVersion.BUILDER_V1,
             ),
             skip_push=True,
             opts=pulumi.ResourceOptions(parent=parent),

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from catalog.roles import host_packages
 from tests.e2e import scenarios
 from tests.e2e.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
 from tests.e2e.harness.deploy import Deployment, DeploymentFailedError, deploy, keep_requested
@@ -47,8 +48,7 @@ REPO_PATH = CONFIG["pgha:backup"]["repo_path"]
 KEY = "pgha:sshPrivateKey"
 PG_DATA = "/var/lib/postgresql/17/main"
 # Every package the program's install steps name, downloaded once into the hosts' shared cache.
-APT_PACKAGES = ("etcd-server", "etcd-client", "postgresql-17", "patroni", "python3-etcd", "python3-psycopg2",
-                "pgbackrest", "cron", "curl", "haproxy", "keepalived", "procps")
+APT_PACKAGES = host_packages()
 # The long-running services a reload-only change must not restart.
 CORE_UNITS = {"pgha-etcd.service", "pgha-patroni.service", "pgha-haproxy.service", "pgha-keepalived.service"}
 # What the tests measured, for later comparisons (the switchover's outage is the yardstick of item 3).

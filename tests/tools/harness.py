@@ -13,10 +13,13 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from config import ClusterConfig, parse
+from config.models import DockerSettings
+from targets import image
 from tests.golden_util import VARIANTS, remap, variant_raw
 
 LABEL = "pgha.test=tools"
 IMAGE = os.environ.get("PGHA_NODE_IMAGE", "pgha-node:test")
+BASE_IMAGE = DockerSettings().base_image
 # Scales every deadline, for slow CI machines.
 TIMEOUT_SCALE = float(os.environ.get("PGHA_TIMEOUT_SCALE", "1"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +90,9 @@ def ensure_image() -> str:
     """The node image: PGHA_NODE_IMAGE as given (built if missing), else pgha-node:test rebuilt from
     image/Dockerfile, which costs a second when the build cache is current and is never stale."""
     if "PGHA_NODE_IMAGE" not in os.environ or docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        docker("build", "-q", "-t", IMAGE, str(ROOT / "image"), timeout=1200)
+        args = [f"--build-arg={key}={value}" for key, value in image.build_args(BASE_IMAGE).items()]
+        docker("build", "-q", *args, "-t", IMAGE, "-f", str(ROOT / image.DOCKERFILE), str(ROOT / image.CONTEXT),
+               timeout=1200)
     return IMAGE
 
 

@@ -10,6 +10,7 @@ import pulumi
 import pytest
 import yaml
 
+from catalog.roles import image_packages
 from tests.support.mock_runtime import Graph, Registration, is_secret, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
@@ -155,8 +156,11 @@ def uploads(res: Registration) -> dict[str, dict[str, Any]]:
 def test_docker_image_is_built_locally_from_the_repo(dev: Graph) -> None:
     image = dev.of_type("docker:index/image:Image")[0]
     assert image.inputs["skipPush"] is True
-    assert image.inputs["build"]["context"].endswith("/image")
-    assert image.inputs["build"]["args"] == {"BASE_IMAGE": "debian:trixie-slim"}
+    # Relative to the project directory: another checkout declares the same inputs.
+    assert image.inputs["build"]["context"] == "image"
+    assert image.inputs["build"]["dockerfile"] == "image/Dockerfile"
+    assert image.inputs["build"]["builderVersion"] == "BuilderV1"
+    assert image.inputs["build"]["args"] == {"BASE_IMAGE": "debian:trixie-slim", "PACKAGES": " ".join(image_packages())}
     assert re.fullmatch(r"pgha-node:[0-9a-f]{12}", image.inputs["imageName"])
     for c in dev.of_type(CONTAINER):
         assert c.inputs["image"] == image.inputs["imageName"]
