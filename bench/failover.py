@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.e2e.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
-from tests.e2e.harness.deploy import Deployment, deploy
-from tests.e2e.harness.real_mocks import cleanup_leftovers
+from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
+from local_engine import Stack
+from local_engine.docker_engine import remove_labelled
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = "pgha-dev"
@@ -36,7 +36,7 @@ class Event:
     lost: int
 
 
-def run_event(kind: str, stack: Deployment, fault: Callable[[DockerHosts, Patroni, str], None],
+def run_event(kind: str, stack: Stack, fault: Callable[[DockerHosts, Patroni, str], None],
               sync: bool = True) -> Event:
     hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
     wait_for("a healthy cluster", lambda: patroni.healthy(3, sync), 180)
@@ -46,7 +46,11 @@ def run_event(kind: str, stack: Deployment, fault: Callable[[DockerHosts, Patron
     victim = patroni.leader() or ""
     fault_at = time.monotonic()
     fault(hosts, patroni, victim)
-    new = wait_for("a new leader", lambda: (lead := patroni.leader()) and lead != victim and lead, 120)
+    def new_leader() -> str | None:
+        lead = patroni.leader()
+        return lead if lead and lead != victim else None
+
+    new = wait_for("a new leader", new_leader, 120)
     writer.wait_acks(50, timeout_s=120)
     log = writer.stop()
     outage = log.outage_around(fault_at)
@@ -74,7 +78,7 @@ def switchover(hosts: DockerHosts, patroni: Patroni, victim: str) -> None:
                "--candidate", candidate, "--force", user="postgres")
 
 
-def negative_control(stack: Deployment) -> Event:
+def negative_control(stack: Stack) -> Event:
     """Async replication; cut the replicas off the network so acknowledged commits exist only on the
     primary; kill it; bring the replicas back. (Freezing the replicas, or ending their WAL receivers,
     is not enough: their kernels buffer WAL, or a new receiver reconnects, and nothing is lost.)"""
@@ -121,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import program
 
-    cleanup_leftovers(f"pgha.cluster={CLUSTER}")
+    remove_labelled(f"pgha.cluster={CLUSTER}")
     events: list[Event] = []
     failures: list[str] = []
-    stack = deploy(ROOT / "Pulumi.dev.yaml", program.main, stack="dev",
-                   extra_config={"pgha:timing_profile": args.profile})
+    stack = Stack("dev", ROOT, project="pgha", config={"pgha:timing_profile": args.profile})
+    stack.up(program.main)
     try:
         chosen = set(args.kinds.split(","))
         for kind, fault in (("hard kill", hard_kill), ("graceful stop", graceful_stop),
@@ -146,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     control: list[Event] = []
     if not args.skip_negative_control:
         patroni_async = {"synchronous_mode": "off", "maximum_lag_on_failover": 1073741824}
-        stack = deploy(ROOT / "Pulumi.dev.yaml", program.main, stack="dev",
-                       extra_config={"pgha:patroni": patroni_async, "pgha:timing_profile": args.profile})
+        stack = Stack("dev", ROOT, project="pgha",
+                      config={"pgha:patroni": patroni_async, "pgha:timing_profile": args.profile})
+        stack.up(program.main)
         try:
             control.append(negative_control(stack))
         except AssertionError as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import string
@@ -13,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import settings as psettings
+
+from local_engine.stack_file import secure_keys as stack_file_secure_keys
+from local_engine.stack_file import stack_config as stack_file_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "pgha"
@@ -60,45 +61,14 @@ def stack_name(stack: str | os.PathLike[str]) -> str:
 
 def stack_config(stack: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
                  project: str = PROJECT) -> tuple[dict[str, str], set[str]]:
-    """The engine's flat config map for a stack (name or file), and the keys stored encrypted in it.
-
-    Keys without a namespace get `project`'s; structured values become JSON, scalars the strings
-    the engine passes. `overrides` add or replace keys. A `secure:` value cannot be decrypted without
-    the stack's secrets provider, so each must be given in `overrides`, or ValueError names it.
-    """
-    path = stack_file(stack)
-    document = {_full_key(k, project): v for k, v in _stack_document(path).items()}
-    secure = _encrypted(document)
-    merged = {k: v for k, v in document.items() if k not in secure}
-    merged.update({_full_key(k, project): v for k, v in (overrides or {}).items()})
-    missing = sorted(secure - set(merged))
-    if missing:
-        raise ValueError(f"{path}: secure config {', '.join(missing)} cannot be decrypted without the stack's "
-                         "secrets provider; pass its plaintext (offline check: --secret KEY=VALUE)")
-    return {k: _engine_string(v) for k, v in merged.items() if v is not None}, secure
+    """The engine's flat config map for a stack (name or file), and the keys stored encrypted in it
+    (local_engine.stack_file.stack_config)."""
+    return stack_file_config(stack_file(stack), overrides, project=project)
 
 
 def secure_keys(stack: str | os.PathLike[str]) -> set[str]:
     """The keys a stack file holds encrypted (`key: {secure: ...}`), with their namespace."""
-    return _encrypted({_full_key(k, PROJECT): v for k, v in _stack_document(stack_file(stack)).items()})
-
-
-def _stack_document(path: Path) -> dict[str, Any]:
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-
-
-def _encrypted(document: Mapping[str, Any]) -> set[str]:
-    return {k for k, v in document.items() if isinstance(v, dict) and set(v) == {"secure"}}
-
-
-def _full_key(key: str, project: str) -> str:
-    return key if ":" in key else f"{project}:{key}"
-
-
-def _engine_string(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)  # true/false, numbers, lists and maps as the engine serialises them
+    return stack_file_secure_keys(stack_file(stack), project=PROJECT)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import psycopg
 import pytest
 
-from tests.e2e.cluster import Endpoint, Hosts, Patroni, PrimaryWatch, Writer, wait_for
+from clientside.cluster import Endpoint, Hosts, Patroni, PrimaryWatch, Writer, wait_for
 
 # ttl 20 + checks: a failover completes well within this; rejoin includes pg_rewind and catch-up.
 FAILOVER_S = 60

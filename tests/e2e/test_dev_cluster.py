@@ -16,12 +16,13 @@ import docker
 import pytest
 import yaml
 
+from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
+from local_engine import Stack
+from local_engine.docker_engine import remove_labelled
+from local_engine.wire import RUN_LABEL
 from tests.e2e import scenarios
-from tests.e2e.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
-from tests.e2e.harness.deploy import Deployment, deploy
-from tests.e2e.harness.engine import require_engine
-from tests.e2e.harness.real_mocks import cleanup_leftovers
 from tests.e2e.scenarios import RECOVER_S, ClusterUnderTest, server
+from tests.support.docker import keep_requested, require_engine
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,40 +48,42 @@ def sentinel() -> Iterator[docker.models.containers.Container]:
 
 
 @pytest.fixture(scope="module")
-def stack(sentinel: object) -> Iterator[Deployment]:
+def stack(sentinel: object) -> Iterator[Stack]:
     require_engine()
     # Leftovers of an interrupted earlier run of this cluster (an engine restarted on the same data
     # root keeps them) would collide on names and the subnet; other clusters' objects are left alone.
-    cleanup_leftovers(f"pgha.cluster={CLUSTER}")
+    remove_labelled(f"pgha.cluster={CLUSTER}")
     import program
 
-    deployment = deploy(ROOT / "Pulumi.dev.yaml", program.main, stack="dev")
-    yield deployment
-    deployment.destroy()
+    dev = Stack("dev", ROOT, project="pgha")
+    dev.up(program.main)
+    yield dev
+    if dev.snapshot and not keep_requested():
+        dev.destroy()
 
 
 @pytest.fixture(scope="module")
-def patroni(stack: Deployment) -> Patroni:
+def patroni(stack: Stack) -> Patroni:
     return Patroni(stack.outputs["patroni_rest_urls"])
 
 
 @pytest.fixture(scope="module")
-def hosts(stack: Deployment) -> DockerHosts:
+def hosts(stack: Stack) -> DockerHosts:
     return DockerHosts(CLUSTER)
 
 
 @pytest.fixture(scope="module")
-def rw(stack: Deployment) -> Endpoint:
+def rw(stack: Stack) -> Endpoint:
     return Endpoint.from_dsn(stack.outputs["app_dsn"])
 
 
 @pytest.fixture(scope="module")
-def ro(stack: Deployment) -> Endpoint:
+def ro(stack: Stack) -> Endpoint:
     return Endpoint.from_dsn(stack.outputs["readonly_dsn"])
 
 
 @pytest.fixture(scope="module")
-def cluster(stack: Deployment, patroni: Patroni, hosts: DockerHosts, rw: Endpoint, ro: Endpoint) -> ClusterUnderTest:
+def cluster(stack: Stack, patroni: Patroni, hosts: DockerHosts, rw: Endpoint, ro: Endpoint) -> ClusterUnderTest:
     """What the shared scenarios (tests/e2e/scenarios.py) need to know about the dev cluster."""
     return ClusterUnderTest(name=CLUSTER, patroni=patroni, hosts=hosts, rw=rw, ro=ro, addresses=dict(ADDRESSES),
                             etcd=tuple(ETCD), haproxy=("haproxy-1", "haproxy-2"), vip="10.89.0.30",
@@ -116,7 +119,7 @@ def node_of(address: str) -> str:
 # ------------------------------------------------------------------------------------------ 1
 
 
-def test_up_leader_sync_standby_and_routing(stack: Deployment, cluster: ClusterUnderTest, patroni: Patroni,
+def test_up_leader_sync_standby_and_routing(stack: Stack, cluster: ClusterUnderTest, patroni: Patroni,
                                             rw: Endpoint, ro: Endpoint) -> None:
     scenarios.leader_sync_standby_and_routing(cluster)
     assert stack.outputs["read_write_endpoint"] == {"host": "10.89.0.30", "port": 5000}
@@ -204,13 +207,13 @@ def test_isolated_primary_is_replaced_without_split_brain(healthy: None, cluster
 # ------------------------------------------------------------------------------------------ 8
 
 
-def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, stack: Deployment,
+def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, stack: Stack,
                                                              cluster: ClusterUnderTest, hosts: DockerHosts) -> None:
     scenarios.backup_archiving_failover_and_point_in_time_restore(
         cluster, lambda target: restore_to(hosts, stack, target))
 
 
-def restore_to(hosts: DockerHosts, stack: Deployment, target: str) -> list[tuple[str, int]]:
+def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str, int]]:
     """Restore the stanza to `target` into a fresh container on the same image and repository."""
     source = hosts.container("pg-1")
     config = hosts.exec("pg-1", "cat", "/etc/pgbackrest/pgbackrest.conf")
@@ -220,7 +223,7 @@ def restore_to(hosts: DockerHosts, stack: Deployment, target: str) -> list[tuple
         old.remove(force=True)
     container = client.containers.run(
         source.image.id, ["sleep", "infinity"], name=name, detach=True, network_mode="none",
-        labels={"pgha.e2e.run": stack.run_id},
+        labels={RUN_LABEL: stack.run_id},
         volumes={f"{CLUSTER}-backup-repo": {"bind": "/var/lib/pgbackrest", "mode": "rw"}},
     )
     try:
@@ -254,12 +257,14 @@ def restore_to(hosts: DockerHosts, stack: Deployment, target: str) -> list[tuple
 # ------------------------------------------------------------------------------------------ 9
 
 
-def test_destroy_removes_what_was_declared_and_nothing_else(stack: Deployment, sentinel: object) -> None:
+def test_destroy_removes_what_was_declared_and_nothing_else(stack: Stack, sentinel: object) -> None:
     client = docker.from_env()
-    declared = {r.docker_id for r in stack.resources if r.kind in ("container", "volume", "network")}
-    assert len([r for r in stack.resources if r.kind == "container"]) == 8
+    declared = {r.id for r in stack.resources() if r.type.startswith(("docker:index/container", "docker:index/volume",
+                                                                       "docker:index/network"))}
+    assert len(stack.resources("docker:index/container:Container")) == 8
     stack.destroy()
-    label = f"pgha.e2e.run={stack.run_id}"
+    assert stack.snapshot == {}
+    label = f"{RUN_LABEL}={stack.run_id}"
     assert not client.containers.list(all=True, filters={"label": label})
     assert not client.volumes.list(filters={"label": label})
     assert not client.networks.list(filters={"label": label})

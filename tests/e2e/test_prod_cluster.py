@@ -27,13 +27,13 @@ import pytest
 import yaml
 
 from catalog.roles import host_packages
+from clientside.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
+from local_engine import Stack, Update, UpdateFailedError
+from local_engine.wire import unwrap
 from tests.e2e import scenarios
-from tests.e2e.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
-from tests.e2e.harness.deploy import Deployment, DeploymentFailedError, deploy, keep_requested
-from tests.e2e.harness.engine import require_engine
-from tests.e2e.harness.values import unwrap
 from tests.e2e.hosts import fleet as fleet_module
 from tests.e2e.scenarios import ClusterUnderTest
+from tests.support.docker import keep_requested, require_engine
 
 pytestmark = pytest.mark.ssh
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,45 +58,46 @@ MEASURED: dict[str, float] = {}
 # ------------------------------------------------------------------------------------------ fixtures
 
 
+COMMAND = "command:remote:Command"
+
+
 class Runs:
-    """The chain of deployments of this module: each run follows the last one, as `pulumi up` would."""
+    """The deployments of this module: one stack, deployed again and again as `pulumi up` would."""
 
     def __init__(self, private_key: str) -> None:
-        self.private_key = private_key
-        self.all: list[Deployment | DeploymentFailedError] = []
+        self.stack = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: private_key},
+                           secret_keys=[KEY])
+        self.all: list[Update] = []
 
     @property
-    def last(self) -> Deployment | DeploymentFailedError:
+    def last(self) -> Update:
         return self.all[-1]
 
-    def up(self, **config: Any) -> Deployment:
+    def up(self, **config: Any) -> Update:
         """Run the program (again); `config` overrides stack keys (e.g. postgres=...)."""
         import program
 
-        extra = {KEY: self.private_key, **{f"pgha:{k}": v for k, v in config.items()}}
-        previous = self.all[-1] if self.all else None
-        def main() -> None:
-            program.main()
-
         try:
-            deployment = deploy(STACK_FILE, main, stack="e2e-ssh", extra_config=extra, secret_keys=[KEY],
-                                workdir=ROOT, previous=previous)
-        except DeploymentFailedError as failed:
-            self.all.append(failed)
+            update = self.stack.up(program.main, {f"pgha:{k}": v for k, v in config.items()})
+        except UpdateFailedError as failed:
+            self.all.append(failed.update)
             raise
-        self.all.append(deployment)
-        return deployment
+        self.all.append(update)
+        return update
+
+    def commands(self) -> dict[str, dict[str, Any]]:
+        """Every remote command in the stack's state: name -> its stored inputs (plain)."""
+        return {s.name: unwrap(s.inputs) for s in self.stack.resources(COMMAND)}
 
     def passwords(self) -> dict[str, str]:
-        """Every generated password (RandomPassword results, from the harness's state)."""
-        mocks = self.last.mocks
-        return {name: unwrap(state["result"]) for name, (typ, _, _, state) in mocks.randoms.items()
-                if typ == "random:index/randomPassword:RandomPassword"}
+        """Every generated password (RandomPassword results, from the stack's state)."""
+        return {s.name: unwrap(s.outputs["result"])
+                for s in self.stack.resources("random:index/randomPassword:RandomPassword")}
 
     def private_keys(self) -> dict[str, str]:
-        """Every generated TLS private key (PEM), from the harness's state."""
-        return {name: unwrap(state["privateKeyPem"]) for name, (typ, _, _, state) in self.last.mocks.randoms.items()
-                if typ == "tls:index/privateKey:PrivateKey"}
+        """Every generated TLS private key (PEM), from the stack's state."""
+        keys = self.stack.resources("tls:index/privateKey:PrivateKey")
+        return {s.name: unwrap(s.outputs["privateKeyPem"]) for s in keys}
 
 
 class ProcessSampler(threading.Thread):
@@ -152,14 +153,12 @@ def runs(fleet: fleet_module.Fleet, hosts: SystemdHosts) -> Runs:
 
 
 @pytest.fixture(scope="module")
-def stack(runs: Runs) -> Deployment:
-    first = runs.all[0]
-    assert isinstance(first, Deployment)
-    return first
+def stack(runs: Runs) -> Update:
+    return runs.all[0]
 
 
 @pytest.fixture(scope="module")
-def cluster(stack: Deployment, hosts: SystemdHosts) -> ClusterUnderTest:
+def cluster(stack: Update, hosts: SystemdHosts) -> ClusterUnderTest:
     return ClusterUnderTest(
         name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts,
         rw=Endpoint.from_dsn(stack.outputs["app_dsn"]), ro=Endpoint.from_dsn(stack.outputs["readonly_dsn"]),
@@ -250,13 +249,14 @@ def restore_on(c: ClusterUnderTest, node: str) -> Callable[[str], list[tuple[str
 # ------------------------------------------------------------------------------------------ 1: up
 
 
-def test_up_leader_sync_standby_and_routing(stack: Deployment, cluster: ClusterUnderTest) -> None:
+def test_up_leader_sync_standby_and_routing(stack: Update, cluster: ClusterUnderTest) -> None:
     scenarios.leader_sync_standby_and_routing(cluster)
     assert stack.outputs["read_write_endpoint"] == {"host": VIP, "port": 5000}
     assert {"app_dsn", "readonly_dsn"} <= stack.secret_outputs
     # Every service is two remote commands per host, and every one of them ran once, over SSH.
-    runs = stack.remote.runs
+    runs = stack.runs
     assert {r.action for r in runs} == {"create"} and all(r.exit_status == 0 for r in runs)
+    assert stack.plan.ops() == stack.steps.ops(), "the update did what the plan said"
     hosts_reached = {r.host for r in runs}
     assert hosts_reached == {*ETCD.values(), *PG_NODES.values(), *HAPROXY.values()}
     print(f"deployment: {stack.seconds:.0f}s, {len(runs)} remote commands")
@@ -272,14 +272,15 @@ def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: 
     members_before = {n: m.get("pending_restart") for n, m in cluster.patroni.members().items()}
     first = runs.last
     second = runs.up()
-    assert second.remote.runs == [], f"unchanged inputs ran: {[r.name for r in second.remote.runs]}"
-    assert sorted(second.remote.unchanged) == sorted(first.remote.records)
-    assert isinstance(first, Deployment) and second.outputs == first.outputs, "same passwords, same endpoints"
+    assert second.runs == [], f"unchanged inputs ran: {second.ran()}"
+    assert second.plan.changes() == second.steps.changes() == {}
+    assert set(second.plan.ops()) >= set(runs.commands())
+    assert second.outputs == first.outputs, "same passwords, same endpoints"
     # Each service's converge script again, by force: it finds everything in place.
-    converges = [name for name in second.remote.records if name.endswith("-service")]
+    converges = [name for name in runs.commands() if name.endswith("-service")]
     assert len(converges) == 8
     for name in converges:
-        run = second.remote.rerun(name)
+        run = runs.stack.rerun(name)
         assert not re.search(r"(started|restarted|reloaded)$", run.stdout, re.M), f"{name}: {run.stdout}"
     after = snapshot(hosts)
     assert after == before, "a re-run restarted or reloaded something"
@@ -339,13 +340,14 @@ def test_configuration_change_reload_and_rolling_restart(healthy: None, runs: Ru
     finally:
         sampler.stop()
         SAMPLES.extend(sampler.samples)
-    ran = sorted(r.name for r in change.remote.runs)
+    assert change.plan.changes() == change.steps.changes()
+    ran = sorted(change.ran())
     assert ran == sorted([*(f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES), f"{CLUSTER}-pending-restarts"])
     for node in PG_NODES:
         assert show(hosts, node, "work_mem", "shared_buffers") == ["6MB", "160MB"], node
         assert not cluster.patroni.members()[node].get("pending_restart"), node
     # The step's own account: every member restarted once, the leader last.
-    gate = next(r for r in change.remote.runs if r.name == f"{CLUSTER}-pending-restarts")
+    gate = next(r for r in change.runs if r.name == f"{CLUSTER}-pending-restarts")
     order = re.findall(r"restarting (\S+) \((\S+)\)", gate.stdout)
     assert sorted(n for n, _ in order) == sorted(PG_NODES) and order[-1] == (leader, "leader"), gate.stdout
     restarted = {node: postmaster(hosts, node)[1] for node in PG_NODES}
@@ -380,7 +382,7 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     before = snapshot(hosts)
     hosts.exec(down, "systemctl", "stop", "ssh.service")
     try:
-        with pytest.raises(DeploymentFailedError) as failed:
+        with pytest.raises(UpdateFailedError) as failed:
             runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB", maintenance_work_mem="96MB"))
     finally:
         hosts.exec(down, "systemctl", "start", "ssh.service")
@@ -391,7 +393,7 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     print(f"failed run: {message.splitlines()[1][:300]}")
     # The reachable hosts were converged (a reload-only change): every service of every other host
     # still runs, the long-running ones in the same process.
-    done = {r.name for r in failed.value.remote.runs if r.exit_status == 0}
+    done = {r.name for r in failed.value.update.runs if r.exit_status == 0}
     assert done == {f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES if n != down}
     after = snapshot(hosts)
     for node in others:
@@ -407,7 +409,7 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     # The host is back: the next run does what is left, and only that.
     completed = runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB",
                                                  maintenance_work_mem="96MB"))
-    assert sorted(r.name for r in completed.remote.runs) == sorted([step, f"{CLUSTER}-pending-restarts"])
+    assert sorted(completed.ran()) == sorted([step, f"{CLUSTER}-pending-restarts"])
     assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") == desired
     for node in PG_NODES:
         assert show(hosts, node, "maintenance_work_mem") == ["96MB"], node
@@ -430,12 +432,12 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
     for node in [*ETCD, *PG_NODES, *HAPROXY]:
         texts.append((f"ps on {node}", hosts.exec(node, "ps", "-eo", "args")))
         texts.append((f"journal of {node}", hosts.exec(node, "journalctl", "--no-pager", "-o", "cat")))
-    for run in itertools.chain.from_iterable(r.remote.runs for r in runs.all):
+    for run in itertools.chain.from_iterable(r.runs for r in runs.all):
         texts.append((f"{run.name} ({run.action}) command", run.command))
         texts.append((f"{run.name} ({run.action}) stdout/stderr", f"{run.stdout}\n{run.stderr}\n{run.error or ''}"))
-    for record in runs.last.remote.records.values():
+    for name, inputs in runs.commands().items():
         for key in ("create", "update", "delete"):
-            texts.append((f"{record.name} {key}", str(record.inputs.get(key) or "")))
+            texts.append((f"{name} {key}", str(inputs.get(key) or "")))
     assert len(SAMPLES) > 50, "the process lists were sampled during the deployments"
     leaks = [(where, name) for where, text in texts for name, value in secrets.items() if value in text]
     assert not leaks, f"secrets found: {leaks[:10]}"
@@ -446,14 +448,12 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
 
 def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: SystemdHosts,
                                                           fleet: fleet_module.Fleet) -> None:
-    last = runs.last
-    assert isinstance(last, Deployment)
-    deleted_commands = [name for name, rec in last.remote.records.items() if rec.inputs.get("delete")]
-    last.destroy()
-    deletes = [r for r in last.remote.runs if r.action == "delete"]
+    deleted_commands = [name for name, inputs in runs.commands().items() if inputs.get("delete")]
+    destroyed = runs.stack.destroy()
+    deletes = [r for r in destroyed.runs if r.action == "delete"]
     assert sorted(r.name for r in deletes) == sorted(deleted_commands) and len(deletes) == 8
     assert all(r.exit_status == 0 for r in deletes)
-    assert not last.remote.records
+    assert runs.stack.snapshot == {}
     files = {"etcd": ["/etc/pgha/etcd.yml"],
              "pg": ["/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
                     "/usr/local/bin/pgha-backup"],

@@ -13,6 +13,8 @@ import yaml
 
 from components.tls import server_addresses
 from config import ClusterConfig, Host
+from local_engine.providers import tls as certs
+from local_engine.wire import unwrap
 from render import (
     render_backup_cron,
     render_backup_script,
@@ -33,8 +35,6 @@ from render.paths import (
     PGBACKREST_CONFIG,
     POST_BOOTSTRAP_SCRIPT,
 )
-from tests.e2e.harness import certs
-from tests.e2e.harness.values import unwrap
 from tests.golden_util import FAKE_CREDS
 from tests.tools import harness
 from tests.tools.harness import ToolsEnv, variant_config

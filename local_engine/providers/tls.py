@@ -1,15 +1,20 @@
-"""Real keys and certificates for pulumi-tls resources, made with `cryptography`.
+"""pulumi-tls 5.x (terraform-provider-tls): keys and certificates, made with `cryptography`.
 
-What the program uses of terraform-provider-tls is implemented: ECDSA and RSA private keys,
-self-signed (CA) certificates, certificate requests and CA-signed certificates with subject, DNS
-and IP subject alternative names, validity and key usages. Anything else is refused by name.
+What the program uses is implemented: ECDSA and RSA private keys, self-signed (CA) certificates,
+certificate requests and CA-signed certificates with subject, DNS and IP subject alternative names,
+validity and key usages. Anything else is refused by name.
+
+terraform-provider-tls internal/provider/resource_private_key.go, resource_cert_request.go,
+resource_self_signed_cert.go, resource_locally_signed_cert.go: every attribute RequiresReplace; a
+certificate whose end of validity is within ``early_renewal_hours`` is marked ready for renewal when
+the plan is made (modifyPlanIfCertificateReadyForRenewal) and replaced.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography import x509
@@ -18,7 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .values import UnsupportedInputError, as_int, check_keys, make_secret
+from local_engine.providers import Context, Diff, Provider, changed_keys, unknown_outputs
+from local_engine.state import ResourceState
+from local_engine.wire import UnsupportedInputError, as_int, check_keys, make_secret
 
 KEY_KEYS = ("algorithm", "ecdsaCurve", "rsaBits")
 SUBJECT_KEYS = ("commonName", "organization", "organizationalUnit", "country", "locality", "province")
@@ -27,7 +34,8 @@ SELF_SIGNED_KEYS = ("privateKeyPem", "subject", "isCaCertificate", "validityPeri
 REQUEST_KEYS = ("privateKeyPem", "subject", "dnsNames", "ipAddresses")
 SIGNED_KEYS = ("certRequestPem", "caPrivateKeyPem", "caCertPem", "validityPeriodHours", "earlyRenewalHours",
                "allowedUses", "isCaCertificate")
-CURVES = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {"P224": ec.SECP224R1, "P256": ec.SECP256R1,
+                                                     "P384": ec.SECP384R1, "P521": ec.SECP521R1}
 SUBJECT_OIDS = {"commonName": NameOID.COMMON_NAME, "organization": NameOID.ORGANIZATION_NAME,
                 "organizationalUnit": NameOID.ORGANIZATIONAL_UNIT_NAME, "country": NameOID.COUNTRY_NAME,
                 "locality": NameOID.LOCALITY_NAME, "province": NameOID.STATE_OR_PROVINCE_NAME}
@@ -38,7 +46,6 @@ KEY_USES = {"digital_signature", "key_encipherment", "cert_signing", "crl_signin
 
 def private_key(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
     """PrivateKey outputs: the key in PEM (PKCS#1/SEC1 and PKCS#8, secret) and its public key."""
-    check_keys(where, inputs, KEY_KEYS)
     algorithm = inputs.get("algorithm")
     key: CertificateIssuerPrivateKeyTypes
     if algorithm == "ECDSA":
@@ -64,7 +71,6 @@ def private_key(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def self_signed_cert(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
     """SelfSignedCert outputs: ``certPem`` and the validity window."""
-    check_keys(where, inputs, SELF_SIGNED_KEYS)
     key = _load_key(inputs.get("privateKeyPem"), f"{where}.privateKeyPem")
     subject = _name(inputs.get("subject"), f"{where}.subject")
     builder = _sans(x509.CertificateBuilder().subject_name(subject).issuer_name(subject), inputs, where)
@@ -73,7 +79,6 @@ def self_signed_cert(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def cert_request(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
     """CertRequest outputs: ``certRequestPem``."""
-    check_keys(where, inputs, REQUEST_KEYS)
     key = _load_key(inputs.get("privateKeyPem"), f"{where}.privateKeyPem")
     builder = _sans(x509.CertificateSigningRequestBuilder().subject_name(
         _name(inputs.get("subject"), f"{where}.subject")), inputs, where)
@@ -83,7 +88,6 @@ def cert_request(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def locally_signed_cert(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
     """LocallySignedCert outputs: the request's subject and SANs signed by the CA, as ``certPem``."""
-    check_keys(where, inputs, SIGNED_KEYS)
     request = x509.load_pem_x509_csr(str(inputs.get("certRequestPem") or "").encode())
     ca_key = _load_key(inputs.get("caPrivateKeyPem"), f"{where}.caPrivateKeyPem")
     ca_cert = x509.load_pem_x509_certificate(str(inputs.get("caCertPem") or "").encode())
@@ -148,3 +152,69 @@ def _load_key(pem: Any, where: str) -> CertificateIssuerPrivateKeyTypes:
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise UnsupportedInputError(f"{where}: only ECDSA and RSA keys are supported")
     return key
+
+
+def ready_for_renewal(state: Mapping[str, Any], early_renewal_hours: Any) -> bool:
+    """Whether a certificate's end of validity is within ``early_renewal_hours`` from now."""
+    end = state.get("validityEndTime")
+    if not isinstance(end, str):
+        return False
+    hours = int(early_renewal_hours or 0)
+    expires = datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
+    return datetime.datetime.now(datetime.UTC) >= expires - datetime.timedelta(hours=hours)
+
+
+class _Generated(Provider):
+    """A key or certificate: every input replaces; delete only forgets it."""
+
+    keys: tuple[str, ...] = ()
+    computed: tuple[str, ...] = ()
+    make: Callable[[Mapping[str, Any], str], dict[str, Any]]
+
+    def check(self, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        check_keys(f"{self.type} '{name}'", inputs, self.keys)
+        return inputs
+
+    def diff(self, old: ResourceState, inputs: dict[str, Any]) -> Diff:
+        changed = changed_keys(old.inputs, inputs)
+        if "validityPeriodHours" in self.keys and ready_for_renewal(old.outputs, inputs.get("earlyRenewalHours")):
+            return Diff(changed=(*changed, "readyForRenewal"), replace=(*changed, "readyForRenewal"),
+                        notes=("within early_renewal_hours of its end of validity",))
+        return Diff(changed=changed, replace=changed)
+
+    def create(self, ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return name, self.make(inputs, f"{self.type} '{name}'")
+
+    def preview(self, old: ResourceState | None, inputs: dict[str, Any], op: str) -> dict[str, Any]:
+        return unknown_outputs(inputs, *self.computed)
+
+
+class PrivateKey(_Generated):
+    type = "tls:index/privateKey:PrivateKey"
+    source = "terraform-provider-tls internal/provider/resource_private_key.go"
+    keys, computed = KEY_KEYS, ("privateKeyPem", "privateKeyPemPkcs8", "publicKeyPem")
+    make = staticmethod(private_key)
+
+
+class SelfSignedCert(_Generated):
+    type = "tls:index/selfSignedCert:SelfSignedCert"
+    source = "terraform-provider-tls internal/provider/resource_self_signed_cert.go"
+    keys, computed = SELF_SIGNED_KEYS, ("certPem", "validityStartTime", "validityEndTime")
+    make = staticmethod(self_signed_cert)
+
+
+class CertRequest(_Generated):
+    type = "tls:index/certRequest:CertRequest"
+    source = "terraform-provider-tls internal/provider/resource_cert_request.go"
+    keys, computed = REQUEST_KEYS, ("certRequestPem",)
+    make = staticmethod(cert_request)
+
+
+class LocallySignedCert(_Generated):
+    type = "tls:index/locallySignedCert:LocallySignedCert"
+    source = "terraform-provider-tls internal/provider/resource_locally_signed_cert.go"
+    keys, computed = SIGNED_KEYS, ("certPem", "validityStartTime", "validityEndTime")
+    make = staticmethod(locally_signed_cert)
+
+
+PROVIDERS = (PrivateKey(), SelfSignedCert(), CertRequest(), LocallySignedCert())

@@ -61,10 +61,10 @@ class Endpoint:
 
     def connect(self, timeout_s: int = 3, host: str | None = None, port: int | None = None) -> psycopg.Connection:
         """A new autocommit connection (optionally to another host/port with the same credentials)."""
-        tls = {"sslrootcert": self.sslrootcert} if self.sslrootcert else {}
+        options: dict[str, Any] = {"sslrootcert": self.sslrootcert} if self.sslrootcert else {}
         return psycopg.connect(host=host or self.host, port=port or self.port, user=self.user,
                                password=self.password, dbname=self.dbname, connect_timeout=timeout_s,
-                               autocommit=True, sslmode=self.sslmode, **tls)
+                               autocommit=True, sslmode=self.sslmode, **options)
 
     def query(self, sql: str, *params: Any, host: str | None = None, port: int | None = None) -> list[tuple]:
         with self.connect(host=host, port=port) as conn:
