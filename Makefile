@@ -22,7 +22,7 @@ policy-check:  ## offline policy check of the dev and prod stacks (no Pulumi bac
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy catalog config render components targets policy local_engine clientside bench program.py
+	.venv/bin/mypy catalog config render components targets operations policy local_engine clientside bench program.py
 
 destroy:       ## destroy the dev stack
 	PATH="$$HOME/.pulumi/bin:$$PATH" PULUMI_CONFIG_PASSPHRASE_FILE=$${PULUMI_CONFIG_PASSPHRASE_FILE:-.pulumi-state/passphrase} pulumi destroy --stack dev --yes

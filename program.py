@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pulumi
@@ -9,7 +10,8 @@ from pulumi.runtime import config as runtime_config
 
 from components.cluster import PostgresCluster, PostgresClusterArgs
 from config import ClusterConfig, ConfigError, collect, parse
-from targets import make_target
+from targets.select import make_target
+from targets.ssh import agent_problem
 
 
 def load_config() -> ClusterConfig:
@@ -42,9 +44,18 @@ def ssh_private_key(cfg: ClusterConfig) -> pulumi.Output[str] | None:
         ) from None
 
 
+def check_ssh_agent(cfg: ClusterConfig) -> None:
+    """Refuse, before anything is declared, an SSH agent socket every remote command would fail on."""
+    if cfg.ssh is not None:
+        problem = agent_problem(cfg.ssh.agent_socket_path, os.environ)
+        if problem is not None:
+            raise pulumi.RunError(problem)
+
+
 def main() -> PostgresCluster:
     """Declare the whole stack."""
     cfg = load_config()
+    check_ssh_agent(cfg)
     target = make_target(cfg, ssh_private_key(cfg))
     cluster = PostgresCluster(cfg.name, PostgresClusterArgs(cfg, target))
     hap = cfg.haproxy

@@ -52,18 +52,3 @@ class BackupRepo(pulumi.ComponentResource):
             File(paths.BACKUP_SCRIPT, render_backup_script(cfg), mode="0755"),
             File(paths.BACKUP_CRON, render_backup_cron(cfg), mode="0644"),
         )
-
-    def verify(self, nodes: list[Host], depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
-        """Declare `pgbackrest check` on every node; it acts on the primary, where it forces a WAL
-        switch and waits for the segment to be archived."""
-        gates = [
-            self._args.target.gate(
-                f"{self._name}-check-{node.name}",
-                node,
-                ("runuser", "-u", "postgres", "--", paths.BACKUP_SCRIPT, "check"),
-                depends_on,
-                self,
-            )
-            for node in nodes
-        ]
-        return [g for g in gates if g is not None]

@@ -8,7 +8,6 @@ from urllib.parse import quote
 import pulumi
 
 from catalog.roles import CLUSTER_COMPONENT
-from components import rolling_restart
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
@@ -16,6 +15,9 @@ from components.patroni_node import PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
 from config.models import ClusterConfig
+from operations.backup_check import check_every_node
+from operations.etcd import wait_healthy
+from operations.pending_restarts import apply_pending_restarts
 from targets import Target
 
 
@@ -28,7 +30,8 @@ class PostgresClusterArgs:
 
 
 class PostgresCluster(pulumi.ComponentResource):
-    """etcd, then the backup repository, then Patroni nodes, then HAProxy: each waits for the last."""
+    """etcd, then the backup repository, then Patroni nodes, then HAProxy: each waits for the last; the
+    day-2 steps (operations/) run between them on every target."""
 
     read_write: pulumi.Output[dict[str, object]]
     read_only: pulumi.Output[dict[str, object]]
@@ -41,24 +44,27 @@ class PostgresCluster(pulumi.ComponentResource):
         cfg, target = args.cfg, args.target
         self.secrets = ClusterSecrets(name, self)
         creds = self.secrets.credentials
-        self.ca = ClusterCA(name, cfg, self)
+        self.ca = ClusterCA(name, cfg, target.client_addresses(), self)
         target.prepare(self)
         self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(cfg, target), pulumi.ResourceOptions(parent=self))
+        # Patroni starts only against an etcd cluster with every member healthy.
+        self.etcd_healthy = wait_healthy(f"{name}-etcd-healthy", cfg, target, self.etcd.members, self.etcd)
         self.backup = BackupRepo(
             f"{name}-backup", BackupRepoArgs(cfg, target, creds), pulumi.ResourceOptions(parent=self)
         )
         self.nodes = [
             PatroniNode(
                 f"{name}-{node.name}",
-                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=self.etcd.ready),
+                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=[self.etcd_healthy]),
                 pulumi.ResourceOptions(parent=self),
             )
             for node in cfg.postgres.nodes
         ]
         nodes_ready = [n.ready for n in self.nodes]
-        self.backup_checks = self.backup.verify(cfg.postgres.nodes, nodes_ready)
-        # Parameters that need a restart: applied replicas first, the leader last (see rolling_restart).
-        self.restarts = rolling_restart.declare(f"{name}-pending-restarts", cfg, target, nodes_ready, self)
+        # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
+        self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
+        # Parameters that need a restart: applied replicas first, the leader last.
+        self.pending_restarts = apply_pending_restarts(f"{name}-pending-restarts", cfg, target, nodes_ready, self)
         self.haproxy = HAProxyPair(
             f"{name}-haproxy",
             HAProxyPairArgs(cfg, target, creds, depends_on=nodes_ready),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+import operations.etcd
 from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
@@ -22,14 +23,14 @@ class EtcdClusterArgs:
 
 
 class EtcdCluster(pulumi.ComponentResource):
-    """One etcd member per configured host; ready once the whole cluster reports healthy."""
+    """One etcd member per configured host. `members` are the placements; a member is healthy only with a
+    quorum of its peers, so the cluster waits for all of them with a day-2 step (operations/etcd.py)."""
 
     endpoints: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(ETCD.component, name, None, opts)
         cfg = args.cfg
-        endpoints = [f"http://{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]
         local = f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}"
         placements = []
         for member in cfg.etcd.members:
@@ -39,18 +40,11 @@ class EtcdCluster(pulumi.ComponentResource):
                 packages=ETCD.packages,
                 processes=(Process("etcd", ("/usr/bin/etcd", "--config-file", paths.ETCD_CONFIG), user="etcd"),),
                 files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd"),),
-                data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd"),),
+                data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd", holds=f"{cfg.name}/member"),),
                 health=("etcdctl", local, "endpoint", "health"),
                 wait=False,  # a member is healthy only once a quorum of its peers is up
             )
             placements.append(args.target.place(f"{name}-{member.name}", spec, self))
-        gate = args.target.gate(
-            f"{name}-healthy",
-            cfg.etcd.members[0],
-            ("etcdctl", f"--endpoints={','.join(endpoints)}", "endpoint", "health"),
-            [p.ready for p in placements],
-            self,
-        )
-        self.ready: list[pulumi.Resource] = [gate] if gate is not None else [p.ready for p in placements]
-        self.endpoints = pulumi.Output.from_input(endpoints)
+        self.members: list[pulumi.Resource] = [p.ready for p in placements]
+        self.endpoints = pulumi.Output.from_input(operations.etcd.endpoints(cfg))
         self.register_outputs({"endpoints": self.endpoints})

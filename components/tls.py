@@ -2,12 +2,13 @@
 
 Keys never leave pulumi-tls as anything but secret Outputs. Clients verify a node with the CA
 (`ca_certificate` stack output): every certificate names the node and each address a client or a
-peer dials to reach it (the node itself, the HAProxy nodes, the virtual IP, the published address),
+peer dials to reach it (the node itself, the HAProxy nodes, the virtual IP, the target's client addresses),
 so `sslmode=verify-full` holds through HAProxy's TCP pass-through as well as between members.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -35,8 +36,10 @@ class ServerCertificate:
 class ClusterCA:
     """The cluster's certificate authority, declared under `parent`."""
 
-    def __init__(self, name: str, cfg: ClusterConfig, parent: pulumi.Resource) -> None:
+    def __init__(self, name: str, cfg: ClusterConfig, client_addresses: Sequence[str],
+                 parent: pulumi.Resource) -> None:
         self._cfg = cfg
+        self._client_addresses = client_addresses
         opts = pulumi.ResourceOptions(parent=parent)
         self._key = tls.PrivateKey(f"{name}-ca-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
         self._cert = tls.SelfSignedCert(
@@ -59,7 +62,7 @@ class ClusterCA:
             private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=node.name, organization="pgha"),
             dns_names=[node.name, "localhost"],
-            ip_addresses=server_addresses(self._cfg, node),
+            ip_addresses=server_addresses(self._cfg, node, self._client_addresses),
             opts=opts,
         )
         cert = tls.LocallySignedCert(
@@ -75,11 +78,10 @@ class ClusterCA:
         return ServerCertificate(cert.cert_pem, secret(key.private_key_pem))
 
 
-def server_addresses(cfg: ClusterConfig, node: Host) -> list[str]:
-    """Every IP address a client or a peer may dial to reach PostgreSQL on `node`."""
+def server_addresses(cfg: ClusterConfig, node: Host, client_addresses: Sequence[str] = ()) -> list[str]:
+    """Every IP address a client or a peer may dial to reach PostgreSQL on `node`; `client_addresses` are
+    the target's own (the docker target's published address)."""
     addresses = [node.address, *(h.address for h in cfg.haproxy.nodes)]
     if cfg.haproxy.virtual_ip is not None:
         addresses.append(cfg.haproxy.virtual_ip)
-    if cfg.docker is not None and not cfg.docker.publish_address.is_unspecified:
-        addresses.append(cfg.docker.publish_address)
-    return list(dict.fromkeys(["127.0.0.1", *(str(a) for a in addresses)]))
+    return list(dict.fromkeys(["127.0.0.1", *(str(a) for a in addresses), *client_addresses]))

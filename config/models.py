@@ -242,6 +242,8 @@ class SshSettings(Model):
     user: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "root"
     port: Port = 22
     private_key_file: str | None = None
+    # The SSH agent pulumi-command also offers keys from; unset, it uses SSH_AUTH_SOCK when that is set.
+    agent_socket_path: Annotated[str, StringConstraints(pattern=r"^/[^\x00-\x1f]*$")] | None = None
     purge_data_on_destroy: bool = False
 
 
@@ -258,6 +260,9 @@ class ClusterConfig(Model):
     backup: BackupSettings = BackupSettings()
     docker: DockerSettings | None = None
     ssh: SshSettings | None = None
+    # A new deployment refuses a docker volume or a data directory that already holds data (left by an
+    # earlier deployment, or another cluster's) unless this says to adopt it.
+    adopt_existing_data: bool = False
 
     @model_validator(mode="before")
     @classmethod

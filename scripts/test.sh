@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/host-setup.sh
 .venv/bin/ruff check .
-.venv/bin/mypy catalog config render components targets policy local_engine clientside bench program.py
+.venv/bin/mypy catalog config render components targets operations policy local_engine clientside bench program.py
 exec .venv/bin/pytest "$@"

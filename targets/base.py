@@ -37,12 +37,15 @@ class Process:
 
 @dataclass(frozen=True)
 class DataDir:
-    """Persistent state of a service, kept across re-runs and removed only on request."""
+    """Persistent state of a service, kept across re-runs and removed only on request. `holds` is a path
+    inside it whose existence means it already holds data: a new deployment refuses such a directory
+    unless the stack says to adopt it (`adopt_existing_data`)."""
 
     name: str
     path: str
     owner: str
     mode: str = "0700"
+    holds: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class ServiceSpec:
     published_ports: tuple[int, ...] = ()
     health: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
-    # False for services that are only healthy together with peers (etcd): use Target.gate after all.
+    # False for services that are only healthy together with peers (etcd): a day-2 step waits for all.
     wait: bool = True
     depends_on: tuple[pulumi.Resource, ...] = field(default=())
 
@@ -103,7 +106,11 @@ class Target(abc.ABC):
         """Declare what runs `spec` on its host; the returned `ready` resource is healthy when done."""
 
     @abc.abstractmethod
-    def gate(
-        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
-    ) -> pulumi.Resource | None:
-        """Declare a wait until `check` succeeds on `host`, or None where placement already waited."""
+    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+                 parent: pulumi.Resource) -> pulumi.Resource:
+        """Declare a day-2 step: `script` (bash, no secrets) run as root on `host` after `depends_on`, when
+        the step is created and again whenever the script changes; a non-zero exit fails the deployment."""
+
+    def client_addresses(self) -> list[str]:
+        """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""
+        return []

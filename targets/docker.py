@@ -6,9 +6,11 @@ import shlex
 from pathlib import Path
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from config.models import ClusterConfig, Host
+from render.guards import render_volume_guard
 from targets import image
 from targets.base import Placement, ServiceSpec, Storage, Target
 
@@ -19,6 +21,8 @@ PROCESSES = "/etc/pgha/processes"
 # Host ports for the n-th service publishing the same container port: port + n * PUBLISH_STRIDE.
 PUBLISH_STRIDE = 100
 STOP_GRACE_S = 60
+RUNNER_SCRIPT = (ASSETS / "pgha-run").read_text()
+
 
 
 def _manifest(spec: ServiceSpec) -> str:
@@ -56,7 +60,10 @@ class DockerTarget(Target):
             f"{name}-network",
             name=name,
             driver="bridge",
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(self.settings.subnet))],
+            # An explicit gateway: Docker may report one only later, and a state that gains it would
+            # replace the network and every container on it (ipam_config is a ForceNew set).
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(self.settings.subnet),
+                                                       gateway=str(self.settings.subnet.network_address + 1))],
             labels=[docker.NetworkLabelArgs(label="pgha.cluster", value=name)],
             opts=pulumi.ResourceOptions(parent=parent),
         )
@@ -76,6 +83,14 @@ class DockerTarget(Target):
         )
 
     def _volume(self, name: str, role: str, parent: pulumi.Resource) -> docker.Volume:
+        # pulumi-docker adopts an existing volume of the same name silently: a guard runs first, once.
+        guard = command.local.Command(
+            f"{name}-unclaimed",
+            create=render_volume_guard(name, self.cfg.name, self.cfg.adopt_existing_data),
+            update=":",  # only a new deployment (the guard's create) asks; later changes never do
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
         return docker.Volume(
             name,
             name=name,
@@ -83,7 +98,7 @@ class DockerTarget(Target):
                 docker.VolumeLabelArgs(label="pgha.cluster", value=self.cfg.name),
                 docker.VolumeLabelArgs(label="pgha.role", value=role),
             ],
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[guard]),
         )
 
     def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
@@ -110,14 +125,16 @@ class DockerTarget(Target):
             docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in spec.files
         ]
         uploads += [
-            docker.ContainerUploadArgs(file=RUNNER, source=str(ASSETS / "pgha-run"), permissions="0755"),
+            # Content, not a source path: an edited runner reaches the containers, another checkout path does not
+            # replace them (the provider reads `source` once and keeps the path in its state).
+            docker.ContainerUploadArgs(file=RUNNER, content=RUNNER_SCRIPT, permissions="0755"),
             docker.ContainerUploadArgs(file=MANIFEST, content=_manifest(spec), permissions="0644"),
             docker.ContainerUploadArgs(file=PROCESSES, content=_processes(spec), permissions="0644"),
         ]
         published = {port: (str(self.settings.publish_address), self._publish(port)) for port in spec.published_ports}
         container = docker.Container(
             name,
-            name=f"{self.cfg.name}-{spec.host.name}",
+            name=self.container_name(spec.host),
             image=self.image.image_name,
             hostname=spec.host.name,
             command=[RUNNER],
@@ -134,7 +151,9 @@ class DockerTarget(Target):
             ],
             capabilities=docker.ContainerCapabilitiesArgs(adds=list(spec.capabilities)) if spec.capabilities else None,
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", *spec.health], interval="2s", timeout="5s", retries=3, start_period="120s"
+                # Go's canonical form, as the provider reads them back: "120s" would read back as "2m0s" and
+                # show an update after every refresh.
+                tests=["CMD", *spec.health], interval="2s", timeout="5s", retries=3, start_period="2m0s"
             )
             if spec.health
             else None,
@@ -147,8 +166,21 @@ class DockerTarget(Target):
         )
         return Placement(ready=container, published=published)
 
-    def gate(
-        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
-    ) -> pulumi.Resource | None:
-        # Container health checks already gate dependents (Container.wait); nothing more to declare.
-        return None
+    def container_name(self, host: Host) -> str:
+        """The container that stands for `host`."""
+        return f"{self.cfg.name}-{host.name}"
+
+    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+                 parent: pulumi.Resource) -> pulumi.Resource:
+        # The engine's machine runs `docker exec` against the same engine the provider uses (DOCKER_HOST).
+        return command.local.Command(
+            name,
+            create=f"docker exec -i {shlex.quote(self.container_name(host))} bash -s",
+            stdin=script,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+        )
+
+    def client_addresses(self) -> list[str]:
+        publish = self.settings.publish_address
+        return [] if publish.is_unspecified else [str(publish)]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import base64
+import os
 import shlex
+import stat
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_command as command
 
 from config.models import ClusterConfig, Host
+from render.shell import until_ok
 from targets.base import Placement, Process, ServiceSpec, Storage, Target
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
-HEALTH_DEADLINE_S = 300
 UNIT_DIR = "/etc/systemd/system"
 
 
@@ -89,9 +92,27 @@ done
 """
 
 
-def converge_script(spec: ServiceSpec, contents: list[str]) -> str:
-    """Idempotent: write files and units that changed, start what is stopped, apply changes, wait healthy."""
-    parts = ["set -euo pipefail", "changed=0"]
+def _unclaimed(spec: ServiceSpec, adopt: bool) -> list[str]:
+    """Shell run only by the converge command's create (a new deployment of this service on this host):
+    data left in a data directory is refused, or adopted when the stack says so."""
+    checks = []
+    for data in spec.data_dirs:
+        if data.holds is None:
+            continue
+        held = shlex.quote(f"{data.path}/{data.holds}")
+        what = f"{spec.host.name}: {data.path} already holds data ({data.holds})"
+        adopting = f"{what}: adopting it (pgha:adopt_existing_data)"
+        refusal = (f"{what}: a new deployment does not adopt it, it may be the data of another deployment; "
+                   "remove it or set pgha:adopt_existing_data: true")
+        found = f"echo {shlex.quote(adopting)}" if adopt else f"echo {shlex.quote(refusal)} >&2; exit 1"
+        checks.append(f'if [ "$mode" = create ] && [ -e {held} ]; then {found}; fi')
+    return checks
+
+
+def converge_script(spec: ServiceSpec, contents: list[str], adopt: bool = False) -> str:
+    """Idempotent: write files and units that changed, start what is stopped, apply changes, wait healthy.
+    Its first argument is `create` when the command is created, `update` otherwise."""
+    parts = ["set -euo pipefail", 'mode="${1:-update}"', *_unclaimed(spec, adopt), "changed=0"]
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
     for shared in spec.shared:
@@ -121,21 +142,8 @@ def converge_script(spec: ServiceSpec, contents: list[str]) -> str:
             f"systemctl enable -q {unit}"
         )
     if spec.health and spec.wait:
-        parts.append(_wait(spec.health))
+        parts.append(until_ok(spec.health))
     return "\n".join(parts) + "\n"
-
-
-def _wait(check: tuple[str, ...]) -> str:
-    """Retry `check` every second until it succeeds (then show its output); at the deadline fail with
-    its last output."""
-    return (
-        f"deadline=$((SECONDS + {HEALTH_DEADLINE_S}))\n"
-        f"until out=$({shlex.join(check)} 2>&1); do\n"
-        f"  if [ $SECONDS -ge $deadline ]; then echo {shlex.quote(f'not healthy after {HEALTH_DEADLINE_S}s: ')}"
-        f"{shlex.quote(shlex.join(check)[:200])} >&2; printf '%s\\n' \"$out\" | tail -n 20 >&2; exit 1; fi\n"
-        f"  sleep 1\ndone\n"
-        f"[ -z \"$out\" ] || printf '%s\\n' \"$out\"\n"
-    )
 
 
 def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
@@ -154,6 +162,24 @@ def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
+def agent_problem(agent_socket_path: str | None, environ: Mapping[str, str]) -> str | None:
+    """Why pulumi-command would fail every command before it dials a host, or None: it uses the agent at
+    `agent_socket_path`, else at SSH_AUTH_SOCK when set, and fails when that socket does not answer
+    (pulumi-command provider/pkg/provider/remote/connection.go)."""
+    path = agent_socket_path or environ.get("SSH_AUTH_SOCK") or None
+    if path is None:
+        return None
+    where = "pgha:ssh.agent_socket_path" if agent_socket_path else "SSH_AUTH_SOCK"
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        is_socket = False
+    if not is_socket:
+        return (f"{where}: {path} is not an SSH agent socket; pulumi-command would fail every remote command "
+                "before dialing a host: start the agent, unset SSH_AUTH_SOCK, or set pgha:ssh.agent_socket_path")
+    return None
+
+
 class SshTarget(Target):
     """Places services on hosts over SSH; every step is a remote command that is safe to re-run."""
 
@@ -167,18 +193,20 @@ class SshTarget(Target):
         self.private_key = private_key
 
     def connection(self, host: Host) -> command.remote.ConnectionArgs:
-        """How to reach `host`; the key stays a secret Output."""
+        """How to reach `host`; the key stays a secret Output. Without `ssh.agent_socket_path` pulumi-command
+        also offers the keys of the agent at SSH_AUTH_SOCK, when that is set (see agent_problem)."""
         return command.remote.ConnectionArgs(
             host=str(host.address),
             port=self.settings.port,
             user=self.settings.user,
             private_key=pulumi.Output.secret(self.private_key),
+            agent_socket_path=self.settings.agent_socket_path,
             dial_error_limit=20,
         )
 
-    def _shell(self, script_via_stdin: bool = True) -> str:
+    def _shell(self, script_via_stdin: bool = True, *args: str) -> str:
         sudo = "" if self.settings.user == "root" else "sudo -n "
-        return f"{sudo}bash -s" if script_via_stdin else f"{sudo}bash -c"
+        return " ".join([f"{sudo}bash -s" if script_via_stdin else f"{sudo}bash -c", *args])
 
     def prepare(self, parent: pulumi.Resource) -> None:
         # Hosts exist already; each service's first step installs what it needs.
@@ -196,16 +224,21 @@ class SshTarget(Target):
             connection=conn,
             create=self._shell(),
             stdin=install_script(spec.packages),
+            add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
         contents = pulumi.Output.all(*[f.content for f in spec.files])
-        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values]))
+        adopt = self.cfg.adopt_existing_data
+        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], adopt))
         if any(f.secret for f in spec.files):
             script = pulumi.Output.secret(script)
         converge = command.remote.Command(
             f"{name}-service",
             connection=conn,
-            create=self._shell(),
+            # The script is told which it is: only a create (a new deployment on this host) checks for data
+            # left in the data directories.
+            create=self._shell(True, "create"),
+            update=self._shell(True, "update"),
             stdin=script,
             delete=f"{self._shell(False)} {shlex.quote(delete_script(spec, self.settings.purge_data_on_destroy))}",
             add_previous_output_in_env=False,
@@ -218,13 +251,13 @@ class SshTarget(Target):
         )
         return Placement(ready=converge, published={})
 
-    def gate(
-        self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource], parent: pulumi.Resource
-    ) -> pulumi.Resource | None:
+    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+                 parent: pulumi.Resource) -> pulumi.Resource:
         return command.remote.Command(
             name,
             connection=self.connection(host),
             create=self._shell(),
-            stdin="set -euo pipefail\n" + _wait(check),
+            stdin=script,
+            add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
         )

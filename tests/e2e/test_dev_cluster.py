@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
-from local_engine import Stack
+from local_engine import Stack, UpdateFailedError
 from local_engine.docker_engine import remove_labelled
 from local_engine.wire import RUN_LABEL
 from tests.e2e import scenarios
@@ -114,6 +114,29 @@ def writer(rw: Endpoint) -> Iterator[Writer]:
 
 def node_of(address: str) -> str:
     return next(n for n, a in ADDRESSES.items() if a == address)
+
+
+# ------------------------------------------------------------------------------------------ 0
+
+
+def test_a_new_deployment_refuses_a_leftover_volume(sentinel: object) -> None:
+    """Before the module's stack: a volume left by an earlier deployment is not adopted silently."""
+    require_engine()
+    remove_labelled(f"pgha.cluster={CLUSTER}")
+    client = docker.from_env()
+    leftover = client.volumes.create(f"{CLUSTER}-backup-repo", labels={"pgha.cluster": CLUSTER})
+    import program
+
+    fresh = Stack("dev", ROOT, project="pgha")
+    try:
+        with pytest.raises(UpdateFailedError, match=rf"docker volume {CLUSTER}-backup-repo already exists: a new "
+                                                    "deployment does not adopt it"):
+            fresh.up(program.main)
+        names = [c.name for c in client.containers.list(all=True, filters={"label": f"pgha.cluster={CLUSTER}"})]
+        assert not [n for n in names if "-pg-" in n], f"nothing that would use the repository was created: {names}"
+    finally:
+        fresh.destroy()
+        leftover.remove(force=True)
 
 
 # ------------------------------------------------------------------------------------------ 1

@@ -472,6 +472,18 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
             kept = data[role]
             if kept:
                 assert not _missing(hosts, node, kept), f"{node}: {kept} removed without purge"
+    # The data stayed: a new deployment (a new stack) refuses it instead of adopting it silently.
+    import program
+
+    fresh = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: fleet.private_key},
+                  secret_keys=[KEY])
+    with pytest.raises(UpdateFailedError, match=r"etcd-\d: /var/lib/etcd already holds data \(pgha-e2e/member\): a "
+                                                "new deployment does not adopt it"):
+        fresh.up(program.main)
+    for node in ETCD:
+        assert not hosts.exec(node, "bash", "-c", "systemctl list-units 'pgha-*' --no-legend --plain",
+                              check=False).strip(), f"{node}: nothing was started on the refused data"
+    fresh.destroy()
     # purge_data_on_destroy: true renders a delete that removes the data directories: run it on etcd.
     purge = purge_delete_command(fleet.private_key, f"{CLUSTER}-etcd-etcd-1-service")
     assert "rm -rf --one-file-system /var/lib/etcd" in purge

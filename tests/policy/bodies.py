@@ -14,7 +14,8 @@ import yaml
 from components.cluster import PostgresCluster, PostgresClusterArgs
 from config.models import ClusterConfig, Host
 from program import load_config, ssh_private_key
-from targets import Placement, ServiceSpec, Storage, Target, make_target
+from targets import Placement, ServiceSpec, Storage, Target
+from targets.select import make_target
 
 LITERAL_PASSWORD = "hand-written-superuser-pw"
 TRUST_RULE = "host all all 0.0.0.0/0 trust"
@@ -42,9 +43,12 @@ class EditingTarget(Target):
         )
         return self.inner.place(name, dataclasses.replace(spec, files=files), parent)
 
-    def gate(self, name: str, host: Host, check: tuple[str, ...], depends_on: list[pulumi.Resource],
-             parent: pulumi.Resource) -> pulumi.Resource | None:
-        return self.inner.gate(name, host, check, depends_on, parent)
+    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+                 parent: pulumi.Resource) -> pulumi.Resource:
+        return self.inner.run_step(name, host, script, depends_on, parent)
+
+    def client_addresses(self) -> list[str]:
+        return self.inner.client_addresses()
 
 
 def compose(cfg: ClusterConfig, wrap: Callable[[Target], Target] | None = None) -> PostgresCluster:

@@ -112,8 +112,10 @@ def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
     repo_volume = dev.named("pgha-dev-backup-repo")
     assert repo_volume.parent == dev.named("pgha-dev-backup").urn
     assert len(etcd) == 3 and len(pg) == 3 and len(hap) == 2
+    healthy = dev.named("pgha-dev-etcd-healthy")
+    assert all(depends(dev, healthy, e) for e in etcd), "the health step waits for every member"
     for node in pg:
-        assert all(depends(dev, node, e) for e in etcd), node.name
+        assert depends(dev, node, healthy), f"{node.name} must wait for a healthy etcd"
         assert depends(dev, node, repo_volume), f"{node.name} must wait for the backup repository"
     for h in hap:
         assert all(depends(dev, h, p) for p in pg), h.name
@@ -168,7 +170,8 @@ def test_docker_image_is_built_locally_from_the_repo(dev: Graph) -> None:
 
 def test_docker_network_and_addresses(dev: Graph) -> None:
     net = dev.of_type("docker:index/network:Network")[0]
-    assert net.inputs["ipamConfigs"] == [{"subnet": "10.89.0.0/24"}]
+    # An explicit gateway: a daemon that reports one later must not make the network (and all) replace.
+    assert net.inputs["ipamConfigs"] == [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]
     addresses = {c.name: c.inputs["networksAdvanced"][0]["ipv4Address"] for c in dev.of_type(CONTAINER)}
     assert addresses["pgha-dev-pg-1-patroni"] == "10.89.0.21"
     assert addresses["pgha-dev-haproxy-haproxy-2"] == "10.89.0.32"
@@ -238,7 +241,11 @@ def test_ssh_commands(prod: Graph) -> None:
         assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection holds the key: secret"
         conn = reveal(cmd.inputs["connection"])
         assert conn["user"] == "root" and conn["port"] == 22 and conn["privateKey"] == SSH_KEY
-        assert cmd.inputs["create"] == "bash -s", f"{cmd.name}: scripts travel on stdin, never on the command line"
+        expected = "bash -s create" if cmd.name.endswith("-service") else "bash -s"
+        assert cmd.inputs["create"] == expected, f"{cmd.name}: scripts travel on stdin, never on the command line"
+        assert cmd.inputs["addPreviousOutputInEnv"] is False, f"{cmd.name}: sshd refuses environment variables"
+        if cmd.name.endswith("-service"):
+            assert cmd.inputs["update"] == "bash -s update"
     install = prod.named("pgha-prod-pg-1-patroni-install").inputs
     assert "postgresql-17" in install["stdin"] and "create_main_cluster = false" in install["stdin"]
     assert "systemctl mask" in install["stdin"]
@@ -265,7 +272,7 @@ def test_ssh_purge_on_destroy_is_opt_in() -> None:
 
 def test_ssh_non_root_user_uses_sudo() -> None:
     graph = run_program("prod", {"ssh": {"user": "deploy"}}, secrets_config={"sshPrivateKey": SSH_KEY})
-    assert all(c.inputs["create"] == "sudo -n bash -s" for c in graph.of_type(COMMAND))
+    assert all(c.inputs["create"].startswith("sudo -n bash -s") for c in graph.of_type(COMMAND))
 
 
 # ---------------------------------------------------------------- secrecy
@@ -406,3 +413,20 @@ def test_invalid_config_declares_nothing() -> None:
     with pytest.raises(pulumi.RunError, match=r"pgha:etcd.members: 2 given"):
         graph_holder.append(run_program("dev", {"etcd": {"members": hosts("etcd", 2, "10.89.0", 11)}}))
     assert not graph_holder
+
+
+@pytest.mark.parametrize(("adopt", "expected"), [(False, "a new deployment does not adopt it"),
+                                                 (True, "adopting it (pgha:adopt_existing_data)")])
+def test_only_a_new_deployment_checks_for_data_left_in_the_data_directories(adopt: bool, expected: str) -> None:
+    graph = run_program("prod", {"adopt_existing_data": adopt}, secrets_config={"sshPrivateKey": SSH_KEY})
+    pg = reveal(graph.named("pgha-prod-pg-1-patroni-service").inputs["stdin"])
+    etcd = reveal(graph.named("pgha-prod-etcd-etcd-1-service").inputs["stdin"])
+    assert 'if [ "$mode" = create ] && [ -e /var/lib/postgresql/17/main/PG_VERSION ]; then' in pg
+    assert 'if [ "$mode" = create ] && [ -e /var/lib/etcd/pgha-prod/member ]; then' in etcd
+    assert expected in pg and expected in etcd
+    assert ("exit 1" in pg.split("changed=0")[0]) is not adopt
+    dev = run_program("dev", {"adopt_existing_data": adopt})
+    guard = dev.named("pgha-dev-pg-1-patroni-data-unclaimed").inputs
+    assert guard["update"] == ":" and ("adopting the existing volume" in guard["create"]) is adopt
+    volume = dev.named("pgha-dev-pg-1-patroni-data")
+    assert dev.named("pgha-dev-pg-1-patroni-data-unclaimed").urn in volume.dependencies

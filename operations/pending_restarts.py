@@ -10,9 +10,10 @@ configuration change this step, run once on one PostgreSQL host after every node
    each back and streaming before the next, the leader last (in place: Patroni keeps the leader key,
    so no failover happens; writes pause for the length of one PostgreSQL restart).
 
-It is idempotent and runs again whenever the dynamic configuration changes (its digest is an input);
-a failed run (e.g. a member that does not come back) fails the deployment and the next run retries.
-On targets that recreate a service on every change (Docker) `Target.gate` declares nothing.
+It is idempotent and runs again whenever the dynamic configuration changes (its digest is part of the
+script); a failed run (e.g. a member that does not come back) fails the deployment and the next run
+retries. It runs on both targets: on docker a changed parameter replaces the containers today, so it
+usually finds nothing pending there.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import pulumi
 from config.models import ClusterConfig
 from render import paths
 from render.patroni import render_dynamic_config
-from targets import Target
+from render.shell import HEALTH_DEADLINE_S, step_script, until_ok
+from targets.base import Target
 
-DEADLINE_S = 280  # within the target's health deadline (300 s)
+DEADLINE_S = HEALTH_DEADLINE_S - 20  # the script's own waits end before the step's deadline
 
 SCRIPT = r"""
 import json, subprocess, sys, time, urllib.request
@@ -37,7 +39,7 @@ loop_wait, deadline = int(sys.argv[4]), time.monotonic() + int(sys.argv[5])
 
 
 def log(text):
-    print(f"pgha-rolling-restart: {text}", flush=True)
+    print(f"pgha-pending-restarts: {text}", flush=True)
 
 
 def patronictl(*args):
@@ -61,7 +63,7 @@ def wait(what, check):
         except Exception as error:
             log(f"waiting for {what}: {error}")
         if time.monotonic() > deadline:
-            sys.exit(f"pgha-rolling-restart: gave up waiting for {what}")
+            sys.exit(f"pgha-pending-restarts: gave up waiting for {what}")
         time.sleep(1)
 
 
@@ -87,11 +89,11 @@ while True:
 """
 
 
-def declare(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi.Resource],
-            parent: pulumi.Resource) -> pulumi.Resource | None:
+def apply_pending_restarts(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi.Resource],
+                           parent: pulumi.Resource) -> pulumi.Resource:
     """Declare the pending-restart step on the first PostgreSQL node, after `depends_on`."""
     digest = hashlib.sha256(render_dynamic_config(cfg).encode()).hexdigest()[:16]
     api = f"http://127.0.0.1:{cfg.patroni.rest_api_port}"
     check = ("python3", "-c", SCRIPT, paths.PATRONI_CONFIG, paths.DCS_CONFIG, api, str(cfg.patroni.loop_wait),
              str(DEADLINE_S), f"dynamic-config={digest}")
-    return target.gate(name, cfg.postgres.nodes[0], check, depends_on, parent)
+    return target.run_step(name, cfg.postgres.nodes[0], step_script(until_ok(check)), depends_on, parent)

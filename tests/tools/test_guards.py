@@ -1,0 +1,53 @@
+"""The volume guard the docker target runs before it creates a volume, against the real docker CLI and engine."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from render.guards import render_volume_guard
+from tests.tools import harness
+from tests.tools.harness import ToolsEnv
+
+pytestmark = pytest.mark.tools
+CLUSTER = "pgha-guard-test"
+
+
+@pytest.fixture
+def volume(tools_env: ToolsEnv) -> Iterator[str]:
+    name = f"pgha-guard-{uuid.uuid4().hex[:8]}"
+    yield name
+    harness.docker("rm", "-f", f"{name}-user", check=False)
+    harness.docker("volume", "rm", "-f", name, check=False)
+
+
+def guard(volume: str, adopt: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", "-c", render_volume_guard(volume, CLUSTER, adopt)], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_a_new_volume_passes_and_a_leftover_is_refused_unless_adopted(volume: str) -> None:
+    assert guard(volume).returncode == 0, "nothing there yet: the provider may create it"
+    harness.docker("volume", "create", "--label", harness.LABEL, volume)
+    refused = guard(volume)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"docker volume {volume} already exists: a new deployment does not adopt it, it may hold the data of "
+        f"another deployment; remove it (docker volume rm {volume}) or set pgha:adopt_existing_data: true")
+    adopted = guard(volume, adopt=True)
+    assert adopted.returncode == 0 and "adopting the existing volume" in adopted.stdout
+
+
+@pytest.mark.parametrize(("cluster", "passes"), [(CLUSTER, True), ("another-cluster", False)])
+def test_a_volume_in_use_passes_only_when_this_cluster_uses_it(volume: str, tools_env: ToolsEnv, cluster: str,
+                                                               passes: bool) -> None:
+    harness.docker("volume", "create", "--label", harness.LABEL, volume)
+    harness.docker("create", "--name", f"{volume}-user", "--label", harness.LABEL, "--label",
+                   f"pgha.cluster={cluster}", "-v", f"{volume}:/data", tools_env.image, "true")
+    result = guard(volume)
+    assert (result.returncode == 0) is passes, result
+    if not passes:
+        assert f"(used by {volume}-user):" in result.stderr
