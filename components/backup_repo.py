@@ -48,7 +48,7 @@ class BackupRepo(pulumi.ComponentResource):
         cfg = self._args.cfg
         config = render_secret(self._args.credentials, lambda c: render_pgbackrest(cfg, node, c))
         return (
-            File(paths.PGBACKREST_CONFIG, config, mode="0600", owner="postgres", secret=True),
+            File(paths.PGBACKREST_CONFIG, config, mode="0600", owner="postgres", secret=True, kind="pgbackrest"),
             File(paths.BACKUP_SCRIPT, render_backup_script(cfg), mode="0755"),
-            File(paths.BACKUP_CRON, render_backup_cron(cfg), mode="0644"),
+            File(paths.BACKUP_CRON, render_backup_cron(cfg), mode="0644", kind="cron"),
         )

@@ -11,7 +11,7 @@ from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
 from render.etcd import render_etcd
-from targets import DataDir, File, Process, ServiceSpec, Target
+from targets import DataDir, File, Listener, Process, ServiceSpec, Target
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,10 @@ class EtcdCluster(pulumi.ComponentResource):
                 host=member,
                 packages=ETCD.packages,
                 processes=(Process("etcd", ("/usr/bin/etcd", "--config-file", paths.ETCD_CONFIG), user="etcd"),),
-                files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd"),),
+                files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd", kind="etcd"),),
+                listeners=(Listener(cfg.etcd.client_port, str(member.address), "etcd client"),
+                           Listener(cfg.etcd.client_port, "127.0.0.1", "etcd client"),
+                           Listener(cfg.etcd.peer_port, str(member.address), "etcd peer")),
                 data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd", holds=f"{cfg.name}/member"),),
                 health=("etcdctl", local, "endpoint", "health"),
                 wait=False,  # a member is healthy only once a quorum of its peers is up

@@ -14,7 +14,7 @@ from render import paths
 from render.credentials import Credentials
 from render.haproxy import render_haproxy
 from render.keepalived import render_keepalived
-from targets import File, Process, ServiceSpec, Target
+from targets import File, Listener, Process, ServiceSpec, Target
 
 VRRP_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
 
@@ -49,6 +49,7 @@ class HAProxyPair(pulumi.ComponentResource):
                     render_secret(creds, partial(render_haproxy, cfg, node)),
                     mode="0600",
                     secret=True,
+                    kind="haproxy",
                 )
             ]
             processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
@@ -60,6 +61,7 @@ class HAProxyPair(pulumi.ComponentResource):
                         render_secret(creds, partial(render_keepalived, cfg, node)),
                         mode="0600",
                         secret=True,
+                        kind="keepalived",
                     )
                 )
                 processes.append(
@@ -72,6 +74,9 @@ class HAProxyPair(pulumi.ComponentResource):
                 packages=HAPROXY.packages_for(virtual_ip=vip),
                 processes=tuple(processes),
                 files=tuple(files),
+                listeners=(Listener(hap.stats_port, str(node.address), "HAProxy stats"),
+                           Listener(hap.read_write_port, "0.0.0.0", "HAProxy read-write"),
+                           Listener(hap.read_only_port, "0.0.0.0", "HAProxy read-only")),
                 published_ports=(hap.read_write_port, hap.read_only_port, hap.stats_port),
                 # Any HTTP answer (401 without credentials) proves HAProxy serves; probing the SQL
                 # ports instead would open a PostgreSQL connection on every check.

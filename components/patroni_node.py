@@ -15,7 +15,7 @@ from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
 from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
-from targets import DataDir, File, Process, ServiceSpec, Target
+from targets import DataDir, File, Listener, Process, ServiceSpec, Target
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class PatroniNode(pulumi.ComponentResource):
                 Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres"),
             ),
             files=(
-                File(paths.PATRONI_CONFIG, patroni_yml, mode="0600", owner="postgres", secret=True),
+                File(paths.PATRONI_CONFIG, patroni_yml, mode="0600", owner="postgres", secret=True, kind="patroni"),
                 File(paths.BOOTSTRAP_SQL, bootstrap_sql, mode="0600", owner="postgres", secret=True),
                 File(paths.POST_BOOTSTRAP_SCRIPT, render_post_bootstrap_script(cfg), mode="0755"),
                 File(paths.DCS_CONFIG, render_dynamic_config(cfg), mode="0640", owner="postgres"),
@@ -67,6 +67,8 @@ class PatroniNode(pulumi.ComponentResource):
             data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750",
                                holds=f"{paths.PG_DATA.removeprefix(paths.PG_HOME + '/')}/PG_VERSION"),),
             shared=(args.backup.storage,),
+            listeners=(Listener(rest_port, "0.0.0.0", "Patroni REST API"),
+                       Listener(cfg.postgres.port, "0.0.0.0", "PostgreSQL")),
             published_ports=(rest_port,),
             health=("curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{rest_port}/health"),
             depends_on=tuple(args.depends_on),

@@ -9,17 +9,29 @@ from typing import Literal
 import pulumi
 
 from config.models import ClusterConfig, Host
+from targets.manifest import ServiceManifest
 
 
 @dataclass(frozen=True)
 class File:
-    """A file a service needs on its host; `secret` files hold credentials."""
+    """A file a service needs on its host; `secret` files hold credentials; `kind` names the configuration
+    format the policy pack reads in it (catalog.manifest.FILE_KINDS), "" for none."""
 
     path: str
     content: pulumi.Input[str]
     mode: str = "0644"
     owner: str = "root"
     secret: bool = False
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A socket a service opens on its host: `address` "0.0.0.0" is every address."""
+
+    port: int
+    address: str
+    what: str
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class ServiceSpec:
     files: tuple[File, ...] = ()
     data_dirs: tuple[DataDir, ...] = ()
     shared: tuple[Storage, ...] = ()
+    listeners: tuple[Listener, ...] = ()
     published_ports: tuple[int, ...] = ()
     health: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
@@ -79,10 +92,12 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class Placement:
-    """What a placed service gives back: the resource dependents wait on, and its endpoints."""
+    """What a placed service gives back: the resource dependents wait on, its published endpoints (container
+    port -> (host address, host port)) and every file the target installs for it (the spec's and its own)."""
 
     ready: pulumi.Resource
     published: dict[int, tuple[str, int]]
+    files: tuple[File, ...] = ()
 
 
 class Target(abc.ABC):
@@ -101,9 +116,16 @@ class Target(abc.ABC):
     def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
         """Declare a directory shared by several services."""
 
-    @abc.abstractmethod
     def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
-        """Declare what runs `spec` on its host; the returned `ready` resource is healthy when done."""
+        """Declare what runs `spec` on its host, and its manifest for the policy pack (targets/manifest.py);
+        the returned `ready` resource is healthy when done."""
+        placement = self._place(name, spec, parent)
+        ServiceManifest(f"{name}-manifest", self.cfg.name, self.kind, spec, placement, parent)
+        return placement
+
+    @abc.abstractmethod
+    def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+        """Declare the resources that run `spec` on its host."""
 
     @abc.abstractmethod
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],

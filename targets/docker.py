@@ -12,7 +12,7 @@ import pulumi_docker as docker
 from config.models import ClusterConfig, Host
 from render.guards import render_volume_guard
 from targets import image
-from targets.base import Placement, ServiceSpec, Storage, Target
+from targets.base import File, Placement, ServiceSpec, Storage, Target
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 RUNNER = "/usr/local/bin/pgha-run"
@@ -110,7 +110,7 @@ class DockerTarget(Target):
         self._published_count[port] = index + 1
         return port + index * PUBLISH_STRIDE
 
-    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+    def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
         if self.network is None or self.image is None:
             raise RuntimeError("DockerTarget.prepare() must run before place()")
         mounts = []
@@ -121,16 +121,11 @@ class DockerTarget(Target):
             if not isinstance(shared.resource, docker.Volume):
                 raise TypeError(f"{name}: shared storage '{shared.name}' was not declared by this target")
             mounts.append(docker.ContainerVolumeArgs(volume_name=shared.resource.name, container_path=shared.path))
-        uploads = [
-            docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in spec.files
-        ]
-        uploads += [
-            # Content, not a source path: an edited runner reaches the containers, another checkout path does not
-            # replace them (the provider reads `source` once and keeps the path in its state).
-            docker.ContainerUploadArgs(file=RUNNER, content=RUNNER_SCRIPT, permissions="0755"),
-            docker.ContainerUploadArgs(file=MANIFEST, content=_manifest(spec), permissions="0644"),
-            docker.ContainerUploadArgs(file=PROCESSES, content=_processes(spec), permissions="0644"),
-        ]
+        # The runner as content, not a source path: an edit reaches the containers, another checkout path
+        # does not replace them (the provider reads `source` once and keeps the path in its state).
+        files = (*spec.files, File(RUNNER, RUNNER_SCRIPT, mode="0755"), File(MANIFEST, _manifest(spec)),
+                 File(PROCESSES, _processes(spec)))
+        uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in files]
         published = {port: (str(self.settings.publish_address), self._publish(port)) for port in spec.published_ports}
         container = docker.Container(
             name,
@@ -164,7 +159,7 @@ class DockerTarget(Target):
             wait_timeout=300,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
-        return Placement(ready=container, published=published)
+        return Placement(ready=container, published=published, files=files)
 
     def container_name(self, host: Host) -> str:
         """The container that stands for `host`."""

@@ -13,7 +13,7 @@ import pulumi_command as command
 
 from config.models import ClusterConfig, Host
 from render.shell import until_ok
-from targets.base import Placement, Process, ServiceSpec, Storage, Target
+from targets.base import File, Placement, Process, ServiceSpec, Storage, Target
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
@@ -217,7 +217,7 @@ class SshTarget(Target):
         # converge step checks the directory.
         return Storage(name=name, path=path, owner=owner, resource=None)
 
-    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+    def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
         conn = self.connection(spec.host)
         install = command.remote.Command(
             f"{name}-install",
@@ -249,7 +249,9 @@ class SshTarget(Target):
                 delete_before_replace=True,
             ),
         )
-        return Placement(ready=converge, published={})
+        units = tuple(File(f"{UNIT_DIR}/{unit_name(p)}.service", render_unit(spec, p)) for p in spec.processes
+                      if not p.host_service)
+        return Placement(ready=converge, published={}, files=(*spec.files, *units))
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource) -> pulumi.Resource:

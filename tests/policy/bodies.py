@@ -35,13 +35,13 @@ class EditingTarget(Target):
     def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
         return self.inner.storage(name, path, owner, parent)
 
-    def place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
+    def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
         files = tuple(
             dataclasses.replace(f, content=pulumi.Output.from_input(f.content).apply(lambda c: self.edit(str(c))))
             if f.path.rsplit("/", 1)[-1] == self.basename else f
             for f in spec.files
         )
-        return self.inner.place(name, dataclasses.replace(spec, files=files), parent)
+        return self.inner._place(name, dataclasses.replace(spec, files=files), parent)
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource) -> pulumi.Resource:

@@ -24,6 +24,7 @@ COMPONENTS = {
     "pgha:index:PatroniNode",
     "pgha:index:HAProxyPair",
     "pgha:index:BackupRepo",
+    "pgha:index:ServiceManifest",
 }
 
 
