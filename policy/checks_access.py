@@ -8,11 +8,11 @@ from typing import Any
 
 if __package__:
     from . import extract, parsers
-    from .roles import Service, StackView
+    from .inventory import Service, StackView
 else:  # run by the Pulumi policy host, with only the pack directory on sys.path
     import extract  # type: ignore[no-redef]
     import parsers  # type: ignore[no-redef]
-    from roles import Service, StackView  # type: ignore[no-redef]
+    from inventory import Service, StackView  # type: ignore[no-redef]
 
 Report = Callable[[str, str | None], None]
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import pulumi
 import yaml
 
-from policy import evaluate, validators
+from policy import evaluate, pack
 from policy.engine import Violation, analyze, load_pack_config, policy_resources
 
 PACK_DIR = Path(__file__).resolve().parent
@@ -65,7 +65,7 @@ def render(violations: list[Violation], stack_urn: str, version: str, out: TextI
         kind = urn.split("::")[-2].rsplit("$", 1)[-1]
         if i:
             out.write("\n")
-        out.write(f"    [{violation.level.value}]  {validators.PACK_NAME} v{version}  {violation.policy} "
+        out.write(f"    [{violation.level.value}]  {pack.PACK_NAME} v{version}  {violation.policy} "
                   f"({urn.rsplit('::', 1)[-1]}: {kind})\n")
         for line in f"{violation.description}\n{violation.message}".splitlines():
             out.write(f"    {line}\n")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None, *, body: Callable[[], Any] | None = None
     view = policy_resources(graph)
     version = pack_version()
     try:
-        violations = analyze(validators.POLICIES, view, pack_config, validators.PACK_NAME, version)
+        violations = analyze(pack.POLICIES, view, pack_config, pack.PACK_NAME, version)
     except ValueError as error:
         err.write(f"error: {error}\n")
         return 1
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None, *, body: Callable[[], Any] | None = None
         render(violations, view.stack_urn, version, out)
         out.write("\n")
     mandatory = sum(1 for v in violations if v.level.value == "mandatory")
-    out.write(f"Policy Packs run:\n    {validators.PACK_NAME}  v{version}  ({len(validators.POLICIES)} policies over "
+    out.write(f"Policy Packs run:\n    {pack.PACK_NAME}  v{version}  ({len(pack.POLICIES)} policies over "
               f"{len(graph.resources)} resources of stack {graph.stack}{', as a preview' if graph.preview else ''})\n")
     if violations:
         out.write(f"{mandatory} mandatory and {len(violations) - mandatory} advisory policy violation(s)\n")

@@ -18,7 +18,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from config.models import Host
-from policy import validators
+from policy import pack
 from targets.base import File, Process, ServiceSpec
 from targets.ssh import converge_script
 
@@ -185,7 +185,7 @@ def build_stack(files: Mapping[str, Mapping[str, str | None]], *, stack: str = "
 
 def policy(name: str) -> Any:
     """The pack's policy of this name."""
-    return next(p for p in validators.POLICIES if p.name == name)
+    return next(p for p in pack.POLICIES if p.name == name)
 
 
 def violations(name: str, resources: list[PolicyResource], config: Mapping[str, Any] | None = None) -> list[

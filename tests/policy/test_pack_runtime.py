@@ -15,23 +15,23 @@ import pytest
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-import policy.validators
+import policy.pack
 from policy.engine import engine_urn, state
 from policy.evaluate import Graph, run_program
 from tests.policy import bodies
 
-PACK_DIR = Path(policy.validators.__file__).resolve().parent
+PACK_DIR = Path(policy.pack.__file__).resolve().parent
 PROGRAM_MODULES = {"program", "config", "render", "components", "targets", "policy", "tests"}
-EXPECTED = [(p.name, (p.enforcement_level or policy.validators.MANDATORY).value) for p in policy.validators.POLICIES]
+EXPECTED = [(p.name, (p.enforcement_level or policy.pack.MANDATORY).value) for p in policy.pack.POLICIES]
 
 
-def test_validators_import_from_the_pack_directory_alone(tmp_path: Path) -> None:
+def test_the_pack_imports_from_the_pack_directory_alone(tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(PACK_DIR)!r})\n"
-        "import validators\n"
+        "import pack\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[1])))\n"
-        "print(json.dumps({'policies': [(p.name, p.enforcement_level.value) for p in validators.POLICIES],\n"
+        "print(json.dumps({'policies': [(p.name, p.enforcement_level.value) for p in pack.POLICIES],\n"
         "                  'program_modules': loaded}))\n"
     )
     result = subprocess.run([sys.executable, "-I", "-c", script, json.dumps(sorted(PROGRAM_MODULES))], cwd=tmp_path,
@@ -41,10 +41,10 @@ def test_validators_import_from_the_pack_directory_alone(tmp_path: Path) -> None
     assert found["program_modules"] == []  # the pack runs standalone: no pgha program module
 
 
-def test_validators_import_as_a_package_with_the_same_policies() -> None:
-    assert [(p.name, p.enforcement_level.value if p.enforcement_level else "") for p in policy.validators.POLICIES] \
+def test_the_pack_imports_as_a_package_with_the_same_policies() -> None:
+    assert [(p.name, p.enforcement_level.value if p.enforcement_level else "") for p in policy.pack.POLICIES] \
         == EXPECTED
-    assert len({p.name for p in policy.validators.POLICIES}) == len(EXPECTED) == 16
+    assert len({p.name for p in policy.pack.POLICIES}) == len(EXPECTED) == 16
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from policy import roles, validators
+from policy import inventory, pack
 from policy.engine import Violation, analyze, policy_resources
 from policy.evaluate import run_program
 from tests.policy import bodies
@@ -16,7 +16,7 @@ SECRETS = {"prod": {"sshPrivateKey": "test-only-key"}, "dev": {}}
 
 def check(stack: str, body: Callable[[], None] | None = None, preview: bool = False) -> list[Violation]:
     graph = run_program(stack, preview=preview, secrets_config=SECRETS[stack], body=body)
-    return analyze(validators.POLICIES, policy_resources(graph), {})
+    return analyze(pack.POLICIES, policy_resources(graph), {})
 
 
 @pytest.mark.parametrize("preview", [False, True])
@@ -27,7 +27,7 @@ def test_real_stacks_pass_every_policy(stack: str, preview: bool) -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_policies_see_every_service_and_its_files(stack: str) -> None:
-    view = roles.build(policy_resources(run_program(stack, secrets_config=SECRETS[stack])).resources)
+    view = inventory.build(policy_resources(run_program(stack, secrets_config=SECRETS[stack])).resources)
     assert view.stack == stack
     assert [s.label for s in view.by_role("etcd")] == ["etcd-1", "etcd-2", "etcd-3"]
     assert [s.label for s in view.by_role("postgres")] == ["pg-1", "pg-2", "pg-3"]

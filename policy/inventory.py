@@ -1,4 +1,4 @@
-"""Which service each placement runs (from its component ancestors), and one stack-wide view for the policies."""
+"""The stack as the policies see it: which service each placement runs (from its component ancestors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pgha-policy pack: HA minimums and safety rules, each with its enforcement level and configuration."""
+"""The pgha-policy pack itself: every policy with its enforcement level and configuration."""
 
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ from pulumi_policy import (
 )
 
 if __package__:
-    from . import checks_access, checks_postgres, checks_topology, extract, roles
+    from . import checks_access, checks_postgres, checks_topology, extract, inventory
 else:  # run by the Pulumi policy host, with only the pack directory on sys.path
     import checks_access  # type: ignore[no-redef]
     import checks_postgres  # type: ignore[no-redef]
     import checks_topology  # type: ignore[no-redef]
     import extract  # type: ignore[no-redef]
-    import roles  # type: ignore[no-redef]
+    import inventory  # type: ignore[no-redef]
 
 PACK_NAME: Final = "pgha-policy"
 MANDATORY: Final = EnforcementLevel.MANDATORY
 ADVISORY: Final = EnforcementLevel.ADVISORY
 
 Report = Callable[[str, str | None], None]
-StackCheck = Callable[[roles.StackView, Mapping[str, Any], Report], None]
+StackCheck = Callable[[inventory.StackView, Mapping[str, Any], Report], None]
 ResourceCheck = Callable[[str, str, dict[str, Any], Mapping[str, Any], Report], None]
 
 
@@ -80,7 +80,7 @@ def stack_policy(name: str, description: str, check: StackCheck, level: Enforcem
     opts = dict(options or {})
 
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
-        view = roles.build(args.resources)
+        view = inventory.build(args.resources)
         view.stack = view.stack or _runtime_stack()
         check(view, settings(args.get_config(), opts), report)
 
@@ -105,7 +105,7 @@ def resource_policy(name: str, description: str, check: ResourceCheck, level: En
 
 
 def _count(role: str, option: str, odd: bool = False) -> StackCheck:
-    def check(view: roles.StackView, values: Mapping[str, Any], report: Report) -> None:
+    def check(view: inventory.StackView, values: Mapping[str, Any], report: Report) -> None:
         checks_topology.check_count(view, role, int(values[option]), odd, report)
 
     return check
