@@ -6,9 +6,11 @@ from pathlib import Path
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 # The host runs `python <pack dir>`, which puts the pack first on sys.path; make sure of it however it starts.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The pack lives in the project and shares its role table and limits (catalog/, standard library only).
+PACK_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(PACK_DIR), str(PACK_DIR.parent)]
 
-import pack
+import pack  # noqa: E402 - after the path set-up above
 
 PolicyPack(
     name=pack.PACK_NAME,

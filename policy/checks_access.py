@@ -6,10 +6,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from catalog import limits
+
 if __package__:
     from . import extract, parsers
     from .inventory import Service, StackView
-else:  # run by the Pulumi policy host, with only the pack directory on sys.path
+else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import extract  # type: ignore[no-redef]
     import parsers  # type: ignore[no-redef]
     from inventory import Service, StackView  # type: ignore[no-redef]
@@ -25,7 +27,7 @@ PATRONI_SECRETS = (
     ("etcd3", "password"),
     ("etcd", "password"),
 )
-VRRP_PASS_LENGTH = 8  # VRRPv2 PASS authentication carries at most 8 characters
+VRRP_PASS_LENGTH = limits.VRRP_PASS_LENGTH
 _CIPHER_PASS = re.compile(r"^repo\d+-cipher-pass$")
 # PGPASSWORD, DB_SECRET, API_KEY, ...; not KEYBOARD, PASSTHROUGH or PWD (the working directory).
 CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)(PASS|KEY|APIKEY)(_|$)", re.I)
@@ -84,7 +86,7 @@ def check_credentials(view: StackView, settings: Mapping[str, Any], report: Repo
         return
     for resource, props in view.resources:
         fields: dict[str, Any]
-        if resource.resource_type == extract.REMOTE_COMMAND:
+        if resource.resource_type in extract.COMMANDS:
             fields = {key: props.get(key) for key in ("create", "update", "delete")}
         elif resource.resource_type == extract.CONTAINER:
             fields = {key: value for key, value in props.items() if key != "uploads"}
@@ -119,8 +121,8 @@ def check_container_env(resource_type: str, name: str, props: dict[str, Any], se
 
 def check_command_text(resource_type: str, name: str, props: dict[str, Any], settings: Mapping[str, Any],
                        report: Report) -> None:
-    """A remote command's create/update/delete text assigns or passes no credential inline."""
-    if resource_type != extract.REMOTE_COMMAND:
+    """A command's create/update/delete text assigns or passes no credential inline."""
+    if resource_type not in extract.COMMANDS:
         return
     for key in ("create", "update", "delete"):
         command = extract.text(props.get(key))

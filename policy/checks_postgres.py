@@ -7,10 +7,12 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from catalog.roles import POSTGRES
+
 if __package__:
     from . import parsers
     from .inventory import Service, StackView
-else:  # run by the Pulumi policy host, with only the pack directory on sys.path
+else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import parsers  # type: ignore[no-redef]
     from inventory import Service, StackView  # type: ignore[no-redef]
 
@@ -200,7 +202,7 @@ def check_backups(view: StackView, settings: Mapping[str, Any], report: Report) 
     """Every PostgreSQL node carries a pgbackrest.conf with repo1-retention-full and a cron file that backs up."""
     minimum = int(settings["minRetentionFull"])
     for service in view.services:
-        if service.files is None or not (service.role == "postgres" or service.files_of("patroni")):
+        if service.files is None or not (service.role == POSTGRES.name or service.files_of("patroni")):
             continue
         problems = []
         configs, crons = service.files_of("pgbackrest"), service.files_of("cron")

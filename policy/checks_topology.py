@@ -5,25 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+
+from catalog.roles import ROLES
 
 if __package__:
-    from . import extract, parsers
+    from . import parsers
     from .inventory import Service, StackView
-else:  # run by the Pulumi policy host, with only the pack directory on sys.path
-    import extract  # type: ignore[no-redef]
+else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import parsers  # type: ignore[no-redef]
     from inventory import Service, StackView  # type: ignore[no-redef]
 
 Report = Callable[[str, str | None], None]
-
-NOUNS = {"etcd": ("etcd member", "etcd members"), "postgres": ("PostgreSQL node", "PostgreSQL nodes"),
-         "haproxy": ("HAProxy node", "HAProxy nodes")}
-WHY = {
-    "etcd": "a quorum of 3 survives the loss of one member; an even count adds no failure tolerance",
-    "postgres": "a primary, a synchronous standby and one more standby to fail over to",
-    "haproxy": "the virtual IP needs a second node to move to",
-}
 
 
 def check_count(view: StackView, role: str, minimum: int, odd: bool, report: Report) -> None:
@@ -33,11 +25,10 @@ def check_count(view: StackView, role: str, minimum: int, odd: bool, report: Rep
         found = [s for s in view.by_role(role) if s.cluster == cluster]
         if len(found) >= minimum and (not odd or len(found) % 2 == 1):
             continue
-        singular, plural = NOUNS[role]
-        noun = singular if len(found) == 1 else plural
         listing = f" ({', '.join(s.label for s in found)})" if found else ""
         need = f"at least {minimum}" + (" and an odd number" if odd else "")
-        report(f"found {len(found)} {noun}{listing}; {need} are required ({WHY[role]})", cluster)
+        report(f"found {len(found)} {ROLES[role].noun(len(found))}{listing}; {need} are required "
+               f"({ROLES[role].why})", cluster)
 
 
 def _short(urn: str | None) -> str:
@@ -93,61 +84,19 @@ class Claim:
         return self.address in wild or other.address in wild or self.address == other.address
 
 
-def _url_listeners(value: Any, what: str) -> list[tuple[str, int, str]]:
-    found = []
-    for url in (extract.text(value) or "").split(","):
-        try:
-            parts = urlsplit(url.strip())
-            if parts.port is not None:
-                found.append((parts.hostname or "", parts.port, f"{what} {url.strip()}"))
-        except ValueError:
-            continue
-    return found
-
-
-def _bind_listeners(value: Any, what: str) -> list[tuple[str, int, str]]:
-    text = extract.text(value)
-    split = parsers.split_bind(text) if text else None
-    if split is None:
-        return []
-    hosts, port = split
-    return [(h.strip(), port, f"{what} {text}") for h in hosts.split(",")]
-
-
-def listeners(service: Service) -> list[tuple[str, int, str]]:
-    """(bind address, port, description) of every socket the service's rendered configs open."""
-    found: list[tuple[str, int, str]] = []
-    for _, content in service.known("etcd"):
-        data = parsers.load_yaml(content) or {}
-        for key in ("listen-client-urls", "listen-peer-urls"):
-            found += _url_listeners(data.get(key), f"etcd {key}")
-    for _, content in service.known("patroni"):
-        data = parsers.load_yaml(content) or {}
-        found += _bind_listeners(parsers.dig(data, "restapi", "listen"), "patroni restapi.listen")
-        found += _bind_listeners(parsers.dig(data, "postgresql", "listen"), "postgresql.listen")
-    for _, content in service.known("haproxy"):
-        for section in parsers.haproxy_sections(content):
-            if section.kind not in {"frontend", "listen"}:
-                continue
-            for words in section.find("bind"):
-                for address in (words[1] if len(words) > 1 else "").split(","):
-                    split = parsers.split_bind(address)
-                    if split is not None:
-                        found.append((split[0], split[1], f"haproxy {section.kind} {section.name} bind {address}"))
-    return found
-
-
 def check_ports(view: StackView, settings: Mapping[str, Any], report: Report) -> None:
-    """No two listeners on one host's port with overlapping addresses (containers' published ports included)."""
+    """No two declared listeners on one host's port with overlapping addresses, nor two published ports on the
+    machine running the engine (the docker target)."""
     claims: dict[tuple[str, int], list[Claim]] = {}
     for service in view.services:
         host = service.hosts[0] if service.hosts else f"the host of {service.label}"
-        for address, port, what in listeners(service):
-            claims.setdefault((host, port), []).append(Claim(service, host, address, port, what))
-        if service.resource.resource_type == extract.CONTAINER:
-            for address, port in extract.published_ports(service.props):
-                claim = Claim(service, "the Docker host", address, port, f"published port {address}:{port}")
-                claims.setdefault(("the Docker host", port), []).append(claim)
+        for sock in service.listeners:
+            what = f"{sock.what} {sock.address}:{sock.port}".strip()
+            claims.setdefault((host, sock.port), []).append(Claim(service, host, sock.address, sock.port, what))
+        for sock in service.published:
+            claim = Claim(service, "the Docker host", sock.address, sock.port,
+                          f"published port {sock.address}:{sock.port}")
+            claims.setdefault(("the Docker host", sock.port), []).append(claim)
     for (host, port), items in claims.items():
         for i, first in enumerate(items):
             clash = next((c for c in items[i + 1:] if c.overlaps(first) and (c.service, c.what) != (first.service,

@@ -64,9 +64,11 @@ def engine_value(value: Any) -> Any:
 
 def state(reg: Registration) -> dict[str, Any]:
     """A resource's state as stack policies see it: what the provider answered, overlaid by the inputs it
-    echoed (which keeps values unknown in a preview unknown); a component's state is its inputs."""
+    echoed (which keeps values unknown in a preview unknown); a component's state is what it registered
+    with register_outputs, nothing otherwise (pulumi/pulumi step_executor.go executeRegisterResourceOutputs
+    replaces a component's outputs; AnalyzeStack sees final outputs)."""
     if not reg.custom:
-        return engine_value(reg.inputs)
+        return engine_value(reg.registered_outputs or {})
     return {**engine_value(reg.outputs), **engine_value(reg.inputs)}
 
 

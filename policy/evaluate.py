@@ -86,6 +86,7 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     delete_before_replace: bool | None = None
     protect: bool = False
+    registered_outputs: dict[str, Any] | None = None  # a component's register_outputs
 
 
 @dataclass
@@ -178,6 +179,14 @@ class RecordingMonitor(pmocks.MockMonitor):
                 )
             )
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        """A component's registered outputs replace its outputs, as in the engine (the mock ignores them)."""
+        outputs = pulumi.runtime.rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+        for reg in self.graph.resources:
+            if reg.urn == request.urn:
+                reg.registered_outputs = outputs
+        return super().RegisterResourceOutputs(request)
 
 
 def run_program(

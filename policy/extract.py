@@ -1,11 +1,7 @@
-"""Plain values out of policy props, and the rendered files a service placement writes to its host."""
+"""Plain values out of policy props: proxies and secret wrappers removed, values unknown in a preview marked."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -14,6 +10,8 @@ from pulumi_policy.proxy import UnknownValueError
 
 CONTAINER: Final = "docker:index/container:Container"
 REMOTE_COMMAND: Final = "command:remote:Command"
+LOCAL_COMMAND: Final = "command:local:Command"
+COMMANDS: Final = (REMOTE_COMMAND, LOCAL_COMMAND)
 RANDOM_PASSWORD: Final = "random:index/randomPassword:RandomPassword"
 
 # The engine's sentinels for values not known yet (during `pulumi preview`), one per kind of value.
@@ -38,14 +36,6 @@ class _Unknown:
 
 
 UNKNOWN: Final = _Unknown()
-
-# How targets/ssh.py embeds a file in the converge script it feeds to `bash -s` on stdin.
-_SSH_FILE = re.compile(
-    r"base64 -d > \"\$tmp\" <<'PGHA_EOF'\n(?P<data>[A-Za-z0-9+/=\n]*?)\n?PGHA_EOF\n"
-    r"(?:(?!PGHA_EOF).)*?install -D -m (?P<mode>\S+) -o (?P<owner>\S+) -g \S+ \"\$tmp\" (?P<path>[^\n]+)",
-    re.S,
-)
-
 
 def is_unknown(value: Any) -> bool:
     """True for a value that is not known during preview (our marker or the engine's sentinel)."""
@@ -91,85 +81,3 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in strings(v)]
     return []
-
-
-def is_service_placement(resource_type: str, name: str) -> bool:
-    """A resource that runs one service on one host: a container, or an ssh target's `-service` command."""
-    return resource_type == CONTAINER or (resource_type == REMOTE_COMMAND and name.endswith("-service"))
-
-
-def container_files(props: dict[str, Any]) -> dict[str, str | None]:
-    """Path -> content of a container's uploads; None where the content is unknown or not inline."""
-    uploads = props.get("uploads")
-    if not isinstance(uploads, list):
-        return {}
-    files: dict[str, str | None] = {}
-    for upload in uploads:
-        if not isinstance(upload, dict) or not isinstance(upload.get("file"), str):
-            continue
-        content = upload.get("content")
-        if isinstance(content, str) and not is_unknown(content):
-            files[upload["file"]] = content
-        elif isinstance(upload.get("contentBase64"), str) and not is_unknown(upload["contentBase64"]):
-            files[upload["file"]] = _b64(upload["contentBase64"])
-        else:
-            files[upload["file"]] = None
-    return files
-
-
-def script_files(script: str) -> dict[str, str | None]:
-    """Path -> content of every file a converge script writes (base64 heredoc, then `install`)."""
-    files: dict[str, str | None] = {}
-    for match in _SSH_FILE.finditer(script):
-        try:
-            path = shlex.split(match.group("path"))[0]
-        except (ValueError, IndexError):
-            continue
-        files[path] = _b64(match.group("data").replace("\n", ""))
-    return files
-
-
-def service_files(resource_type: str, props: dict[str, Any]) -> dict[str, str | None] | None:
-    """The files a placement writes, or None when they cannot be known yet (an unknown ssh script)."""
-    if resource_type == CONTAINER:
-        return container_files(props)
-    stdin = props.get("stdin")
-    if stdin is None:
-        return {}
-    script = text(stdin)
-    return None if script is None else script_files(script)
-
-
-def _b64(data: str) -> str | None:
-    try:
-        return base64.b64decode(data, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def host_addresses(resource_type: str, props: dict[str, Any]) -> tuple[str, ...]:
-    """The addresses that identify a placement's host: container IPs, or the ssh connection's host."""
-    if resource_type == CONTAINER:
-        networks = props.get("networksAdvanced")
-        found = [
-            n["ipv4Address"]
-            for n in (networks if isinstance(networks, list) else [])
-            if isinstance(n, dict) and text(n.get("ipv4Address"))
-        ]
-        return tuple(found)
-    connection = props.get("connection")
-    host = text(connection.get("host")) if isinstance(connection, dict) else None
-    return (host,) if host else ()
-
-
-def published_ports(props: dict[str, Any]) -> list[tuple[str, int]]:
-    """(host address, external port) a container publishes on the Docker engine's host."""
-    ports = props.get("ports")
-    found = []
-    for port in ports if isinstance(ports, list) else []:
-        if not isinstance(port, dict):
-            continue
-        external = port.get("external", port.get("internal"))
-        if isinstance(external, int | float) and not isinstance(external, bool):
-            found.append((text(port.get("ip")) or "0.0.0.0", int(external)))
-    return found

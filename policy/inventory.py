@@ -1,50 +1,65 @@
-"""The stack as the policies see it: which service each placement runs (from its component ancestors)."""
+"""The stack as the policies see it: the services the manifests declare (catalog/manifest.py), and the rest."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from pulumi_policy import PolicyResource
 
-if __package__:
-    from . import extract, parsers
-else:  # run by the Pulumi policy host, with only the pack directory on sys.path
-    import extract  # type: ignore[no-redef]
-    import parsers  # type: ignore[no-redef]
+from catalog.manifest import SERVICE_MANIFEST
+from catalog.roles import CLUSTER_COMPONENT
 
-ROLE_COMPONENTS: Final = {
-    "pgha:index:EtcdCluster": "etcd",
-    "pgha:index:PatroniNode": "postgres",
-    "pgha:index:HAProxyPair": "haproxy",
-}
-# Components that stand for one node (named after it); the others place one service per node they hold.
-NODE_COMPONENTS: Final = frozenset({"pgha:index:PatroniNode"})
-CLUSTER_COMPONENT: Final = "pgha:index:PostgresCluster"
+if __package__:
+    from . import extract
+else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
+    import extract  # type: ignore[no-redef]
+
+
+
+@dataclass(frozen=True)
+class File:
+    """A file a service installs; `content` None while it is not known (a first preview)."""
+
+    path: str
+    kind: str
+    mode: str
+    owner: str
+    content: str | None
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A socket: bound to `address` ("0.0.0.0": every address) at `port`."""
+
+    address: str
+    port: int
+    what: str
 
 
 @dataclass
 class Service:
-    """One service placement: what runs (role), where (hosts) and the files it writes (None: not known yet)."""
+    """One placed service as its manifest declares it."""
 
-    resource: PolicyResource
+    resource: PolicyResource  # the manifest
     role: str | None
-    label: str
-    group: str | None  # URN of the component that places it (an etcd cluster, an HAProxy pair, a node)
+    label: str  # the node's name
+    group: str | None  # URN of the component that placed it (an etcd cluster, an HAProxy group, a node)
     cluster: str | None  # URN of the PostgresCluster it belongs to
     hosts: tuple[str, ...]
-    files: dict[str, str | None] | None
-    props: dict[str, Any] = field(repr=False)
+    files: list[File] | None  # None when the manifest's file list is not known yet
+    listeners: list[Listener] = field(default_factory=list)
+    published: list[Listener] = field(default_factory=list)
 
     @property
     def urn(self) -> str:
         return self.resource.urn
 
     def files_of(self, kind: str) -> list[tuple[str, str | None]]:
-        """(path, content or None when unknown) of every file of one kind (see parsers.file_kind)."""
-        return [(p, c) for p, c in (self.files or {}).items() if parsers.file_kind(p) == kind]
+        """(path, content or None when unknown) of every file of one kind (catalog.manifest.FILE_KINDS)."""
+        return [(f.path, f.content) for f in self.files or [] if f.kind == kind]
 
     def known(self, kind: str) -> list[tuple[str, str]]:
         """(path, content) of the files of one kind whose content is known."""
@@ -62,7 +77,7 @@ class StackView:
     resources: list[tuple[PolicyResource, dict[str, Any]]] = field(repr=False)
 
     def by_role(self, role: str) -> list[Service]:
-        """Services whose nearest role component is of this role, in natural order of their labels."""
+        """Services of this role, in natural order of their labels."""
         return sorted((s for s in self.services if s.role == role), key=lambda s: natural(s.label))
 
 
@@ -96,48 +111,50 @@ def ancestors(resource: PolicyResource, index: dict[str, PolicyResource]) -> lis
     return chain
 
 
-def role_component(resource: PolicyResource, index: dict[str, PolicyResource]) -> PolicyResource | None:
-    """The nearest ancestor whose type names a service role."""
-    return next((a for a in ancestors(resource, index) if a.resource_type in ROLE_COMPONENTS), None)
+def _listeners(value: Any) -> list[Listener]:
+    found = []
+    for item in value if isinstance(value, list) else []:
+        if not isinstance(item, dict):
+            continue
+        port = item.get("port")
+        if isinstance(port, int | float) and not isinstance(port, bool):
+            found.append(Listener(extract.text(item.get("address")) or "0.0.0.0", int(port),
+                                  extract.text(item.get("what")) or ""))
+    return found
 
 
-def _label(resource: PolicyResource, props: dict[str, Any], component: PolicyResource | None,
-           index: dict[str, PolicyResource]) -> str:
-    """The node a placement runs on: the container's hostname, else derived from the component names."""
-    hostname = extract.text(props.get("hostname"))
-    if hostname:
-        return hostname
-    name = resource.name.removesuffix("-service")
-    if component is None:
-        return name
-    if component.resource_type in NODE_COMPONENTS:
-        parent = _parent(component, index)
-        prefix = f"{parent.name}-" if parent is not None else ""
-        return component.name.removeprefix(prefix) or component.name
-    return name.removeprefix(f"{component.name}-") or name
+def _files(value: Any) -> list[File] | None:
+    if extract.is_unknown(value):
+        return None
+    found = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict) and extract.text(item.get("path")):
+            found.append(File(item["path"], extract.text(item.get("kind")) or "", extract.text(item.get("mode")) or "",
+                              extract.text(item.get("owner")) or "", extract.text(item.get("content"))))
+    return found
+
+
+def _service(resource: PolicyResource, props: dict[str, Any], index: dict[str, PolicyResource]) -> Service:
+    chain = ancestors(resource, index)
+    address = extract.text(props.get("address"))
+    return Service(
+        resource=resource,
+        role=extract.text(props.get("role")),
+        label=extract.text(props.get("node")) or resource.name,
+        group=chain[0].urn if chain else None,
+        cluster=next((a.urn for a in chain if a.resource_type == CLUSTER_COMPONENT), None),
+        hosts=(address,) if address else (),
+        files=_files(props.get("files")),
+        listeners=_listeners(props.get("listeners")),
+        published=_listeners(props.get("published")),
+    )
 
 
 def build(resources: Sequence[PolicyResource]) -> StackView:
     """The stack view of the resources a StackValidationArgs holds."""
     index = {r.urn: r for r in resources}
     everything = [(r, extract.plain(r.props)) for r in resources]
-    placements = [(r, p) for r, p in everything if extract.is_service_placement(r.resource_type, r.name)]
-    components = {r.urn: role_component(r, index) for r, _ in placements}
-    services = []
-    for resource, props in placements:
-        comp = components[resource.urn]
-        services.append(
-            Service(
-                resource=resource,
-                role=ROLE_COMPONENTS[comp.resource_type] if comp is not None else None,
-                label=_label(resource, props, comp, index),
-                group=comp.urn if comp is not None else None,
-                cluster=next((a.urn for a in ancestors(resource, index) if a.resource_type == CLUSTER_COMPONENT), None),
-                hosts=extract.host_addresses(resource.resource_type, props),
-                files=extract.service_files(resource.resource_type, props),
-                props=props,
-            )
-        )
+    services = [_service(r, props, index) for r, props in everything if r.resource_type == SERVICE_MANIFEST]
     passwords = {
         result
         for resource, props in everything

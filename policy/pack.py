@@ -17,9 +17,12 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from catalog import limits
+from catalog.roles import ETCD, HAPROXY, POSTGRES
+
 if __package__:
     from . import checks_access, checks_postgres, checks_topology, extract, inventory
-else:  # run by the Pulumi policy host, with only the pack directory on sys.path
+else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import checks_access  # type: ignore[no-redef]
     import checks_postgres  # type: ignore[no-redef]
     import checks_topology  # type: ignore[no-redef]
@@ -117,36 +120,39 @@ POLICIES: Final[list[Policy]] = [
     stack_policy(
         "etcd-min-members",
         "etcd keeps a quorum through a member loss only with at least 3 members and an odd number of them.",
-        _count("etcd", "minMembers", odd=True), MANDATORY,
-        {"minMembers": _at_least(1, 3, "fewest etcd members per cluster (the count must also be odd)")},
+        _count(ETCD.name, "minMembers", odd=ETCD.odd), MANDATORY,
+        {"minMembers": _at_least(1, ETCD.minimum, "fewest etcd members per cluster (the count must also be odd)")},
     ),
     stack_policy(
         "postgres-min-nodes",
         "A cluster needs at least 3 PostgreSQL nodes: a primary, a synchronous standby and a spare.",
-        _count("postgres", "minNodes"), MANDATORY,
-        {"minNodes": _at_least(1, 3, "fewest PostgreSQL (Patroni) nodes per cluster")},
+        _count(POSTGRES.name, "minNodes"), MANDATORY,
+        {"minNodes": _at_least(1, POSTGRES.minimum, "fewest PostgreSQL (Patroni) nodes per cluster")},
     ),
     stack_policy(
         "haproxy-min-nodes",
         "A cluster needs at least 2 HAProxy nodes, so the virtual IP can fail over.",
-        _count("haproxy", "minNodes"), MANDATORY,
-        {"minNodes": _at_least(1, 2, "fewest HAProxy nodes per cluster")},
+        _count(HAPROXY.name, "minNodes"), MANDATORY,
+        {"minNodes": _at_least(1, HAPROXY.minimum, "fewest HAProxy nodes per cluster")},
     ),
     stack_policy(
         "patroni-timing",
         "Patroni timing respects Patroni's minimums and loop_wait + 2*retry_timeout <= ttl.",
         checks_postgres.check_timing, MANDATORY,
         {
-            "minTtl": _at_least(1, 20, "smallest bootstrap.dcs.ttl in seconds (Patroni's minimum: 20)"),
-            "minLoopWait": _at_least(1, 1, "smallest bootstrap.dcs.loop_wait in seconds (Patroni's minimum: 1)"),
-            "minRetryTimeout": _at_least(1, 3, "smallest bootstrap.dcs.retry_timeout (Patroni's minimum: 3)"),
+            "minTtl": _at_least(1, limits.PATRONI_MIN_TTL,
+                                f"smallest bootstrap.dcs.ttl in seconds (Patroni's minimum: {limits.PATRONI_MIN_TTL})"),
+            "minLoopWait": _at_least(1, limits.PATRONI_MIN_LOOP_WAIT, "smallest bootstrap.dcs.loop_wait in seconds "
+                                     f"(Patroni's minimum: {limits.PATRONI_MIN_LOOP_WAIT})"),
+            "minRetryTimeout": _at_least(1, limits.PATRONI_MIN_RETRY_TIMEOUT, "smallest bootstrap.dcs.retry_timeout "
+                                         f"(Patroni's minimum: {limits.PATRONI_MIN_RETRY_TIMEOUT})"),
         },
     ),
     stack_policy(
         "pg-hba-no-weak-auth",
         "Network (host*) pg_hba rules never use trust, password or md5.",
         checks_postgres.check_hba_methods, MANDATORY,
-        {"forbiddenMethods": _strings(["trust", "password", "md5"], "methods refused on host* pg_hba rules")},
+        {"forbiddenMethods": _strings(list(limits.WEAK_HBA_METHODS), "methods refused on host* pg_hba rules")},
     ),
     stack_policy(
         "pg-tls",
@@ -185,7 +191,8 @@ POLICIES: Final[list[Policy]] = [
         "backup-schedule-retention",
         "Every PostgreSQL node has a pgBackRest full-backup retention and a backup schedule.",
         checks_postgres.check_backups, MANDATORY,
-        {"minRetentionFull": _at_least(1, 1, "smallest repo1-retention-full (full backups kept)")},
+        {"minRetentionFull": _at_least(1, limits.BACKUP_MIN_RETENTION_FULL,
+                                       "smallest repo1-retention-full (full backups kept)")},
     ),
     stack_policy(
         "keepalived-router-id",

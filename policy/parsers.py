@@ -9,22 +9,8 @@ from typing import Any
 
 import yaml
 
-# Kind of rendered file -> how to recognise it by path.
-_KINDS: dict[str, re.Pattern[str]] = {
-    "patroni": re.compile(r"(^|/)patroni\.ya?ml$"),
-    "etcd": re.compile(r"(^|/)etcd[^/]*\.ya?ml$"),
-    "haproxy": re.compile(r"(^|/)haproxy\.cfg$"),
-    "keepalived": re.compile(r"(^|/)keepalived\.conf$"),
-    "pgbackrest": re.compile(r"(^|/)pgbackrest\.conf$"),
-    "cron": re.compile(r"^/etc/cron\.d/[^/]+$|(^|/)crontab$"),
-}
 HOST_RULE_TYPES = ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
 WILDCARDS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})
-
-
-def file_kind(path: str) -> str | None:
-    """Which known configuration format a file path holds, if any."""
-    return next((kind for kind, pattern in _KINDS.items() if pattern.search(path)), None)
 
 
 def load_yaml(content: str) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from ipaddress import IPv4Address
 from typing import Any
 
 import yaml
@@ -17,10 +16,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from config.models import Host
 from policy import pack
-from targets.base import File, Process, ServiceSpec
-from targets.ssh import converge_script
 
 PASSWORDS = {
     "superuser": "GenSuperuser0000000000000000000A",
@@ -151,9 +147,40 @@ class StackBuilder:
         return resource
 
 
+FILE_KINDS = {PATRONI: "patroni", HAPROXY: "haproxy", KEEPALIVED: "keepalived", PGBACKREST: "pgbackrest",
+              CRON: "cron", ETCD: "etcd"}
+ROLE_OF = {"etcd": "etcd", "pg": "postgres", "haproxy": "haproxy"}
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's sentinel for a value not known yet
+Sockets = list[tuple[str, int, str]]
+
+
+def default_listeners(label: str) -> Sockets:
+    """What the program declares for a service of this label's role."""
+    address, role = ADDRESSES[label], ROLE_OF[label.rsplit("-", 1)[0]]
+    return {"etcd": [(address, 2379, "etcd client"), ("127.0.0.1", 2379, "etcd client"), (address, 2380, "etcd peer")],
+            "postgres": [("0.0.0.0", 8008, "Patroni REST API"), ("0.0.0.0", 5432, "PostgreSQL")],
+            "haproxy": [(address, 7000, "HAProxy stats"), ("0.0.0.0", 5000, "HAProxy read-write"),
+                        ("0.0.0.0", 5001, "HAProxy read-only")]}[role]
+
+
+def manifest(label: str, content: Mapping[str, str | None], target: str, listeners: Sockets | None = None,
+             published: Sockets | None = None) -> dict[str, Any]:
+    """The properties of the service manifest for `label` (catalog/manifest.py), as the engine hands them over."""
+    return {"cluster": "pgha-dev", "role": ROLE_OF[label.rsplit("-", 1)[0]], "node": label, "address": ADDRESSES[label],
+            "target": target,
+            "listeners": [{"address": a, "port": float(p), "what": w}
+                          for a, p, w in (default_listeners(label) if listeners is None else listeners)],
+            "published": [{"address": a, "port": float(p), "what": w} for a, p, w in published or []],
+            "files": [{"path": path, "mode": "0600", "owner": "root", "kind": FILE_KINDS.get(path, ""),
+                       "content": UNKNOWN if text is None else text} for path, text in content.items()]}
+
+
 def build_stack(files: Mapping[str, Mapping[str, str | None]], *, stack: str = "dev", target: str = "docker",
-                passwords: Mapping[str, str] | None = None, extra_env: list[str] | None = None) -> list[PolicyResource]:
-    """A pgha stack (cluster, role components, one placement per label) writing `files`."""
+                passwords: Mapping[str, str] | None = None, extra_env: list[str] | None = None,
+                listeners: Mapping[str, Sockets] | None = None,
+                published: Mapping[str, Sockets] | None = None) -> list[PolicyResource]:
+    """A pgha stack: the cluster, role components and, per label, the resource that runs it (a container or a
+    remote command) and its manifest declaring `files` (None content: not known yet)."""
     b = StackBuilder(stack)
     cluster = b.add("pgha:index:PostgresCluster", f"pgha-{stack}", {}, b.root)
     for role, value in (passwords if passwords is not None else PASSWORDS).items():
@@ -164,22 +191,16 @@ def build_stack(files: Mapping[str, Mapping[str, str | None]], *, stack: str = "
     for label, content in files.items():
         kind = label.rsplit("-", 1)[0]
         parent = groups.get(kind) or b.add("pgha:index:PatroniNode", f"pgha-{stack}-{label}", {}, cluster)
-        address = ADDRESSES[label]
+        name = f"{parent.name}-{label}" if kind != "pg" else f"{parent.name}-patroni"
         if target == "docker":
-            uploads = [{"file": p, "content": c if c is not None else "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}
-                       for p, c in content.items()]
-            name = f"{parent.name}-{label}" if kind != "pg" else f"{parent.name}-patroni"
             b.add("docker:index/container:Container", name,
-                  {"hostname": label, "uploads": uploads, "envs": list(extra_env or []),
-                   "networksAdvanced": [{"name": "n", "ipv4Address": address}]}, parent)
+                  {"hostname": label, "envs": list(extra_env or []),
+                   "networksAdvanced": [{"name": "n", "ipv4Address": ADDRESSES[label]}]}, parent)
         else:
-            spec = ServiceSpec(role=kind, host=Host(name=label, address=IPv4Address(address)), packages=(),
-                               processes=(Process("x", ("/bin/true",)),),
-                               files=tuple(File(p, "") for p in content))
-            stdin = converge_script(spec, [c or "" for c in content.values()])
-            b.add("command:remote:Command", f"{parent.name}-{label}-service" if kind != "pg"
-                  else f"{parent.name}-patroni-service",
-                  {"create": "bash -s", "stdin": stdin, "connection": {"host": address, "privateKey": "k"}}, parent)
+            b.add("command:remote:Command", f"{name}-service",
+                  {"create": "bash -s create", "stdin": "set -eu", "connection": {"host": ADDRESSES[label]}}, parent)
+        b.add("pgha:index:ServiceManifest", f"{name}-manifest",
+              manifest(label, content, target, (listeners or {}).get(label), (published or {}).get(label)), parent)
     return b.resources
 
 

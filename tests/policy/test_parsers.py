@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy import extract, parsers
+from policy.evaluate import ROOT
 
 
 def test_haproxy_words_resolve_escapes_and_drop_comments() -> None:
@@ -44,19 +45,29 @@ def test_cron_entries_skip_variables_and_comments() -> None:
         ("15 1 * * 0", "postgres", "/bin/backup full"), ("@daily", "root", "b")]
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("/etc/patroni/patroni.yml", "patroni"), ("/etc/pgha/etcd.yml", "etcd"), ("/etc/haproxy/haproxy.cfg", "haproxy"),
-    ("/etc/cron.d/pgha-backup", "cron"), ("/etc/pgbackrest/pgbackrest.conf", "pgbackrest"), ("/etc/x.conf", None),
-])
-def test_file_kinds(path: str, kind: str | None) -> None:
-    assert parsers.file_kind(path) == kind
-
-
 def test_plain_unwraps_engine_proxies_and_marks_unknowns() -> None:
     from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
     props = unknown_checking_proxy({"a": [{"content": UNKNOWN_STRING_VALUE}, "x"], "b": UNKNOWN_STRING_VALUE})
     value = extract.plain(props)
     assert value["a"][1] == "x" and extract.is_unknown(value["a"][0]["content"]) and extract.is_unknown(value["b"])
-    assert extract.container_files({"uploads": value["a"][:1]}) == {}  # no file name: skipped
-    assert extract.service_files(extract.REMOTE_COMMAND, {"stdin": UNKNOWN_STRING_VALUE}) is None
+
+
+FORBIDDEN = ("base64", "b64decode", "PGHA_EOF", "heredoc", "shlex", ".name.endswith", "removeprefix",
+             "removesuffix")
+
+
+def reverse_engineering(text: str) -> list[str]:
+    """What in a policy module's source would read a target's encoding or resource names backwards."""
+    return [needle for needle in FORBIDDEN if needle in text]
+
+
+def test_the_pack_reads_no_resource_name_script_or_encoding() -> None:
+    """The pack reads what services declare (their manifests), never how a target happens to encode it."""
+    assert reverse_engineering("data = base64.b64decode(x)\nname.removesuffix('-service')") == [
+        "base64", "b64decode", "removesuffix"], "the scan sees what it looks for"
+    sources = {path.name: path.read_text() for path in (ROOT / "policy").glob("*.py")
+               if path.name not in ("offline.py", "evaluate.py", "engine.py")}  # the offline runner, not the pack
+    assert {"pack.py", "inventory.py", "extract.py", "parsers.py"} <= set(sources)
+    for name, text in sources.items():
+        assert reverse_engineering(text) == [], f"policy/{name}"

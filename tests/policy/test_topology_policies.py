@@ -6,16 +6,14 @@ import pytest
 
 from tests.policy.support import (
     ETCD,
-    HAPROXY,
     KEEPALIVED,
     PATRONI,
     StackBuilder,
     build_stack,
-    haproxy_cfg,
     healthy_files,
     keepalived_conf,
+    manifest,
     messages,
-    patroni_yml,
     violations,
 )
 
@@ -67,13 +65,14 @@ def test_no_placements_at_all_count_as_zero() -> None:
     assert messages("haproxy-min-nodes", resources, {"minNodes": 3}).startswith("found 0 HAProxy nodes; at least 3")
 
 
-def test_only_service_placements_count() -> None:
+def test_only_declared_services_count() -> None:
     resources = build_stack(healthy_files(etcd=2), target="ssh")
-    # An `-install` command or a gate under the etcd component is not a member.
+    # Another command, a day-2 step or a container named like a member under the etcd component is not one.
     etcd = next(r for r in resources if r.resource_type == "pgha:index:EtcdCluster")
     extra = StackBuilder(resources=resources)
-    extra.add("command:remote:Command", "pgha-dev-etcd-etcd-3-install", {"create": "bash -s"}, etcd)
+    extra.add("command:remote:Command", "pgha-dev-etcd-etcd-3-service", {"create": "bash -s"}, etcd)
     extra.add("command:remote:Command", "pgha-dev-etcd-healthy", {"create": "bash -s"}, etcd)
+    extra.add("docker:index/container:Container", "pgha-dev-etcd-etcd-4", {"hostname": "etcd-4"}, etcd)
     assert messages("etcd-min-members", resources).startswith("found 2 etcd members (etcd-1, etcd-2)")
 
 
@@ -89,8 +88,8 @@ def test_router_id_shared_by_two_pairs_fails() -> None:
     resources = build_stack(healthy_files())
     b = StackBuilder(resources=resources)
     other = b.add("pgha:index:HAProxyPair", "other-haproxy", {}, b.root)
-    b.add("docker:index/container:Container", "other-haproxy-a",
-          {"uploads": [{"file": KEEPALIVED, "content": keepalived_conf(instance="other")}]}, other)
+    b.add("pgha:index:ServiceManifest", "other-haproxy-a-manifest",
+          manifest("haproxy-3", {KEEPALIVED: keepalived_conf(instance="other")}, "docker"), other)
     assert messages("keepalived-router-id", resources) == (
         "virtual_router_id 51 is used by other-haproxy and pgha-dev-haproxy; keepalived clusters on one network "
         "segment need distinct ids, or they fight over each other's virtual IP")
@@ -107,39 +106,33 @@ def test_router_id_missing_fails_and_no_keepalived_passes() -> None:
 
 
 def test_two_services_on_one_address_and_port_conflict() -> None:
-    files = healthy_files()
-    # etcd-1 moved onto pg-1's host and port: PostgreSQL listens on every address there.
-    resources = build_stack(files)
-    pg1 = next(r for r in resources if r.name == "pgha-dev-pg-1-patroni")
-    etcd1 = next(r for r in resources if r.name == "pgha-dev-etcd-etcd-1")
-    etcd1.props["networksAdvanced"] = pg1.props["networksAdvanced"]  # type: ignore[index]
-    etcd1.props["uploads"][0]["content"] = etcd1.props["uploads"][0]["content"].replace("2379", "5432")
+    # etcd-1 declared on pg-1's address and port: PostgreSQL listens on every address there.
+    resources = build_stack(healthy_files(), listeners={"etcd-1": [("10.0.0.11", 2379, "etcd client")]})
+    etcd1 = next(r for r in resources if r.name == "pgha-dev-etcd-etcd-1-manifest")
+    etcd1.props["address"] = "10.0.0.21"  # type: ignore[index]
+    etcd1.props["listeners"] = [{"address": "10.0.0.21", "port": 5432.0, "what": "etcd client"}]  # type: ignore[index]
     text = messages("no-port-conflicts", resources)
-    assert text == ("port 5432 on 10.0.0.21 is claimed by etcd-1 (etcd listen-client-urls http://10.0.0.11:5432) and "
-                    "by pg-1 (postgresql.listen 0.0.0.0:5432); only one listener gets it, the other service fails "
-                    "to start")
+    assert text == ("port 5432 on 10.0.0.21 is claimed by etcd-1 (etcd client 10.0.0.21:5432) and by pg-1 (PostgreSQL "
+                    "0.0.0.0:5432); only one listener gets it, the other service fails to start")
 
 
-def test_haproxy_listeners_on_one_port_conflict() -> None:
-    files = healthy_files()
-    files["haproxy-1"][HAPROXY] = haproxy_cfg("haproxy-1", bind="*:5000")
-    text = messages("no-port-conflicts", build_stack(files))
-    assert "port 5000 on 10.0.0.31 is claimed by haproxy-1 (haproxy listen stats bind *:5000) and by haproxy-1 " \
-           "(haproxy listen postgres_read_write bind *:5000)" in text
+def test_listeners_of_one_service_on_one_port_conflict() -> None:
+    sockets = [("10.0.0.31", 5000, "HAProxy stats"), ("0.0.0.0", 5000, "HAProxy read-write")]
+    text = messages("no-port-conflicts", build_stack(healthy_files(), listeners={"haproxy-1": sockets}))
+    assert "port 5000 on 10.0.0.31 is claimed by haproxy-1 (HAProxy stats 10.0.0.31:5000) and by haproxy-1 " \
+           "(HAProxy read-write 0.0.0.0:5000)" in text
 
 
 def test_published_ports_on_the_docker_host_conflict() -> None:
-    resources = build_stack(healthy_files())
-    for name in ("pgha-dev-haproxy-haproxy-1", "pgha-dev-haproxy-haproxy-2"):
-        container = next(r for r in resources if r.name == name)
-        ports = [{"internal": 5000.0, "external": 5000.0, "ip": "127.0.0.1"}]
-        container.props["ports"] = ports  # type: ignore[index]
+    same = [("127.0.0.1", 5000, "container port 5000")]
+    resources = build_stack(healthy_files(), published={"haproxy-1": same, "haproxy-2": same})
     assert "port 5000 on the Docker host is claimed by haproxy-1 (published port 127.0.0.1:5000) and by " \
            "haproxy-2" in messages("no-port-conflicts", resources)
+    distinct = {"haproxy-1": same, "haproxy-2": [("127.0.0.1", 5100, "container port 5000")]}
+    assert violations("no-port-conflicts", build_stack(healthy_files(), published=distinct)) == []
 
 
-def test_ports_unknown_or_without_configs_pass() -> None:
+def test_distinct_addresses_and_no_listeners_pass() -> None:
     files = {"pg-1": {PATRONI: None}, "etcd-1": {ETCD: None}, "pg-2": {}}
     assert violations("no-port-conflicts", build_stack(files)) == []
-    same = {"pg-1": {PATRONI: patroni_yml("pg-1", ["pg-1"])}, "pg-2": {PATRONI: patroni_yml("pg-2", ["pg-2"])}}
-    assert violations("no-port-conflicts", build_stack(same)) == []
+    assert violations("no-port-conflicts", build_stack(healthy_files(), listeners={"pg-1": []})) == []

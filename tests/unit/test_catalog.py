@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from catalog import limits
 from catalog.roles import HAPROXY, ROLES, host_packages, image_packages
 from components.secrets import PASSWORD_ROLES
 from config import models
 from render.credentials import Credentials
-from tests.support.mock_runtime import run_program
+from tests.support.mock_runtime import ROOT, run_program
 
 
 def test_credentials_are_built_by_name_from_every_password_role() -> None:
@@ -41,3 +42,39 @@ def test_config_minimums_are_the_shared_limits() -> None:
         limits.PATRONI_MIN_TTL, limits.PATRONI_MIN_LOOP_WAIT, limits.PATRONI_MIN_RETRY_TIMEOUT)
     assert [ROLES[name].minimum for name in ("etcd", "postgres", "haproxy")] == [
         limits.ETCD_MIN_MEMBERS, limits.POSTGRES_MIN_NODES, limits.HAPROXY_MIN_NODES]
+
+
+def test_the_policy_pack_defaults_are_the_shared_limits() -> None:
+    from policy import pack
+
+    def default(policy: str, option: str) -> object:
+        chosen = next(p for p in pack.POLICIES if p.name == policy)
+        assert chosen.config_schema is not None
+        return chosen.config_schema.properties[option]["default"]
+
+    assert default("etcd-min-members", "minMembers") == limits.ETCD_MIN_MEMBERS
+    assert default("postgres-min-nodes", "minNodes") == limits.POSTGRES_MIN_NODES
+    assert default("haproxy-min-nodes", "minNodes") == limits.HAPROXY_MIN_NODES
+    assert [default("patroni-timing", o) for o in ("minTtl", "minLoopWait", "minRetryTimeout")] == [
+        limits.PATRONI_MIN_TTL, limits.PATRONI_MIN_LOOP_WAIT, limits.PATRONI_MIN_RETRY_TIMEOUT]
+    assert default("pg-hba-no-weak-auth", "forbiddenMethods") == list(limits.WEAK_HBA_METHODS)
+    assert default("backup-schedule-retention", "minRetentionFull") == limits.BACKUP_MIN_RETENTION_FULL
+
+
+@pytest.mark.parametrize(("section", "field", "count"), [("etcd", "members", limits.ETCD_MIN_MEMBERS - 1),
+                                                        ("postgres", "nodes", limits.POSTGRES_MIN_NODES - 1),
+                                                        ("haproxy", "nodes", limits.HAPROXY_MIN_NODES - 1)])
+def test_config_and_pack_refuse_the_same_undersized_tier(section: str, field: str, count: int) -> None:
+    from config import ConfigError
+    from config.load import parse
+    from tests.policy import bodies
+    from tests.policy.test_program_graph import check
+
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    settings = {k.removeprefix("pgha:"): v for k, v in raw.items()}
+    settings[section] = {**settings[section], field: settings[section][field][:count]}
+    with pytest.raises(ConfigError, match=rf"pgha:{section}.{field}: {count} given"):
+        parse(settings)
+    body = {"etcd": bodies.two_etcd, "postgres": bodies.two_postgres, "haproxy": bodies.one_haproxy}[section]
+    assert [v.message.split(";")[0].split(" (")[0] for v in check("dev", body)] == [
+        f"found {count} {ROLES[section].noun(count)}"]
