@@ -295,23 +295,58 @@ class SystemdHosts(DockerHosts):
         return wait_for(f"systemctl show {unit} on {node}", show, 10)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One round of the watch: when, which nodes answered as primaries, which could not be asked."""
+
+    at: float
+    writable: tuple[str, ...]
+    unanswered: tuple[str, ...]
+
+
 class PrimaryWatch(threading.Thread):
-    """Polls every node and records any moment when two of them are primaries at once."""
+    """Polls every node and records any moment when two of them are primaries at once.
+
+    Its positive control: `start_watching()` returns only once the watch has seen, with every probe
+    answered, exactly one writable node in a run of samples, so a watch that could not see a primary
+    (a broken probe, a wrong node list) fails instead of reporting "never two"."""
 
     def __init__(self, hosts: Hosts, nodes: list[str], interval_s: float = 0.2) -> None:
         super().__init__(daemon=True, name="pgha-primary-watch")
         self.hosts, self.nodes, self.interval_s = hosts, nodes, interval_s
-        self.split_brain: list[tuple[float, list[str]]] = []
-        self.samples = 0
+        self.history: list[Sample] = []
         self._halt = threading.Event()
+
+    @property
+    def samples(self) -> int:
+        return len(self.history)
+
+    @property
+    def split_brain(self) -> list[tuple[float, list[str]]]:
+        """(time, nodes) of every sample in which more than one node was writable."""
+        return [(s.at, list(s.writable)) for s in self.history if len(s.writable) > 1]
 
     def run(self) -> None:
         while not self._halt.is_set():
-            writable = [n for n in self.nodes if self.hosts.is_writable(n)]
-            self.samples += 1
-            if len(writable) > 1:
-                self.split_brain.append((time.monotonic(), writable))
+            answers = {n: self.hosts.is_writable(n) for n in self.nodes}
+            self.history.append(Sample(time.monotonic(), tuple(n for n, w in answers.items() if w),
+                                       tuple(n for n, w in answers.items() if w is None)))
             self._halt.wait(self.interval_s)
+
+    def start_watching(self, baseline: int = 5, timeout_s: float = 30) -> None:
+        """Start, and wait until the last `baseline` samples each saw one primary with every node answering."""
+        self.start()
+
+        def seen() -> bool:
+            recent = self.history[-baseline:]
+            return len(recent) == baseline and all(len(s.writable) == 1 and not s.unanswered for s in recent)
+
+        try:
+            wait_for(f"the watch to see exactly one primary in {baseline} samples", seen, timeout_s, 0.1)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"the watch never saw one primary with every node answering: "
+                                 f"{self.history[-3:]}") from None
 
     def stop(self) -> None:
         self._halt.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
@@ -170,5 +171,5 @@ def test_virtual_router_id_is_derived_per_cluster_and_overridable() -> None:
 
 def test_models_are_frozen() -> None:
     cfg = parse(raw("dev"))
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.patroni.ttl = 99  # type: ignore[misc]
