@@ -10,10 +10,11 @@ configuration change this step, run once on one PostgreSQL host after every node
    each back and streaming before the next, the leader last (in place: Patroni keeps the leader key,
    so no failover happens; writes pause for the length of one PostgreSQL restart).
 
-It is idempotent and runs again whenever the dynamic configuration changes (its digest is part of the
-script); a failed run (e.g. a member that does not come back) fails the deployment and the next run
-retries. It runs on both targets: on docker a changed parameter replaces the containers today, so it
-usually finds nothing pending there.
+It is idempotent and runs again whenever the dynamic configuration changes: its digest is the step's
+trigger, so a change replaces the step and the new one runs (the old one has nothing to delete). A
+failed run (e.g. a member that does not come back) fails the deployment and the next run retries. It
+runs on both targets: on docker a changed parameter replaces the containers today, so it usually
+finds nothing pending there.
 """
 
 from __future__ import annotations
@@ -95,5 +96,6 @@ def apply_pending_restarts(name: str, cfg: ClusterConfig, target: Target, depend
     digest = hashlib.sha256(render_dynamic_config(cfg).encode()).hexdigest()[:16]
     api = f"http://127.0.0.1:{cfg.patroni.rest_api_port}"
     check = ("python3", "-c", SCRIPT, paths.PATRONI_CONFIG, paths.DCS_CONFIG, api, str(cfg.patroni.loop_wait),
-             str(DEADLINE_S), f"dynamic-config={digest}")
-    return target.run_step(name, cfg.postgres.nodes[0], step_script(until_ok(check)), depends_on, parent)
+             str(DEADLINE_S))
+    return target.run_step(name, cfg.postgres.nodes[0], step_script(until_ok(check)), depends_on, parent,
+                           triggers=[f"dynamic-config={digest}"])

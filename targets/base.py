@@ -129,9 +129,10 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
-                 parent: pulumi.Resource) -> pulumi.Resource:
+                 parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         """Declare a day-2 step: `script` (bash, no secrets) run as root on `host` after `depends_on`, when
-        the step is created and again whenever the script changes; a non-zero exit fails the deployment."""
+        the step is created and again whenever the script changes; a change of `triggers` replaces the step,
+        which runs it as a new one. A non-zero exit fails the deployment."""
 
     def client_addresses(self) -> list[str]:
         """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""

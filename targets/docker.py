@@ -166,12 +166,13 @@ class DockerTarget(Target):
         return f"{self.cfg.name}-{host.name}"
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
-                 parent: pulumi.Resource) -> pulumi.Resource:
+                 parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         # The engine's machine runs `docker exec` against the same engine the provider uses (DOCKER_HOST).
         return command.local.Command(
             name,
             create=f"docker exec -i {shlex.quote(self.container_name(host))} bash -s",
             stdin=script,
+            triggers=triggers,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
         )

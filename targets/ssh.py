@@ -254,12 +254,13 @@ class SshTarget(Target):
         return Placement(ready=converge, published={}, files=(*spec.files, *units))
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
-                 parent: pulumi.Resource) -> pulumi.Resource:
+                 parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         return command.remote.Command(
             name,
             connection=self.connection(host),
             create=self._shell(),
             stdin=script,
+            triggers=triggers,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
         )

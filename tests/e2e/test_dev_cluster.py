@@ -158,6 +158,54 @@ def test_up_leader_sync_standby_and_routing(stack: Stack, cluster: ClusterUnderT
         assert server(local)[1] is True
 
 
+CONTAINER = "docker:index/container:Container"
+DEV_CONFIG = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+
+
+def container_ids(stack: Stack) -> dict[str, str]:
+    return {s.name: s.id for s in stack.resources(CONTAINER)}
+
+
+def test_later_deployments_do_what_the_docker_provider_does(stack: Stack, cluster: ClusterUnderTest,
+                                                            hosts: DockerHosts,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `pulumi up` of the dev stack, one kind of change at a time (ENGINE.md, docker.Container)."""
+    import program
+    import targets.docker
+
+    ids = container_ids(stack)
+    started = {name: hosts.client.api.inspect_container(i)["State"]["StartedAt"] for name, i in ids.items()}
+    unchanged = stack.up(program.main)
+    assert unchanged.plan.changes() == unchanged.steps.changes() == {} and unchanged.runs == []
+    # A setting that is not ForceNew (a new version of the program stops containers more patiently): an
+    # update of every container, in place: same containers, not even restarted.
+    monkeypatch.setattr(targets.docker, "STOP_GRACE_S", 90)
+    patient = stack.up(program.main)
+    assert patient.plan.changes() == patient.steps.changes() == dict.fromkeys(ids, "update")
+    assert all(patient.plan.of(name).keys == ("destroyGraceSeconds",) for name in ids)
+    assert container_ids(stack) == ids
+    assert {n: hosts.client.api.inspect_container(i)["State"]["StartedAt"] for n, i in ids.items()} == started
+    assert patient.runs == [], "no day-2 step depends on a setting that changed nothing"
+    # An uploaded file (HAProxy's check timing is in haproxy.cfg): uploads are ForceNew, and pulumi-docker
+    # replaces containers delete-before-replace, every changed one at the same time.
+    timing = {**DEV_CONFIG["pgha:haproxy"], "check": {"inter_ms": 1500}}
+    replaced = stack.up(program.main, {"pgha:haproxy": timing})
+    haproxy = ["pgha-dev-haproxy-haproxy-1", "pgha-dev-haproxy-haproxy-2"]
+    assert replaced.plan.changes() == replaced.steps.changes() == dict.fromkeys(haproxy, "replace")
+    for name in haproxy:
+        step = replaced.plan.of(name, CONTAINER)
+        assert step.delete_before_replace and step.replace_keys == ("uploads",), step
+    after = container_ids(stack)
+    assert {n for n in ids if after[n] != ids[n]} == set(haproxy)
+    for name in haproxy:
+        with pytest.raises(docker.errors.NotFound):
+            hosts.client.containers.get(ids[name])
+    assert "inter 1500ms" in hosts.exec("haproxy-1", "cat", "/etc/haproxy/haproxy.cfg")
+    leader = cluster.patroni.leader()
+    assert wait_for("the read-write port through the VIP again", lambda: cluster.node_of(server(cluster.rw)[0]),
+                    30) == leader
+
+
 def dcs_config(hosts: DockerHosts, node: str) -> dict:
     return yaml.safe_load(hosts.exec(node, "patronictl", "-c", "/etc/patroni/patroni.yml", "show-config",
                                      user="postgres"))

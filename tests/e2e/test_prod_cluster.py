@@ -287,6 +287,25 @@ def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: 
     assert {n: m.get("pending_restart") for n, m in cluster.patroni.members().items()} == members_before
 
 
+def test_a_new_connection_is_an_update_that_runs_every_command_again_and_restarts_nothing(
+        runs: Runs, cluster: ClusterUnderTest, hosts: SystemdHosts) -> None:
+    """pulumi-command: a changed `connection` is an update, not a replacement; it runs `update`, or `create`
+    again without one, against the new connection (the hosts' sshd answers on 2222 too)."""
+    wait_for("a healthy cluster", cluster.healthy, scenarios.RECOVER_S)
+    before = snapshot(hosts)
+    moved = runs.up(ssh={**CONFIG["pgha:ssh"], "port": 2222})
+    commands = runs.commands()
+    assert moved.plan.changes() == moved.steps.changes() == dict.fromkeys(commands, "update"), moved.plan.render()
+    assert all(moved.plan.of(name).keys == ("connection",) for name in commands)
+    assert sorted(moved.ran("update")) == sorted(commands) and all(r.exit_status == 0 for r in moved.runs)
+    for run in moved.runs:  # the converges have an update command; the others run their create again
+        assert run.command == ("bash -s update" if run.name.endswith("-service") else "bash -s"), run
+    assert all(inputs["connection"]["port"] == 2222 for inputs in commands.values())
+    assert snapshot(hosts) == before, "moving the connection restarted or reloaded something"
+    runs.stack.base_config["pgha:ssh"] = {**CONFIG["pgha:ssh"], "port": 2222}  # the later runs stay there
+    assert runs.up().plan.changes() == {}
+
+
 # ------------------------------------------------------------------------------------------ faults
 
 
@@ -340,7 +359,11 @@ def test_configuration_change_reload_and_rolling_restart(healthy: None, runs: Ru
     finally:
         sampler.stop()
         SAMPLES.extend(sampler.samples)
-    assert change.plan.changes() == change.steps.changes()
+    # The converges update (their stdin changed); the pending-restart step's trigger (the digest of the dynamic
+    # configuration) changed: it is replaced, so a new one runs.
+    assert change.plan.changes() == change.steps.changes() == {
+        **{f"{CLUSTER}-{n}-patroni-service": "update" for n in PG_NODES}, f"{CLUSTER}-pending-restarts": "replace"}
+    assert change.plan.of(f"{CLUSTER}-pending-restarts").replace_keys == ("triggers",)
     ran = sorted(change.ran())
     assert ran == sorted([*(f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES), f"{CLUSTER}-pending-restarts"])
     for node in PG_NODES:

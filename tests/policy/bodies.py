@@ -44,8 +44,8 @@ class EditingTarget(Target):
         return self.inner._place(name, dataclasses.replace(spec, files=files), parent)
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
-                 parent: pulumi.Resource) -> pulumi.Resource:
-        return self.inner.run_step(name, host, script, depends_on, parent)
+                 parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
+        return self.inner.run_step(name, host, script, depends_on, parent, triggers)
 
     def client_addresses(self) -> list[str]:
         return self.inner.client_addresses()

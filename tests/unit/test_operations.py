@@ -28,19 +28,21 @@ def test_declared_after_every_postgres_node_on_the_first_node() -> None:
     assert graph.named("pgha-prod-pg-1-patroni-service").inputs["connection"] == step.inputs["connection"]
     script = step.inputs["stdin"]
     assert "patronictl" not in step.inputs["create"], "the script travels on stdin"
-    assert "/etc/patroni/dynamic.yml" in script and "dynamic-config=" in script
+    assert "/etc/patroni/dynamic.yml" in script and "dynamic-config=" not in script
+    assert step.inputs["triggers"][0].startswith("dynamic-config=")
 
 
 def test_reruns_exactly_when_the_dynamic_configuration_changes() -> None:
-    def stdin(overrides: dict | None = None) -> str:
-        return str(prod(overrides).named("pgha-prod-pending-restarts").inputs["stdin"])
+    def inputs(overrides: dict | None = None) -> tuple[str, list[str]]:
+        step = prod(overrides).named("pgha-prod-pending-restarts").inputs
+        return step["stdin"], step["triggers"]
 
-    base = stdin()
-    assert stdin() == base, "same config, same inputs: the step does not run again"
-    changed = stdin({"postgres": {"nodes": [{"name": f"pg-{i}", "address": f"192.0.2.2{i}"} for i in (1, 2, 3)],
-                                  "client_cidrs": ["198.51.100.0/24"],
-                                  "parameters": {"max_connections": 300, "shared_buffers": "8GB"}}})
-    assert changed != base
+    base = inputs()
+    assert inputs() == base, "same config, same inputs: the step does not run again"
+    nodes = [{"name": f"pg-{i}", "address": f"192.0.2.2{i}"} for i in (1, 2, 3)]
+    script, triggers = inputs({"postgres": {"nodes": nodes, "client_cidrs": ["198.51.100.0/24"],
+                                            "parameters": {"max_connections": 300, "shared_buffers": "8GB"}}})
+    assert script == base[0] and triggers != base[1], "a new digest replaces the step: the new one runs"
 
 
 @pytest.mark.parametrize(("stack", "kind"), [("dev", LOCAL), ("prod", COMMAND)])

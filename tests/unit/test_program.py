@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 from typing import Any
 
 import pulumi
@@ -327,8 +328,26 @@ def test_secret_config_key_is_not_a_model_key() -> None:
 
 
 def test_ssh_target_without_key_fails_before_anything_is_declared() -> None:
-    with pytest.raises(Exception, match="pgha:sshPrivateKey: missing"):
-        run_program("prod")
+    declared: list[object] = []
+    with pytest.raises(pulumi.RunError, match="pgha:sshPrivateKey: missing; set it with"):
+        declared = run_program("prod").resources
+    assert declared == []
+
+
+def test_a_stale_ssh_agent_socket_is_refused_before_anything_is_declared(tmp_path: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "gone.sock"))
+    with pytest.raises(pulumi.RunError, match=r"SSH_AUTH_SOCK: .*gone\.sock is not an SSH agent socket; "
+                                              "pulumi-command would fail every remote command"):
+        run_program("prod", secrets_config={"sshPrivateKey": SSH_KEY})
+    monkeypatch.delenv("SSH_AUTH_SOCK")
+    agent = tmp_path / "agent.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(agent))
+        graph = run_program("prod", {"ssh": {"user": "root", "agent_socket_path": str(agent)}},
+                            secrets_config={"sshPrivateKey": SSH_KEY})
+    conn = reveal(graph.named("pgha-prod-pg-1-patroni-install").inputs["connection"])
+    assert conn["agentSocketPath"] == str(agent), "the agent the commands use is explicit"
 
 
 # ---------------------------------------------------------------- TLS
