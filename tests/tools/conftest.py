@@ -12,42 +12,42 @@ import pytest
 from render import render_etcd
 from render.paths import ETCD_CONFIG
 from tests.golden_util import VARIANTS
-from tests.tools import harness
-from tests.tools.harness import BLOCKS, NETWORK, SUBNET, BoxFactory, Clusters, ToolsEnv, variant_config
+from tests.tools import docker_boxes
+from tests.tools.docker_boxes import BLOCKS, NETWORK, SUBNET, BoxFactory, Clusters, ToolsEnv, variant_config
 
 
 @pytest.fixture(scope="session")
 def tools_env() -> Iterator[ToolsEnv]:
     """Node image built (or as given), leftovers of earlier runs removed, private network created."""
-    problem = harness.engine_problem()
+    problem = docker_boxes.engine_problem()
     if problem is not None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"tool tests need Docker but CI=true: {problem}", pytrace=False)
         pytest.skip(problem)
-    harness.cleanup()
-    image = harness.ensure_image()
-    harness.docker(
-        "network", "create", "--internal", "--label", harness.LABEL,
+    docker_boxes.cleanup()
+    image = docker_boxes.ensure_image()
+    docker_boxes.docker(
+        "network", "create", "--internal", "--label", docker_boxes.LABEL,
         "--subnet", str(SUBNET), "--ip-range", str(BLOCKS["dynamic"]), NETWORK,
     )  # fmt: skip
     try:
         yield ToolsEnv(image=image, network=NETWORK)
     finally:
-        harness.cleanup()
+        docker_boxes.cleanup()
 
 
 @pytest.fixture
 def boxes(tools_env: ToolsEnv) -> Iterator[BoxFactory]:
     """Start idle containers on the private network for one test; removed when the test ends."""
-    started: list[harness.Container] = []
+    started: list[docker_boxes.Container] = []
 
-    def make(name: str, files: dict[str, str] | None = None) -> harness.Container:
-        started.append(harness.start(f"pgha-tools-{name}", network=tools_env.network, files=files))
+    def make(name: str, files: dict[str, str] | None = None) -> docker_boxes.Container:
+        started.append(docker_boxes.start(f"pgha-tools-{name}", network=tools_env.network, files=files))
         return started[-1]
 
     yield make
     for container in started:
-        harness.docker("rm", "-f", container.name, check=False)
+        docker_boxes.docker("rm", "-f", container.name, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +65,12 @@ def etcd_clusters(tools_env: ToolsEnv) -> Iterator[Clusters]:
         for member in cfg.etcd.members
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        started = list(pool.map(lambda kwargs: harness.start(**kwargs), starts))
+        started = list(pool.map(lambda kwargs: docker_boxes.start(**kwargs), starts))
     clusters = {v: [c for c in started if c.name.startswith(f"pgha-tools-{v}-")] for v in VARIANTS}
     for variant, members in clusters.items():
         port = variant_config(variant).etcd.client_port
 
-        def healthy(member: harness.Container = members[0], port: int = port, count: int = len(members)) -> bool:
+        def healthy(member: docker_boxes.Container = members[0], port: int = port, count: int = len(members)) -> bool:
             # A member shows its name and client URLs only once it published them; until then
             # `endpoint health --cluster` (which asks every listed client URL) would skip it.
             endpoint = f"--endpoints=http://127.0.0.1:{port}"
@@ -83,8 +83,8 @@ def etcd_clusters(tools_env: ToolsEnv) -> Iterator[Clusters]:
                 and member.exec("etcdctl", endpoint, "endpoint", "health", "--cluster").returncode == 0
             )
 
-        harness.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)
+        docker_boxes.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)
     yield clusters
     for members in clusters.values():
         for member in members:
-            harness.docker("rm", "-f", member.name, check=False)
+            docker_boxes.docker("rm", "-f", member.name, check=False)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from render.guards import render_volume_guard
-from tests.tools import harness
-from tests.tools.harness import ToolsEnv
+from tests.tools import docker_boxes
+from tests.tools.docker_boxes import ToolsEnv
 
 pytestmark = pytest.mark.tools
 CLUSTER = "pgha-guard-test"
@@ -20,8 +20,8 @@ CLUSTER = "pgha-guard-test"
 def volume(tools_env: ToolsEnv) -> Iterator[str]:
     name = f"pgha-guard-{uuid.uuid4().hex[:8]}"
     yield name
-    harness.docker("rm", "-f", f"{name}-user", check=False)
-    harness.docker("volume", "rm", "-f", name, check=False)
+    docker_boxes.docker("rm", "-f", f"{name}-user", check=False)
+    docker_boxes.docker("volume", "rm", "-f", name, check=False)
 
 
 def guard(volume: str, adopt: bool = False) -> subprocess.CompletedProcess[str]:
@@ -31,7 +31,7 @@ def guard(volume: str, adopt: bool = False) -> subprocess.CompletedProcess[str]:
 
 def test_a_new_volume_passes_and_a_leftover_is_refused_unless_adopted(volume: str) -> None:
     assert guard(volume).returncode == 0, "nothing there yet: the provider may create it"
-    harness.docker("volume", "create", "--label", harness.LABEL, volume)
+    docker_boxes.docker("volume", "create", "--label", docker_boxes.LABEL, volume)
     refused = guard(volume)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
@@ -44,8 +44,8 @@ def test_a_new_volume_passes_and_a_leftover_is_refused_unless_adopted(volume: st
 @pytest.mark.parametrize(("cluster", "passes"), [(CLUSTER, True), ("another-cluster", False)])
 def test_a_volume_in_use_passes_only_when_this_cluster_uses_it(volume: str, tools_env: ToolsEnv, cluster: str,
                                                                passes: bool) -> None:
-    harness.docker("volume", "create", "--label", harness.LABEL, volume)
-    harness.docker("create", "--name", f"{volume}-user", "--label", harness.LABEL, "--label",
+    docker_boxes.docker("volume", "create", "--label", docker_boxes.LABEL, volume)
+    docker_boxes.docker("create", "--name", f"{volume}-user", "--label", docker_boxes.LABEL, "--label",
                    f"pgha.cluster={cluster}", "-v", f"{volume}:/data", tools_env.image, "true")
     result = guard(volume)
     assert (result.returncode == 0) is passes, result

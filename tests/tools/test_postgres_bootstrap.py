@@ -36,8 +36,8 @@ from render.paths import (
     POST_BOOTSTRAP_SCRIPT,
 )
 from tests.golden_util import FAKE_CREDS
-from tests.tools import harness
-from tests.tools.harness import ToolsEnv, variant_config
+from tests.tools import docker_boxes
+from tests.tools.docker_boxes import ToolsEnv, variant_config
 
 pytestmark = pytest.mark.tools
 
@@ -47,7 +47,7 @@ class Postgres:
     """A running PostgreSQL 17 set up from the rendered files of one node."""
 
     cfg: ClusterConfig
-    box: harness.Container
+    box: docker_boxes.Container
     patroni: dict[str, Any]
 
 
@@ -79,7 +79,7 @@ def postgres(tools_env: ToolsEnv) -> Iterator[Postgres]:
     cfg = variant_config("dev")
     node = cfg.postgres.nodes[0]
     patroni = yaml.safe_load(render_patroni(cfg, node, FAKE_CREDS))
-    box = harness.start(
+    box = docker_boxes.start(
         "pgha-tools-postgres",
         network=tools_env.network,
         files={
@@ -122,10 +122,10 @@ def postgres(tools_env: ToolsEnv) -> Iterator[Postgres]:
     result = box.exec(POST_BOOTSTRAP_SCRIPT, dsn, user="postgres")
     assert result.returncode == 0, result.stdout + result.stderr + box.sh("cat /tmp/postgres.log").stdout
     yield Postgres(cfg, box, patroni)
-    harness.docker("rm", "-f", box.name, check=False)
+    docker_boxes.docker("rm", "-f", box.name, check=False)
 
 
-def _psql(box: harness.Container, user: str, password: str, database: str, sql: str) -> tuple[int, str]:
+def _psql(box: docker_boxes.Container, user: str, password: str, database: str, sql: str) -> tuple[int, str]:
     result = box.exec(
         f"{PG_BIN}/psql", "-h", "127.0.0.1", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql,
         env={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"},
@@ -214,7 +214,7 @@ def test_cipher_pass_reads_back_exactly(postgres: Postgres) -> None:
     assert stanza["status"]["code"] == 99 and not stanza["db"], out
 
 
-def _backups(box: harness.Container, stanza: str) -> list[str]:
+def _backups(box: docker_boxes.Container, stanza: str) -> list[str]:
     out = box.exec("pgbackrest", f"--stanza={stanza}", "--output=json", "info", user="postgres", check=True).stdout
     return [b["type"] for b in json.loads(out)[0]["backup"]]
 
@@ -235,7 +235,7 @@ def test_backup_script_follows_the_leader(postgres: Postgres) -> None:
     # A stand-in for Patroni's REST API: files for /cluster and, on the leader, /primary.
     port = cfg.patroni.rest_api_port
     box.sh("mkdir -p /tmp/leader", check=True)
-    harness.docker(
+    docker_boxes.docker(
         "exec", "-d", "-w", "/tmp/leader", box.name, "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"
     )
 
@@ -245,7 +245,7 @@ def test_backup_script_follows_the_leader(postgres: Postgres) -> None:
         box.put({"/tmp/leader/cluster": body})
 
     cluster(("replica", "streaming"), ("leader", "stopped"))
-    harness.wait_for(
+    docker_boxes.wait_for(
         "stand-in REST API answers",
         lambda: box.exec("curl", "-sf", f"http://127.0.0.1:{port}/cluster").returncode == 0,
         deadline_s=10,

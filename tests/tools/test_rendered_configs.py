@@ -30,8 +30,8 @@ from render.paths import (
 )
 from render.patroni import render_dcs_sync_script
 from tests.golden_util import FAKE_CREDS, VARIANTS
-from tests.tools import harness
-from tests.tools.harness import BoxFactory, Clusters, ToolsEnv, variant_config
+from tests.tools import docker_boxes
+from tests.tools.docker_boxes import BoxFactory, Clusters, ToolsEnv, variant_config
 
 pytestmark = pytest.mark.tools
 
@@ -92,7 +92,7 @@ def test_etcd_config_keys_are_real_flags(boxes: BoxFactory) -> None:
 # --- Patroni --------------------------------------------------------------------------------------
 
 
-def _validate_patroni(box: harness.Container, text: str) -> tuple[int, list[str]]:
+def _validate_patroni(box: docker_boxes.Container, text: str) -> tuple[int, list[str]]:
     box.put({PATRONI_CONFIG: text})
     result = box.exec("patroni", "--validate-config", PATRONI_CONFIG)
     return result.returncode, [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
@@ -153,7 +153,7 @@ def test_haproxy_stats_take_the_rendered_password(tools_env: ToolsEnv) -> None:
     # haproxy -c cannot tell whether the escaped password reads back as the one we meant: log in.
     cfg = variant_config("dev")
     node = cfg.haproxy.nodes[0]
-    proxy = harness.start(
+    proxy = docker_boxes.start(
         "pgha-tools-haproxy-run",
         cmd=("haproxy", "-db", "-f", HAPROXY_CONFIG),
         network=tools_env.network,
@@ -166,7 +166,7 @@ def test_haproxy_stats_take_the_rendered_password(tools_env: ToolsEnv) -> None:
         args = ("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-u", f"stats:{password}")
         return proxy.exec(*args, url).stdout
 
-    harness.wait_for("haproxy answers on its stats address", lambda: status("wrong") == "401", deadline_s=20)
+    docker_boxes.wait_for("haproxy answers on its stats address", lambda: status("wrong") == "401", deadline_s=20)
     assert status(FAKE_CREDS.stats) == "200"
     csv = proxy.exec("curl", "-sf", "-u", f"stats:{FAKE_CREDS.stats}", url, check=True).stdout
     for listener in ("postgres_read_write", "postgres_read_only"):

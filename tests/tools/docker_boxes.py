@@ -1,4 +1,4 @@
-"""Harness of the tool tests: labelled throwaway containers of the node image on a private network."""
+"""Throwaway boxes for the tool tests: labelled containers of the node image on a private network."""
 
 from __future__ import annotations
 
