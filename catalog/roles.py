@@ -76,7 +76,7 @@ POSTGRES: Final = Role(
 )
 HAPROXY: Final = Role(
     name="haproxy",
-    component="pgha:index:HAProxyPair",
+    component="pgha:index:HAProxyGroup",
     hosts="haproxy.nodes",
     packages=("haproxy", "curl"),
     ports=("haproxy.read_write_port", "haproxy.read_only_port", "haproxy.stats_port"),

@@ -3,7 +3,7 @@
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.cluster import PostgresCluster, PostgresClusterArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
-from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
+from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs
 from components.patroni_node import PatroniNode, PatroniNodeArgs
 
 __all__ = [
@@ -11,8 +11,8 @@ __all__ = [
     "BackupRepoArgs",
     "EtcdCluster",
     "EtcdClusterArgs",
-    "HAProxyPair",
-    "HAProxyPairArgs",
+    "HAProxyGroup",
+    "HAProxyGroupArgs",
     "PatroniNode",
     "PatroniNodeArgs",
     "PostgresCluster",

@@ -10,7 +10,7 @@ import pulumi
 from catalog.roles import CLUSTER_COMPONENT
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
-from components.haproxy_pair import HAProxyPair, HAProxyPairArgs
+from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs
 from components.patroni_node import PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
@@ -65,9 +65,9 @@ class PostgresCluster(pulumi.ComponentResource):
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
         # Parameters that need a restart: applied replicas first, the leader last.
         self.pending_restarts = apply_pending_restarts(f"{name}-pending-restarts", cfg, target, nodes_ready, self)
-        self.haproxy = HAProxyPair(
+        self.haproxy = HAProxyGroup(
             f"{name}-haproxy",
-            HAProxyPairArgs(cfg, target, creds, depends_on=nodes_ready),
+            HAProxyGroupArgs(cfg, target, creds, depends_on=nodes_ready),
             pulumi.ResourceOptions(parent=self),
         )
 

@@ -39,8 +39,10 @@ def _alias(alias: Any) -> str | AliasSpec:
         return str(alias.urn)
     spec = alias.spec
     which = spec.WhichOneof("parent")
+    # An empty parentUrn (what the SDK sends for an alias that names no parent) means the resource's parent.
     return AliasSpec(spec.name, spec.type, spec.stack, spec.project,
-                     spec.parentUrn if which == "parentUrn" else None, which == "noParent" and spec.noParent)
+                     spec.parentUrn if which == "parentUrn" and spec.parentUrn else None,
+                     which == "noParent" and spec.noParent)
 
 
 @dataclass

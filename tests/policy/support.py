@@ -187,7 +187,7 @@ def build_stack(files: Mapping[str, Mapping[str, str | None]], *, stack: str = "
         b.add("random:index/randomPassword:RandomPassword", f"pgha-{stack}-{role}-password",
               {"length": float(len(value)), "result": value}, cluster)
     groups = {"etcd": b.add("pgha:index:EtcdCluster", f"pgha-{stack}-etcd", {}, cluster),
-              "haproxy": b.add("pgha:index:HAProxyPair", f"pgha-{stack}-haproxy", {}, cluster)}
+              "haproxy": b.add("pgha:index:HAProxyGroup", f"pgha-{stack}-haproxy", {}, cluster)}
     for label, content in files.items():
         kind = label.rsplit("-", 1)[0]
         parent = groups.get(kind) or b.add("pgha:index:PatroniNode", f"pgha-{stack}-{label}", {}, cluster)

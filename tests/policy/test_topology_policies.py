@@ -87,7 +87,7 @@ def test_router_id_differing_within_a_pair_fails() -> None:
 def test_router_id_shared_by_two_pairs_fails() -> None:
     resources = build_stack(healthy_files())
     b = StackBuilder(resources=resources)
-    other = b.add("pgha:index:HAProxyPair", "other-haproxy", {}, b.root)
+    other = b.add("pgha:index:HAProxyGroup", "other-haproxy", {}, b.root)
     b.add("pgha:index:ServiceManifest", "other-haproxy-a-manifest",
           manifest("haproxy-3", {KEEPALIVED: keepalived_conf(instance="other")}, "docker"), other)
     assert messages("keepalived-router-id", resources) == (

@@ -23,7 +23,7 @@ COMPONENTS = {
     "pgha:index:PostgresCluster",
     "pgha:index:EtcdCluster",
     "pgha:index:PatroniNode",
-    "pgha:index:HAProxyPair",
+    "pgha:index:HAProxyGroup",
     "pgha:index:BackupRepo",
     "pgha:index:ServiceManifest",
 }
@@ -63,7 +63,7 @@ def test_resource_counts(stack: str, variant: str | None, etcd: int, pg: int) ->
     assert count["pgha:index:PostgresCluster"] == 1
     assert count["pgha:index:EtcdCluster"] == 1
     assert count["pgha:index:PatroniNode"] == pg
-    assert count["pgha:index:HAProxyPair"] == 1
+    assert count["pgha:index:HAProxyGroup"] == 1
     assert count["pgha:index:BackupRepo"] == 1
     assert count[PASSWORD] == 9
     if stack == "dev":

@@ -1,4 +1,4 @@
-"""HAProxyPair: HAProxy nodes routing to Patroni's leader and replicas, behind a keepalived VIP."""
+"""HAProxyGroup: HAProxy nodes routing to Patroni's leader and replicas, behind a keepalived VIP."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ VRRP_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
 
 
 @dataclass(frozen=True)
-class HAProxyPairArgs:
-    """Inputs of an HAProxyPair."""
+class HAProxyGroupArgs:
+    """Inputs of an HAProxyGroup."""
 
     cfg: ClusterConfig
     target: Target
@@ -29,14 +29,21 @@ class HAProxyPairArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
-class HAProxyPair(pulumi.ComponentResource):
-    """HAProxy on every configured node; keepalived moves the virtual IP to a node whose HAProxy runs."""
+# The type this component had before it was renamed: an alias keeps existing stacks' resources (children
+# inherit it), so the rename replaces nothing.
+FORMER_TYPES = ("pgha:index:HAProxyPair",)
+
+
+class HAProxyGroup(pulumi.ComponentResource):
+    """HAProxy on every configured node (two or more); keepalived moves the virtual IP to a node whose
+    HAProxy runs."""
 
     stats_urls: pulumi.Output[list[str]]
     published: dict[int, list[tuple[str, int]]]
 
-    def __init__(self, name: str, args: HAProxyPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(HAPROXY.component, name, None, opts)
+    def __init__(self, name: str, args: HAProxyGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        aliases = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in FORMER_TYPES])
+        super().__init__(HAPROXY.component, name, None, pulumi.ResourceOptions.merge(opts, aliases))
         cfg, creds = args.cfg, args.credentials
         hap = cfg.haproxy
         vip = hap.virtual_ip is not None
