@@ -7,14 +7,14 @@ up:            ## bring up the dev stack (Docker) with the Pulumi CLI
 test:          ## the whole test suite, as CI runs it
 	scripts/test.sh
 
-unit:          ## fast tests: config, renderers, program under mocks, policy pack
-	.venv/bin/pytest tests/unit tests/policy
+unit:          ## fast tests: config, renderers, program under mocks, policy pack, local engine rules
+	.venv/bin/pytest -m 'not tools and not e2e and not ssh' tests
 
 tools:         ## rendered files checked by the real tools in the pgha-node image
 	.venv/bin/pytest -m tools
 
-e2e:           ## real clusters on the local Docker engine
-	.venv/bin/pytest -m e2e
+e2e:           ## the local engine on Docker, then real clusters: dev on Docker, prod over SSH
+	.venv/bin/pytest -m 'e2e or ssh' 
 
 policy-check:  ## offline policy check of the dev and prod stacks (no Pulumi backend needed)
 	.venv/bin/python -m policy.offline dev

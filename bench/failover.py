@@ -1,6 +1,6 @@
 """Failover benchmark: repeated hard kills, graceful stops and switchovers of the primary under a writer.
 
-Deploys the dev stack for real (the e2e harness), measures the write outage each event causes as a
+Deploys the dev stack for real (the local engine), measures the write outage each event causes as a
 client of the read-write endpoint sees it, and counts acknowledged commits lost. A negative control
 (asynchronous replication, replicas frozen while the primary acknowledges writes, then the primary
 killed) shows that the loss detector does see loss. Prints tables; run `python -m bench.failover -h`.

@@ -108,7 +108,7 @@ def _issue(builder: x509.CertificateBuilder, public_key: Any, signer: Certificat
     uses = [str(u) for u in inputs.get("allowedUses") or []]
     unknown = sorted(set(uses) - KEY_USES - set(EXTENDED_USES))
     if unknown:
-        raise UnsupportedInputError(f"{where}.allowedUses: {', '.join(unknown)} not supported by the e2e harness")
+        raise UnsupportedInputError(f"{where}.allowedUses: {', '.join(unknown)} not supported by the local engine")
     builder = (builder.public_key(public_key).serial_number(x509.random_serial_number())
                .not_valid_before(now).not_valid_after(end)
                .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)

@@ -2,13 +2,14 @@
 
 Eight systemd containers (tests/e2e/hosts) stand in for the machines of the README's "Running prod":
 nothing of the cluster is installed; the program's remote commands install Debian's packages,
-write configuration and units, start and converge everything. The harness runs each
-`command:remote:Command` over real SSH and can run the program again against the same hosts the
-way `pulumi up` does (unchanged commands do not run, changed ones update). The fault scenarios are
-the dev ones (tests/e2e/scenarios.py), acting on whole hosts.
+write configuration and units, start and converge everything. The local engine runs each
+`command:remote:Command` over real SSH and runs the program again against the same hosts the way
+`pulumi up` does (unchanged commands do not run, changed ones update, a changed trigger replaces).
+The fault scenarios are the dev ones (tests/e2e/scenarios.py), acting on whole hosts.
 
-The tests run in file order and share one cluster: up, a second run that changes nothing, the
-fault scenarios, a configuration change, an unreachable host, secrets, destroy.
+The tests run in file order and share one cluster: up, a second run that changes nothing, a new
+connection, the fault scenarios, a configuration change, an unreachable host, secrets, destroy and
+a new deployment that refuses the data left behind.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ PREFIX = "pgha-e2e-ssh-"
 APT_CACHE_VOLUME = "pgha-e2e-ssh-apt-cache"
 APT_CACHE_PATH = "/var/cache/pgha-apt"
 BACKUP_VOLUME = "pgha-e2e-ssh-backup"
-# What ENVIRONMENT.md says a systemd container needs (no --privileged here), plus VRRP's capabilities.
+# What a systemd container needs where --privileged is refused (SYS_ADMIN, unconfined seccomp and
+# apparmor, a read-only cgroup mount, tmpfs on /run), plus the capabilities VRRP needs.
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_BROADCAST", "NET_RAW"]
 SECURITY_OPT = ["seccomp=unconfined", "apparmor=unconfined"]
 BOOT_TIMEOUT_S = 120
