@@ -118,8 +118,16 @@ class _Command(Provider):
         return unknown_outputs(inputs, "stdout", "stderr")
 
     def run(self, ctx: Context, name: str, action: str, inputs: dict[str, Any], command: str,
-            env: dict[str, str]) -> Any:
+            env: dict[str, str]) -> CommandRun:
         raise NotImplementedError
+
+    @staticmethod
+    def reported(ctx: Context, run: CommandRun) -> CommandRun:
+        """Report a finished execution; a failed one fails the step with the provider's error text."""
+        ctx.report(run)
+        if run.error:
+            raise EngineError(run.error)
+        return run
 
 
 class RemoteCommand(_Command):
@@ -137,24 +145,20 @@ class RemoteCommand(_Command):
         return inputs
 
     def run(self, ctx: Context, name: str, action: str, inputs: dict[str, Any], command: str,
-            env: dict[str, str]) -> Any:
+            env: dict[str, str]) -> CommandRun:
         conn = Connection.parse(f"{self.type} '{name}'", inputs["connection"])
         started = time.monotonic()
         try:
             result = execute(conn, command, inputs.get("stdin"), env, warn=ctx.log)
         except EngineError as exc:
-            ctx.report(CommandRun(name, action, conn.host, command, inputs.get("stdin"), None, "", "",
-                                  time.monotonic() - started, f"{conn.label}: {exc}"))
-            raise EngineError(f"{conn.label}: {exc}") from exc
+            return self.reported(ctx, CommandRun(name, action, conn.host, command, inputs.get("stdin"), None, "",
+                                                 "", time.monotonic() - started, f"{conn.label}: {exc}"))
         error = None
         if result.exit_status != 0:
             error = (f"{conn.label}: Process exited with status {result.exit_status}: running {command!r}:\n"
                      f"{result.combined}")
-        ctx.report(CommandRun(name, action, conn.host, command, inputs.get("stdin"), result.exit_status,
-                              result.stdout, result.stderr, result.seconds, error))
-        if error:
-            raise EngineError(error)
-        return result
+        return self.reported(ctx, CommandRun(name, action, conn.host, command, inputs.get("stdin"),
+                                             result.exit_status, result.stdout, result.stderr, result.seconds, error))
 
 
 class LocalCommand(_Command):
@@ -173,7 +177,7 @@ class LocalCommand(_Command):
         return inputs
 
     def run(self, ctx: Context, name: str, action: str, inputs: dict[str, Any], command: str,
-            env: dict[str, str]) -> Any:
+            env: dict[str, str]) -> CommandRun:
         argv = [*(inputs.get("interpreter") or ["/bin/sh", "-c"]), command]
         environment = {**os.environ, **{k: str(v) for k, v in (inputs.get("environment") or {}).items()}, **env}
         started = time.monotonic()
@@ -183,19 +187,15 @@ class LocalCommand(_Command):
                                   cwd=inputs.get("dir") or str(ctx.workdir), env=environment,
                                   timeout=COMMAND_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            ctx.report(CommandRun(name, action, "localhost", command, stdin, None, "", "",
-                                  time.monotonic() - started, str(exc)))
-            raise EngineError(f"{command!r}: {exc}") from exc
+            return self.reported(ctx, CommandRun(name, action, "localhost", command, stdin, None, "", "",
+                                                 time.monotonic() - started, f"{command!r}: {exc}"))
         stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         error = None
         if proc.returncode != 0:
             error = f"exit status {proc.returncode}: running {command!r}:\n{stdout}{stderr}"
-        run = CommandRun(name, action, "localhost", command, stdin, proc.returncode, stdout.removesuffix("\n"),
-                         stderr.removesuffix("\n"), time.monotonic() - started, error)
-        ctx.report(run)
-        if error:
-            raise EngineError(error)
-        return run
+        return self.reported(ctx, CommandRun(name, action, "localhost", command, stdin, proc.returncode,
+                                             stdout.removesuffix("\n"), stderr.removesuffix("\n"),
+                                             time.monotonic() - started, error))
 
 
 PROVIDERS = (RemoteCommand(), LocalCommand())
