@@ -293,7 +293,8 @@ def backup_archiving_failover_and_point_in_time_restore(
 
     # The full backup taken above must precede the target the way pgBackRest compares them (whole
     # seconds, strictly earlier), or restore refuses the target.
-    target_second = c.rw.query("SELECT floor(extract(epoch FROM %s::timestamptz))::bigint", target)[0][0]
+    target_second = wait_for("the read-write endpoint on the new primary", lambda: c.rw.query(
+        "SELECT floor(extract(epoch FROM %s::timestamptz))::bigint", target)[0][0], FAILOVER_S)
     assert latest_backup_stop(c, candidate) < target_second, (stop, target)
     restored = restore_to(target)
     assert restored == [("before", 100)], f"restore to {target} holds {restored}"

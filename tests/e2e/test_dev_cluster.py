@@ -204,6 +204,11 @@ def test_later_deployments_do_what_the_docker_provider_does(stack: Stack, cluste
     leader = cluster.patroni.leader()
     assert wait_for("the read-write port through the VIP again", lambda: cluster.node_of(server(cluster.rw)[0]),
                     30) == leader
+    # Back to the stack file's timing for the scenarios that follow: the same replacement again.
+    back = stack.up(program.main)
+    assert back.steps.changes() == dict.fromkeys(haproxy, "replace")
+    assert "inter 1000ms" in hosts.exec("haproxy-1", "cat", "/etc/haproxy/haproxy.cfg")
+    wait_for("the read-write port through the VIP", lambda: cluster.node_of(server(cluster.rw)[0]), 30)
 
 
 def dcs_config(hosts: DockerHosts, node: str) -> dict:
