@@ -8,6 +8,7 @@ from typing import cast
 import pulumi
 import pulumi_random as random
 
+from catalog import limits
 from render.credentials import Credentials
 
 # Role -> length. Alphanumeric only, so passwords are safe in DSNs, pgpass, YAML and URIs;
@@ -19,7 +20,7 @@ PASSWORD_ROLES: dict[str, int] = {
     "app": 32,
     "readonly": 32,
     "restapi": 32,
-    "keepalived": 8,  # VRRP PASS authentication only uses 8 characters
+    "keepalived": limits.VRRP_PASS_LENGTH,  # VRRP PASS authentication only uses 8 characters
     "stats": 32,
     "cipher": 64,
 }

@@ -27,7 +27,6 @@ PATRONI_SECRETS = (
     ("etcd3", "password"),
     ("etcd", "password"),
 )
-VRRP_PASS_LENGTH = limits.VRRP_PASS_LENGTH
 _CIPHER_PASS = re.compile(r"^repo\d+-cipher-pass$")
 # PGPASSWORD, DB_SECRET, API_KEY, ...; not KEYBOARD, PASSTHROUGH or PWD (the working directory).
 CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)(PASS|KEY|APIKEY)(_|$)", re.I)
@@ -71,7 +70,8 @@ def is_generated(value: str, passwords: set[str], truncated: bool) -> bool:
     """The value is one of the stack's generated passwords (or, for VRRP, the first 8 characters of one)."""
     if value in passwords:
         return True
-    return truncated and len(value) == VRRP_PASS_LENGTH and any(p[:VRRP_PASS_LENGTH] == value for p in passwords)
+    length = limits.VRRP_PASS_LENGTH
+    return truncated and len(value) == length and any(p[:length] == value for p in passwords)
 
 
 def check_credentials(view: StackView, settings: Mapping[str, Any], report: Report) -> None:

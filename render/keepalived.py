@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from catalog import limits
 from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import Credentials
 
 # VRRPv2 PASS authentication carries at most 8 characters; keepalived would truncate with a warning.
-AUTH_PASS_LENGTH = 8
+AUTH_PASS_LENGTH = limits.VRRP_PASS_LENGTH
 # keepalived's tokenizer has no escaping: whitespace, quotes, '#', '!', braces and '$' would split a
 # word, end the line or start a substitution; allow only what is plain everywhere.
 _AUTH_PASS_SAFE = re.compile(r"^[A-Za-z0-9._+/=~-]+$")

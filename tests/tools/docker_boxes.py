@@ -13,13 +13,12 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from config import ClusterConfig, parse
-from config.models import DockerSettings
 from targets import image
 from tests.golden_util import VARIANTS, remap, variant_raw
+from tests.support.docker import BASE_IMAGE
 
 LABEL = "pgha.test=tools"
 IMAGE = os.environ.get("PGHA_NODE_IMAGE", "pgha-node:test")
-BASE_IMAGE = DockerSettings().base_image
 # Scales every deadline, for slow CI machines.
 TIMEOUT_SCALE = float(os.environ.get("PGHA_TIMEOUT_SCALE", "1"))
 ROOT = Path(__file__).resolve().parents[2]
