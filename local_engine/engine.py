@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import docker
 from pulumi.output import Unknown
@@ -146,7 +146,6 @@ class Stack:
         self.pending_deletes: list[ResourceState] = []  # old resources of create-before-delete replacements
         self.outputs: dict[str, Any] = {}
         self.secret_outputs: frozenset[str] = frozenset()
-        self.history: list[Update] = []
         self._local = threading.local()
 
     # -- what the stack holds ----------------------------------------------------------------
@@ -170,12 +169,7 @@ class Stack:
             self._evaluate(run, program, config)
             run.finish()
         except BaseException as exc:
-            runner.drain()
-            update = Update("preview", run.plan(), run.plan(), run.runs, errors=run.errors,
-                            seconds=time.monotonic() - started)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise UpdateFailedError(f"preview of stack {self.name} failed:\n  {run.describe(exc)}", update) from exc
+            self._failed("preview", run, Update("preview", run.plan(), run.plan()), exc, started)
         return run.plan()
 
     def up(self, program: Callable[[], Any], config: Mapping[str, Any] | None = None) -> Update:
@@ -190,20 +184,14 @@ class Stack:
             if result.unknown_outputs:
                 raise EngineError(f"stack output(s) {', '.join(result.unknown_outputs)} stayed unknown")
             run.finish()
-            self.outputs, self.secret_outputs = result.outputs, result.secret_outputs
         except BaseException as exc:
-            runner.drain()
-            update.runs, update.errors = run.runs, run.errors
-            update.seconds = time.monotonic() - started
+            # A failed update keeps what it made, as the engine does: the next one follows it.
             self.snapshot, self.pending_deletes = run.snapshot(), run.still_pending()
-            self.history.append(update)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise UpdateFailedError(f"update of stack {self.name} failed:\n  {run.describe(exc)}", update) from exc
+            self._failed("update", run, update, exc, started)
         self.snapshot, self.pending_deletes = run.snapshot(), run.still_pending()
+        self.outputs, self.secret_outputs = result.outputs, result.secret_outputs
         update.runs, update.outputs, update.secret_outputs = run.runs, self.outputs, self.secret_outputs
         update.seconds = time.monotonic() - started
-        self.history.append(update)
         self.log(run.executed.render(f"Update of {self.name} done in {update.seconds:.0f}s"))
         return update
 
@@ -219,7 +207,6 @@ class Stack:
             self.pending_deletes = run.still_pending()
             self.snapshot = {urn: s for urn, s in self.snapshot.items() if urn not in run.deleted}
             update.runs, update.errors, update.seconds = run.runs, run.errors, time.monotonic() - started
-            self.history.append(update)
         if run.errors:
             raise UpdateFailedError(f"destroy of stack {self.name} failed:\n  " + "\n  ".join(run.errors), update)
         self.outputs, self.secret_outputs = {}, frozenset()
@@ -234,6 +221,14 @@ class Stack:
         return provider.rerun(self.context(threading.Event(), lambda run: None), state)
 
     # -- internals ---------------------------------------------------------------------------
+    def _failed(self, what: str, run: _Pass, update: Update, exc: BaseException, started: float) -> NoReturn:
+        """Let outstanding registrations finish, then raise what failed with what the pass did before."""
+        runner.drain()
+        update.runs, update.errors, update.seconds = run.runs, run.errors, time.monotonic() - started
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        raise UpdateFailedError(f"{what} of stack {self.name} failed:\n  {run.describe(exc)}", update) from exc
+
     def docker_client(self) -> docker.DockerClient:
         """A docker client for the calling thread (DOCKER_HOST honoured), with a timeout long enough for builds."""
         client = getattr(self._local, "client", None)

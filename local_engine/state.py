@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -58,9 +58,6 @@ class ResourceState:
             found.add(self.parent)
         return found
 
-    def renamed(self, urn: str, parent: str) -> ResourceState:
-        """The same resource under a new URN (an alias matched)."""
-        return replace(self, urn=urn, parent=parent)
 
 
 def dependents(snapshot: Mapping[str, ResourceState], root: str, skip: Iterable[str] = ()) -> list[ResourceState]:
