@@ -188,9 +188,10 @@ def one_etcd_member_down_changes_nothing(c: ClusterUnderTest, writer: Writer) ->
 
 
 # What a writer sees once the primary demoted itself: HAProxy has no primary to route to (it accepts, then
-# closes the connection), or, until its next checks mark the demoted node down, routes to a read-only one.
+# closes the connection, or holds it past the client's connect timeout while it retries), or, until its
+# next checks mark the demoted node down, routes to a read-only one.
 WRITE_REFUSED = (r"server closed the connection unexpectedly|SSL SYSCALL error: EOF detected|unexpected eof"
-                 r"|cannot execute CREATE TABLE in a read-only transaction")
+                 r"|connection timeout expired|cannot execute CREATE TABLE in a read-only transaction")
 
 
 def etcd_majority_down_never_two_primaries(c: ClusterUnderTest) -> None:
