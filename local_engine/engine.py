@@ -185,8 +185,6 @@ class Stack:
                 raise EngineError(f"stack output(s) {', '.join(result.unknown_outputs)} stayed unknown")
             run.finish()
         except BaseException as exc:
-            # A failed update keeps what it made, as the engine does: the next one follows it.
-            self.snapshot, self.pending_deletes = run.snapshot(), run.still_pending()
             self._failed("update", run, update, exc, started)
         self.snapshot, self.pending_deletes = run.snapshot(), run.still_pending()
         self.outputs, self.secret_outputs = result.outputs, result.secret_outputs
@@ -222,8 +220,12 @@ class Stack:
 
     # -- internals ---------------------------------------------------------------------------
     def _failed(self, what: str, run: _Pass, update: Update, exc: BaseException, started: float) -> NoReturn:
-        """Let outstanding registrations finish, then raise what failed with what the pass did before."""
+        """Let outstanding registrations finish, then raise what failed with what the pass did before. A failed
+        update keeps what it made, as the engine does (the next one follows it): the state is taken only
+        after the steps still running have ended, or what they made would be lost from it."""
         runner.drain()
+        if not run.preview:
+            self.snapshot, self.pending_deletes = run.snapshot(), run.still_pending()
         update.runs, update.errors, update.seconds = run.runs, run.errors, time.monotonic() - started
         if isinstance(exc, KeyboardInterrupt):
             raise exc

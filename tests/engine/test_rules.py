@@ -147,6 +147,20 @@ def test_a_failed_step_starts_nothing_after_it_and_the_state_keeps_what_was_done
     assert fixed.plan.ops() == {"first": "same", "broken": "create", "after": "create"}
 
 
+def test_a_step_still_running_when_another_fails_ends_in_the_state(new_stack: Callable[..., Stack],
+                                                                    project: Path) -> None:
+    def program() -> None:
+        pcommand.local.Command("slow", create="sleep 1; echo slow >> journal", delete="echo gone >> journal")
+        pcommand.local.Command("broken", create="exit 3")
+
+    stack = new_stack()
+    with pytest.raises(UpdateFailedError, match="exit status 3"):
+        stack.up(program)
+    assert [s.name for s in stack.resources()] == ["slow"], "it finished after the failure: it exists, so it is kept"
+    stack.destroy()
+    assert journal(project) == ["slow", "gone"]
+
+
 def test_secrets_stay_secret_in_the_state_and_in_outputs(new_stack: Callable[..., Stack]) -> None:
     def program() -> None:
         password = prandom.RandomPassword("pw", length=12, special=False)
