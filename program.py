@@ -10,6 +10,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.cluster import PostgresCluster, PostgresClusterArgs
 from config import ClusterConfig, ConfigError, collect, parse
+from operations import change_plan
 from targets.select import make_target
 from targets.ssh import agent_problem
 
@@ -60,6 +61,10 @@ def main() -> PostgresCluster:
     cluster = PostgresCluster(cfg.name, PostgresClusterArgs(cfg, target))
     hap = cfg.haproxy
     pulumi.export("cluster_name", cfg.name)
+    # What this deployment applied per node (plain digests and settings, no secret), read back by the next
+    # one to say what it will change, and what this one said it would do.
+    pulumi.export(change_plan.APPLIED_OUTPUT, cluster.applied)
+    pulumi.export(change_plan.PLAN_OUTPUT, cluster.change_plan)
     pulumi.export("read_write_endpoint", cluster.read_write)
     pulumi.export("read_only_endpoint", cluster.read_only)
     pulumi.export("app_dsn", cluster.app_dsn)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from catalog.roles import BACKUP_COMPONENT
-from components.secrets import render_secret
+from components.secrets import render_secret, shape_of
 from config.models import ClusterConfig, Host
 from render import paths
 from render.credentials import Credentials
@@ -46,9 +46,12 @@ class BackupRepo(pulumi.ComponentResource):
     def files(self, node: Host) -> tuple[File, ...]:
         """The pgBackRest files a PostgreSQL node needs; the config holds the cipher pass (secret)."""
         cfg = self._args.cfg
-        config = render_secret(self._args.credentials, lambda c: render_pgbackrest(cfg, node, c))
+        def config(c: Credentials) -> str:
+            return render_pgbackrest(cfg, node, c)
+
         return (
-            File(paths.PGBACKREST_CONFIG, config, mode="0600", owner="postgres", secret=True, kind="pgbackrest"),
+            File(paths.PGBACKREST_CONFIG, render_secret(self._args.credentials, config), mode="0600",
+                 owner="postgres", secret=True, kind="pgbackrest", shape=shape_of(config)),
             File(paths.BACKUP_SCRIPT, render_backup_script(cfg), mode="0755"),
             File(paths.BACKUP_CRON, render_backup_cron(cfg), mode="0644", kind="cron"),
         )

@@ -15,6 +15,7 @@ from components.patroni_node import PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
 from config.models import ClusterConfig
+from operations import change_plan
 from operations.backup_check import check_every_node
 from operations.etcd import wait_healthy
 from operations.pending_restarts import apply_pending_restarts
@@ -70,6 +71,10 @@ class PostgresCluster(pulumi.ComponentResource):
             HAProxyGroupArgs(cfg, target, creds, depends_on=nodes_ready),
             pulumi.ResourceOptions(parent=self),
         )
+
+        # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
+        self.change_plan = change_plan.declare(name, target.applied, self)
+        self.applied = target.applied
 
         hap = cfg.haproxy
         front = str(hap.virtual_ip) if hap.virtual_ip is not None else str(hap.nodes[0].address)

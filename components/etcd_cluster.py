@@ -11,7 +11,7 @@ from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
 from render.etcd import render_etcd
-from targets import DataDir, File, Listener, Process, ServiceSpec, Target
+from targets import DataDir, File, Listener, Placement, Process, ServiceSpec, Target
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class EtcdCluster(pulumi.ComponentResource):
         super().__init__(ETCD.component, name, None, opts)
         cfg = args.cfg
         local = f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}"
-        placements = []
+        placements: list[Placement] = []
         for member in cfg.etcd.members:
             spec = ServiceSpec(
                 role=ETCD.name,
@@ -46,6 +46,8 @@ class EtcdCluster(pulumi.ComponentResource):
                 data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd", holds=f"{cfg.name}/member"),),
                 health=("etcdctl", local, "endpoint", "health"),
                 wait=False,  # a member is healthy only once a quorum of its peers is up
+                # One member at a time: a change restarts etcd, and two members down lose the quorum.
+                after=(placements[-1].ready,) if placements else (),
             )
             placements.append(args.target.place(f"{name}-{member.name}", spec, self))
         self.members: list[pulumi.Resource] = [p.ready for p in placements]

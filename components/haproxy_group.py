@@ -8,7 +8,7 @@ from functools import partial
 import pulumi
 
 from catalog.roles import HAPROXY
-from components.secrets import render_secret
+from components.secrets import render_secret, shape_of
 from config.models import ClusterConfig
 from render import paths
 from render.credentials import Credentials
@@ -57,10 +57,11 @@ class HAProxyGroup(pulumi.ComponentResource):
                     mode="0600",
                     secret=True,
                     kind="haproxy",
+                    shape=shape_of(partial(render_haproxy, cfg, node)),
                 )
             ]
             processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
-                                 on_change="reload", reload_signal="USR2")]
+                                 on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,))]
             if vip:
                 files.append(
                     File(
@@ -69,11 +70,13 @@ class HAProxyGroup(pulumi.ComponentResource):
                         mode="0600",
                         secret=True,
                         kind="keepalived",
+                        shape=shape_of(partial(render_keepalived, cfg, node)),
                     )
                 )
                 processes.append(
                     Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console",
-                                           "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload")
+                                           "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload",
+                            reads=(paths.KEEPALIVED_CONFIG,))
                 )
             spec = ServiceSpec(
                 role=HAPROXY.name,
@@ -90,6 +93,8 @@ class HAProxyGroup(pulumi.ComponentResource):
                 health=("curl", "-s", "-o", "/dev/null", f"http://{node.address}:{hap.stats_port}/"),
                 capabilities=VRRP_CAPABILITIES if vip else (),
                 depends_on=tuple(args.depends_on),
+                # One node at a time: the other keeps the virtual IP and the ports answering meanwhile.
+                after=tuple(self.ready[-1:]),
             )
             placement = args.target.place(f"{name}-{node.name}", spec, self)
             self.ready.append(placement.ready)

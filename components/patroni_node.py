@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
 from catalog.roles import POSTGRES
 from components.backup_repo import BackupRepo
-from components.secrets import render_secret
+from components.secrets import render_secret, shape_of
 from components.tls import ClusterCA
 from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
-from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
+from render.patroni import dynamic_config, render_dcs_sync_script, render_dynamic_config, render_patroni
 from targets import DataDir, File, Listener, Process, ServiceSpec, Target
 
 
@@ -31,6 +32,16 @@ class PatroniNodeArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
+def plan_facts(cfg: ClusterConfig) -> dict[str, Any]:
+    """What the change plan says per name for a PostgreSQL node: the parameters PostgreSQL runs with (a
+    restart or a reload, by each one's context) and the rest of Patroni's dynamic configuration."""
+    dcs = dynamic_config(cfg)
+    postgresql = dict(dcs.pop("postgresql"))
+    parameters = postgresql.pop("parameters")
+    flat = {k: str(v) for k, v in dcs.items()} | {f"postgresql.{k}": str(v) for k, v in postgresql.items()}
+    return {"parameters": {k: str(v) for k, v in parameters.items()}, "dcs": flat}
+
+
 class PatroniNode(pulumi.ComponentResource):
     """Patroni and PostgreSQL on one host; ready when Patroni's /health answers 200."""
 
@@ -41,8 +52,12 @@ class PatroniNode(pulumi.ComponentResource):
         super().__init__(POSTGRES.component, name, None, opts)
         cfg, node, creds = args.cfg, args.node, args.credentials
         rest_port = cfg.patroni.rest_api_port
-        patroni_yml = render_secret(creds, lambda c: render_patroni(cfg, node, c))
-        bootstrap_sql = render_secret(creds, lambda c: render_post_bootstrap_sql(cfg, c))
+        def patroni_yml(c: Credentials) -> str:
+            return render_patroni(cfg, node, c)
+
+        def bootstrap_sql(c: Credentials) -> str:
+            return render_post_bootstrap_sql(cfg, c)
+
         tls = args.ca.server_certificate(name, node, self)
         spec = ServiceSpec(
             role=POSTGRES.name,
@@ -50,12 +65,15 @@ class PatroniNode(pulumi.ComponentResource):
             packages=POSTGRES.packages,
             processes=(
                 Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload"),
-                Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron"),
-                Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres"),
+                # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
+                Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
+                Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
             ),
             files=(
-                File(paths.PATRONI_CONFIG, patroni_yml, mode="0600", owner="postgres", secret=True, kind="patroni"),
-                File(paths.BOOTSTRAP_SQL, bootstrap_sql, mode="0600", owner="postgres", secret=True),
+                File(paths.PATRONI_CONFIG, render_secret(creds, patroni_yml), mode="0600", owner="postgres",
+                     secret=True, kind="patroni", shape=shape_of(patroni_yml)),
+                File(paths.BOOTSTRAP_SQL, render_secret(creds, bootstrap_sql), mode="0600", owner="postgres",
+                     secret=True, shape=shape_of(bootstrap_sql)),
                 File(paths.POST_BOOTSTRAP_SCRIPT, render_post_bootstrap_script(cfg), mode="0755"),
                 File(paths.DCS_CONFIG, render_dynamic_config(cfg), mode="0640", owner="postgres"),
                 File(paths.DCS_SYNC_SCRIPT, render_dcs_sync_script(cfg), mode="0755"),
@@ -72,6 +90,7 @@ class PatroniNode(pulumi.ComponentResource):
             published_ports=(rest_port,),
             health=("curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{rest_port}/health"),
             depends_on=tuple(args.depends_on),
+            facts=plan_facts(cfg),
         )
         placement = args.target.place(f"{name}-patroni", spec, self)
         self.ready = placement.ready

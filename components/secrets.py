@@ -66,3 +66,13 @@ def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
 def render_secret(credentials: pulumi.Output[Credentials], render: Callable[[Credentials], str]) -> pulumi.Output[str]:
     """A file rendered from the credentials: it holds secrets, so it is a secret Output."""
     return secret(credentials.apply(render))
+
+
+# Stands for every credential where only the shape of a file matters (the change plan compares shapes: what
+# a deployment changes in a file apart from its secrets, known before any password exists).
+PLACEHOLDERS = Credentials(**{f: "placeholder" + f.replace("_", "") for f in Credentials.__dataclass_fields__})
+
+
+def shape_of(render: Callable[[Credentials], str]) -> str:
+    """The file `render` makes, with a placeholder for each credential: plain, and known in a preview."""
+    return render(PLACEHOLDERS)

@@ -50,6 +50,7 @@ from local_engine.providers import command as command_providers
 from local_engine.providers import random as random_providers
 from local_engine.providers import tls as tls_providers
 from local_engine.providers.command import CommandRun
+from local_engine.runner import ORGANIZATION
 from local_engine.stack_file import stack_config
 from local_engine.state import ResourceState, antichains, dependents, make_urn
 from local_engine.wire import (
@@ -247,9 +248,20 @@ class Stack:
                                           project=self.project)
         except ValueError as error:
             raise EngineError(str(error)) from None
-        monitor = EngineMonitor(run.register, run.register_outputs)
+        monitor = EngineMonitor(run.register, run.register_outputs, self._read_stack)
         return runner.evaluate(program, monitor, project=self.project, stack=self.name, config=values,
-                               secret_keys=secure | self.secret_keys, preview=run.preview, workdir=self.workdir)
+                               secret_keys=secure | self.secret_keys, preview=run.preview, workdir=self.workdir,
+                               log=run.diagnostics.append)
+
+    def _read_stack(self, name: str) -> tuple[dict[str, Any], frozenset[str]]:
+        """A StackReference's read (pulumi/pulumi pkg/resource/deploy/builtins.go readStackReference: the
+        backend's GetStackOutputs): the outputs of the stack's last update, as the backend holds them while
+        this one runs. Only this stack's own name resolves here: the local engine keeps one stack."""
+        own = {self.name, f"{self.project}/{self.name}", f"{ORGANIZATION}/{self.project}/{self.name}"}
+        if name not in own:
+            raise UnsupportedInputError(f"StackReference {name!r}: the local engine reads only this stack's own "
+                                        f"outputs ({sorted(own)})")
+        return dict(self.outputs), self.secret_outputs
 
 
 class _Pass:
@@ -263,6 +275,7 @@ class _Pass:
         self.executed = Plan()
         self.runs: list[CommandRun] = []
         self.errors: list[str] = []
+        self.diagnostics: list[str] = []
         self.claimed: dict[str, str] = {}  # old URN -> the new URN that took its state
         self.aliased: dict[str, str] = {}  # new URN -> the old URN it took the state of through an alias
         self.recreate: dict[str, str] = {}  # old URN deleted by a delete-before-replace cascade -> why
@@ -503,7 +516,7 @@ class _Pass:
 
     # -- results ------------------------------------------------------------------------------
     def plan(self) -> Plan:
-        return Plan(list(self.steps))
+        return Plan(list(self.steps), list(self.diagnostics))
 
     def snapshot(self) -> dict[str, ResourceState]:
         """The state after this pass: what it registered, then what it left of the old state (a failed

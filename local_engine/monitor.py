@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pulumi
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
@@ -20,6 +21,8 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from local_engine.state import STACK_TYPE, make_urn
 from local_engine.wire import UnsupportedInputError
+
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,12 @@ class EngineMonitor(pmocks.MockMonitor):
     """The monitor of one program run; ``register`` and ``register_outputs`` are the deployment's."""
 
     def __init__(self, register: Callable[[Registration], tuple[str, dict[str, Any]]],
-                 register_outputs: Callable[[str, dict[str, Any]], None]) -> None:
+                 register_outputs: Callable[[str, dict[str, Any]], None],
+                 read_stack: Callable[[str], tuple[dict[str, Any], frozenset[str]]] | None = None) -> None:
         super().__init__(_NoMocks())
         self._register = register
         self._register_outputs = register_outputs
+        self._read_stack = read_stack
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         return make_urn(get_stack(), get_project(), parent, type_, name)
@@ -128,8 +133,19 @@ class EngineMonitor(pmocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
     def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        raise UnsupportedInputError(f"{request.type} '{request.name}': reading an existing resource (get) is not "
-                                    "supported by the local engine")
+        """Only a StackReference: the engine's builtin provider answers it with the referenced stack's
+        outputs, each secret one as a secret (pkg/resource/deploy/builtins.go readStackReference)."""
+        if request.type != STACK_REFERENCE or self._read_stack is None:
+            raise UnsupportedInputError(f"{request.type} '{request.name}': reading an existing resource (get) is "
+                                        "not supported by the local engine")
+        _ensure_event_loop()
+        props = rpc.deserialize_properties(request.properties)
+        name = str(props.get("name") or request.id)
+        outputs, secret_names = self._read_stack(name)
+        wrapped = {k: pulumi.Output.secret(v) if k in secret_names else v for k, v in outputs.items()}
+        state = {"name": name, "outputs": wrapped, "secretOutputNames": sorted(secret_names)}
+        urn = self.make_urn(request.parent, request.type, request.name)
+        return resource_pb2.ReadResourceResponse(urn=urn, properties=_sync_await(rpc.serialize_properties(state, {})))
 
     def SupportsFeature(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         has_support = request.id != "outputValues"  # as the mock monitor: no Output objects in inputs

@@ -38,6 +38,8 @@ class Plan:
     """What a preview says a deployment will do, or what a deployment did, in step order."""
 
     steps: list[Step] = field(default_factory=list)
+    # What the program logged while it ran (pulumi.log), as `pulumi preview` prints it under "Diagnostics".
+    diagnostics: list[str] = field(default_factory=list)
 
     def of(self, name: str, type_: str | None = None) -> Step:
         """The step of the resource with this name (and type, where names repeat across types)."""
@@ -69,4 +71,6 @@ class Plan:
         counts = self.counts()
         summary = ", ".join(f"{counts[op]} to {op}" for op in ("create", "update", "replace", "delete") if op in counts)
         lines.append(f"  {summary or 'no changes'}; {counts.get('same', 0)} unchanged")
+        if self.diagnostics:
+            lines += ["Diagnostics:", *(f"  {line}" for text in self.diagnostics for line in text.splitlines())]
         return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,30 @@ from local_engine.wire import EngineError
 # The SDK registers resources through loop.run_in_executor(None, ...); its default pool (cpu + 4
 # threads) would cap concurrent registrations below the engine's step parallelism.
 _EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="local-engine")
+# The organization of a self-managed (diy) backend, which `pulumi.get_organization()` returns there.
+ORGANIZATION = "organization"
+
+
+class _Diagnostics(logging.Handler):
+    """Hands each message the program logs (pulumi.log.*) to the engine, with its severity as the CLI shows it."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        self.log(prefix + record.getMessage())
+
+
+def _logger(log: Callable[[str], None] | None) -> logging.Logger:
+    logger = logging.getLogger("local_engine.program")
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if log is not None:
+        logger.addHandler(_Diagnostics(log))
+    return logger
 
 
 @dataclass(frozen=True)
@@ -75,11 +100,14 @@ def drain(deadline_s: float = 900.0) -> None:
 
 
 def evaluate(program: Callable[[], Any], monitor: Any, *, project: str, stack: str, config: Mapping[str, str],
-             secret_keys: Collection[str], preview: bool, workdir: Path) -> ProgramResult:
-    """Run ``program`` with ``monitor`` as its resource monitor; raises what the program raised."""
+             secret_keys: Collection[str], preview: bool, workdir: Path,
+             log: Callable[[str], None] | None = None) -> ProgramResult:
+    """Run ``program`` with ``monitor`` as its resource monitor; raises what the program raised. ``log`` gets
+    each message the program logs."""
     pulumi.runtime.set_all_config(dict(config), secret_keys=sorted(secret_keys))
     settings.ROOT.set(None)  # the root stack survives a second set_mocks otherwise
-    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor,
+                             logger=_logger(log), organization=ORGANIZATION)
     settings.SETTINGS.root_directory = str(workdir)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()

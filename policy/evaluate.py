@@ -119,11 +119,16 @@ class Graph:
 class FakeValues(pulumi.runtime.Mocks):
     """Mock provider: echoes inputs, fills generated values (random, ids) like the real providers."""
 
-    def __init__(self, preview: bool = False) -> None:
+    def __init__(self, preview: bool = False, previous_outputs: Mapping[str, Any] | None = None) -> None:
         self.preview = preview
+        self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            # Read in a preview too: the stack's outputs of its last update (here: `previous_outputs`).
+            return (args.name, {"name": args.inputs.get("name", args.name), "outputs": self.previous_outputs,
+                                "secretOutputNames": []})
         if self.preview:
             return (None, state)  # outputs stay unknown, as in `pulumi preview`
         if args.typ == "random:index/randomPassword:RandomPassword":
@@ -197,15 +202,17 @@ def run_program(
     secrets_config: Mapping[str, str] | None = None,
     mocks: pulumi.runtime.Mocks | None = None,
     body: Callable[[], Any] | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Graph:
-    """Evaluate the program (or `body`) for a stack (name or stack file) and return what it declared."""
+    """Evaluate the program (or `body`) for a stack (name or stack file) and return what it declared;
+    `previous_outputs` are the stack's outputs of its last update (what a StackReference to it reads)."""
     name = stack_name(stack)
     graph = Graph(stack=name, preview=preview)
     secrets = {f"{PROJECT}:{k}": v for k, v in (secrets_config or {}).items()}
     config, secure = stack_config(stack, {**(overrides or {}), **secrets})
     pulumi.runtime.set_all_config(config, sorted(secure | set(secrets)))
     psettings.ROOT.set(None)
-    mock = mocks or FakeValues(preview)
+    mock = mocks or FakeValues(preview, previous_outputs)
     pulumi.runtime.set_mocks(mock, project=PROJECT, stack=name, preview=preview,
                              monitor=RecordingMonitor(mock, graph))
     if str(ROOT) not in sys.path:
@@ -221,15 +228,18 @@ def run_program(
         root = psettings.get_root_resource()
         outputs = dict(root.outputs)  # type: ignore[union-attr]
 
-        def record(values: list[Any]) -> None:
-            graph.outputs.update(zip(outputs, values, strict=True))
+        def record(key: str) -> Callable[[Any], None]:
+            def store(value: Any) -> None:
+                graph.outputs[key] = value
+            return store
 
         async def secrecy() -> None:
             for key, value in outputs.items():
                 if isinstance(value, pulumi.Output) and await value.is_secret():
                     graph.secret_outputs.add(key)
 
-        done = pulumi.Output.all(*outputs.values()).apply(record)
+        # One by one: in a preview, outputs known before anything is created are recorded, the others not.
+        done = pulumi.Output.all(*(pulumi.Output.from_input(v).apply(record(k)) for k, v in outputs.items()))
         return pulumi.Output.all(done, pulumi.Output.from_input(secrecy()))  # type: ignore[arg-type]
 
     evaluate()

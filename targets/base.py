@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 
@@ -23,6 +25,9 @@ class File:
     owner: str = "root"
     secret: bool = False
     kind: str = ""
+    # For a file whose content holds secrets: the same file with placeholders for them (plain). The change
+    # plan compares contents, or shapes where contents are secret (operations/change_plan.py).
+    shape: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class Process:
     reload_signal: str = "HUP"
     # On a full host an OS service (e.g. cron) already does this job; containers run argv instead.
     host_service: str | None = None
+    # The files of its service whose change it must take (by `on_change`); None: every one. A process
+    # that re-reads its files by itself lists none, and a configuration change never touches it.
+    reads: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,12 @@ class ServiceSpec:
     # False for services that are only healthy together with peers (etcd): a day-2 step waits for all.
     wait: bool = True
     depends_on: tuple[pulumi.Resource, ...] = field(default=())
+    # The previous member of a group (its `ready`): a change reaches this member only after that one took
+    # it and is healthy, so a group changes one member at a time.
+    after: tuple[pulumi.Resource, ...] = field(default=())
+    # Plain facts the change plan compares beside the files (PostgreSQL parameters, Patroni's dynamic
+    # settings): what a change of them does is said per name (operations/change_plan.py).
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,26 @@ class Placement:
     files: tuple[File, ...] = ()
 
 
+def digest(text: str) -> str:
+    """A short digest of a file's content (or shape): enough to tell a change, nothing to read back."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def applied_facts(spec: ServiceSpec, placement: Placement) -> dict[str, Any]:
+    """A placed service as the change plan sees it: each installed file's digest (of its content, or of its
+    shape where the content holds secrets; files known only as Outputs, the TLS files, are left out), how
+    each process takes a change, and the spec's facts."""
+    files = {}
+    for f in placement.files:
+        text = f.shape if f.shape is not None else f.content
+        if isinstance(text, str):
+            files[f.path] = digest(text)
+    every = [f.path for f in spec.files]
+    processes = {p.name: {"on_change": p.on_change, "reads": list(every if p.reads is None else p.reads)}
+                 for p in spec.processes}
+    return {"role": spec.role, "files": files, "processes": processes, **spec.facts}
+
+
 class Target(abc.ABC):
     """A place to run services: Docker containers (dev) or bare-metal hosts over SSH (prod)."""
 
@@ -107,6 +141,8 @@ class Target(abc.ABC):
 
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
+        # Host -> what this deployment applies there, plain (operations/change_plan.py compares two).
+        self.applied: dict[str, dict[str, Any]] = {}
 
     @abc.abstractmethod
     def prepare(self, parent: pulumi.Resource) -> None:
@@ -121,7 +157,12 @@ class Target(abc.ABC):
         the returned `ready` resource is healthy when done."""
         placement = self._place(name, spec, parent)
         ServiceManifest(f"{name}-manifest", self.cfg.name, self.kind, spec, placement, parent)
+        self.applied[spec.host.name] = {**applied_facts(spec, placement), **self.boot_facts(spec)}
         return placement
+
+    def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:
+        """What the change plan compares to tell a replaced container or new packages (plain)."""
+        return {}
 
     @abc.abstractmethod
     def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -12,11 +13,12 @@ import pulumi_docker as docker
 from config.models import ClusterConfig, Host
 from render.guards import render_volume_guard
 from targets import image
-from targets.base import File, Placement, ServiceSpec, Storage, Target
+from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest
+from targets.converge import Control, converge_script
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 RUNNER = "/usr/local/bin/pgha-run"
-MANIFEST = "/etc/pgha/manifest"
+CONVERGED = "/etc/pgha/converged"
 PROCESSES = "/etc/pgha/processes"
 # Host ports for the n-th service publishing the same container port: port + n * PUBLISH_STRIDE.
 PUBLISH_STRIDE = 100
@@ -25,19 +27,32 @@ RUNNER_SCRIPT = (ASSETS / "pgha-run").read_text()
 
 
 
-def _manifest(spec: ServiceSpec) -> str:
-    lines = [f"dir {d.path} {d.mode} {d.owner}" for d in spec.data_dirs]
-    lines += [f"dir {s.path} 0750 {s.owner}" for s in spec.shared]
-    lines += [f"file {f.path} {f.mode} {f.owner}" for f in spec.files]
-    return "".join(f"{line}\n" for line in lines)
-
-
 def _processes(spec: ServiceSpec) -> str:
-    return "".join(f"{p.user}\t{shlex.join(p.argv)}\n" for p in spec.processes)
+    return "".join(f"{p.name}\t{p.user}\t{shlex.join(p.argv)}\n" for p in spec.processes)
+
+
+class RunnerControl(Control):
+    """Processes under the container's runner (targets/assets/pgha-run): it starts them once the converge
+    step wrote the marker, and reloads or restarts one process on request, inside the same container."""
+
+    def setup(self, spec: ServiceSpec) -> list[str]:
+        return []
+
+    def running(self, process: Process) -> str:
+        return f"[ -e {CONVERGED} ]"
+
+    def act(self, process: Process, action: str) -> str:
+        if action == "reload":
+            return f"{RUNNER} reload {process.name} {process.reload_signal}"
+        return f"{RUNNER} restart {process.name}"
+
+    def start(self, spec: ServiceSpec) -> list[str]:
+        return [f'if [ ! -e {CONVERGED} ]; then touch {CONVERGED}; echo "processes: started"; fi']
 
 
 class DockerTarget(Target):
-    """Places services as containers with named volumes, uploads, health checks and a restart policy."""
+    """Places services as containers (named volumes, a health check, a restart policy) whose files a converge
+    step writes and applies, as on hosts."""
 
     kind = "docker"
 
@@ -121,11 +136,12 @@ class DockerTarget(Target):
             if not isinstance(shared.resource, docker.Volume):
                 raise TypeError(f"{name}: shared storage '{shared.name}' was not declared by this target")
             mounts.append(docker.ContainerVolumeArgs(volume_name=shared.resource.name, container_path=shared.path))
-        # The runner as content, not a source path: an edit reaches the containers, another checkout path
-        # does not replace them (the provider reads `source` once and keeps the path in its state).
-        files = (*spec.files, File(RUNNER, RUNNER_SCRIPT, mode="0755"), File(MANIFEST, _manifest(spec)),
-                 File(PROCESSES, _processes(spec)))
-        uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in files]
+        # Only what the container starts with is uploaded (uploads are ForceNew: a changed upload recreates
+        # the container). The runner as content, not a source path: another checkout path does not replace
+        # the containers (the provider reads `source` once and keeps the path in its state). The service's
+        # own files arrive by the converge step below, so a configuration change never recreates a container.
+        boot = (File(RUNNER, RUNNER_SCRIPT, mode="0755"), File(PROCESSES, _processes(spec)))
+        uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in boot]
         published = {port: (str(self.settings.publish_address), self._publish(port)) for port in spec.published_ports}
         container = docker.Container(
             name,
@@ -155,11 +171,36 @@ class DockerTarget(Target):
             restart="unless-stopped",
             destroy_grace_seconds=STOP_GRACE_S,
             labels=self._labels(spec.role),
-            wait=bool(spec.health) and spec.wait,
-            wait_timeout=300,
+            # Healthy only once the converge step delivered the files: that step waits, not the provider.
+            wait=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
-        return Placement(ready=container, published=published, files=files)
+        contents = pulumi.Output.all(*[f.content for f in spec.files])
+        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], RunnerControl()))
+        if any(f.secret for f in spec.files):
+            script = pulumi.Output.secret(script)
+        where = shlex.quote(self.container_name(spec.host))
+        converge = command.local.Command(
+            f"{name}-service",
+            create=f"docker exec -i {where} bash -s create",
+            update=f"docker exec -i {where} bash -s update",
+            stdin=script,
+            # A new container (a new image, or a ForceNew setting) starts empty: the step runs again for it.
+            triggers=[container.id],
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[container, *spec.depends_on, *spec.after],
+                additional_secret_outputs=["stdout", "stderr"],
+            ),
+        )
+        return Placement(ready=converge, published=published, files=(*spec.files, *boot))
+
+    def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:
+        # What recreates the container: its image, and what it boots with (runner, processes, ports, rights).
+        boot = "\n".join([RUNNER_SCRIPT, _processes(spec), str(spec.host.address), repr(spec.published_ports),
+                          repr(spec.capabilities), repr(spec.health), repr([d.path for d in spec.data_dirs])])
+        return {"image": image.image_tag(self.settings.base_image), "boot": digest(boot)}
 
     def container_name(self, host: Host) -> str:
         """The container that stands for `host`."""

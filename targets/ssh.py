@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import shlex
 import stat
 from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 
 from config.models import ClusterConfig, Host
-from render.shell import until_ok
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target
+from targets.converge import Control, converge_script, write_file
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
@@ -51,21 +51,6 @@ def render_unit(spec: ServiceSpec, process: Process) -> str:
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
-    """Shell that writes `content` to `path`, setting `$flag` to 1 when the content differs.
-
-    An unchanged file is not rewritten (only its owner and mode are enforced): a rewritten unit file
-    makes systemd ask for a daemon-reload although nothing changed."""
-    encoded = base64.b64encode(content.encode()).decode()
-    q = shlex.quote(path)
-    return (
-        f"tmp=$(mktemp)\nbase64 -d > \"$tmp\" <<'PGHA_EOF'\n{encoded}\nPGHA_EOF\n"
-        f"if ! cmp -s \"$tmp\" {q}; then\n  {flag}=1\n"
-        f"  install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\n"
-        f"else\n  chown {owner}:{owner} {q} && chmod {mode} {q}\nfi\nrm -f \"$tmp\"\n"
-    )
 
 
 def install_script(packages: tuple[str, ...]) -> str:
@@ -109,41 +94,31 @@ def _unclaimed(spec: ServiceSpec, adopt: bool) -> list[str]:
     return checks
 
 
-def converge_script(spec: ServiceSpec, contents: list[str], adopt: bool = False) -> str:
-    """Idempotent: write files and units that changed, start what is stopped, apply changes, wait healthy.
-    Its first argument is `create` when the command is created, `update` otherwise."""
-    parts = ["set -euo pipefail", 'mode="${1:-update}"', *_unclaimed(spec, adopt), "changed=0"]
-    for data in spec.data_dirs:
-        parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
-    for shared in spec.shared:
-        # Usually a mount point (NFS) that exists before the service user does: make it the user's.
-        # chown only when needed, so a share prepared by hand (e.g. with root_squash) is left alone.
-        q, owner = shlex.quote(shared.path), shared.owner
-        parts.append(
-            f"test -d {q} || install -d -m 0750 -o {owner} -g {owner} {q}\n"
-            f'if [ "$(stat -c %U:%G {q})" != {owner}:{owner} ]; then chown {owner}:{owner} {q} && chmod 0750 {q}; fi'
-        )
-    for file, content in zip(spec.files, contents, strict=True):
-        parts.append(_write_file(file.path, content, file.mode, file.owner))
-    parts.append("units_changed=0")
-    for process in spec.processes:
-        if process.host_service:
-            continue
-        unit = f"{UNIT_DIR}/{unit_name(process)}.service"
-        parts.append(_write_file(unit, render_unit(spec, process), "0644", "root", flag="units_changed"))
-    parts.append('if [ "$units_changed" = 1 ]; then systemctl daemon-reload; fi')
-    for process in spec.processes:
-        unit = unit_name(process)
-        action = "reload" if process.on_change == "reload" else "restart"
-        parts.append(
-            f"if systemctl is-active -q {unit}; then\n"
-            f'  if [ "$changed" = 1 ]; then systemctl {action} {unit}; echo "{unit}: {action}ed"; fi\n'
-            f"else\n  systemctl enable -q --now {unit}; echo \"{unit}: started\"\nfi\n"
+class SystemdControl(Control):
+    """Processes as systemd units: pgha's own units written by the converge script, OS services as they are."""
+
+    def setup(self, spec: ServiceSpec) -> list[str]:
+        parts = ["units_changed=0"]
+        for process in spec.processes:
+            if process.host_service:
+                continue
+            unit = f"{UNIT_DIR}/{unit_name(process)}.service"
+            parts.append(write_file(unit, render_unit(spec, process), "0644", "root", flag="units_changed"))
+        parts.append('if [ "$units_changed" = 1 ]; then systemctl daemon-reload; fi')
+        return parts
+
+    def running(self, process: Process) -> str:
+        return f"systemctl is-active -q {unit_name(process)}"
+
+    def act(self, process: Process, action: str) -> str:
+        return f"systemctl {action} {unit_name(process)}"
+
+    def start(self, spec: ServiceSpec) -> list[str]:
+        return [
+            f"if ! systemctl is-active -q {unit}; then systemctl enable -q --now {unit}; echo \"{unit}: started\"; fi\n"
             f"systemctl enable -q {unit}"
-        )
-    if spec.health and spec.wait:
-        parts.append(until_ok(spec.health))
-    return "\n".join(parts) + "\n"
+            for unit in (unit_name(p) for p in spec.processes)
+        ]
 
 
 def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
@@ -229,7 +204,8 @@ class SshTarget(Target):
         )
         contents = pulumi.Output.all(*[f.content for f in spec.files])
         adopt = self.cfg.adopt_existing_data
-        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], adopt))
+        control, checks = SystemdControl(), _unclaimed(spec, adopt)
+        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], control, checks))
         if any(f.secret for f in spec.files):
             script = pulumi.Output.secret(script)
         converge = command.remote.Command(
@@ -244,7 +220,7 @@ class SshTarget(Target):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[install],
+                depends_on=[install, *spec.after],
                 additional_secret_outputs=["stdout", "stderr"],
                 delete_before_replace=True,
             ),
@@ -252,6 +228,9 @@ class SshTarget(Target):
         units = tuple(File(f"{UNIT_DIR}/{unit_name(p)}.service", render_unit(spec, p)) for p in spec.processes
                       if not p.host_service)
         return Placement(ready=converge, published={}, files=(*spec.files, *units))
+
+    def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:
+        return {"packages": sorted(spec.packages)}
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:

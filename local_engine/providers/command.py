@@ -53,6 +53,7 @@ class CommandRun:
     stderr: str
     seconds: float
     error: str | None = None
+    started: float = 0.0  # time.monotonic() when it began: which ran one after another, which together
 
 
 def previous_output_env(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, str]:
@@ -152,13 +153,14 @@ class RemoteCommand(_Command):
             result = execute(conn, command, inputs.get("stdin"), env, warn=ctx.log)
         except EngineError as exc:
             return self.reported(ctx, CommandRun(name, action, conn.host, command, inputs.get("stdin"), None, "",
-                                                 "", time.monotonic() - started, f"{conn.label}: {exc}"))
+                                                 "", time.monotonic() - started, f"{conn.label}: {exc}", started))
         error = None
         if result.exit_status != 0:
             error = (f"{conn.label}: Process exited with status {result.exit_status}: running {command!r}:\n"
                      f"{result.combined}")
         return self.reported(ctx, CommandRun(name, action, conn.host, command, inputs.get("stdin"),
-                                             result.exit_status, result.stdout, result.stderr, result.seconds, error))
+                                             result.exit_status, result.stdout, result.stderr, result.seconds, error,
+                                             started))
 
 
 class LocalCommand(_Command):
@@ -188,14 +190,14 @@ class LocalCommand(_Command):
                                   timeout=COMMAND_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return self.reported(ctx, CommandRun(name, action, "localhost", command, stdin, None, "", "",
-                                                 time.monotonic() - started, f"{command!r}: {exc}"))
+                                                 time.monotonic() - started, f"{command!r}: {exc}", started))
         stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         error = None
         if proc.returncode != 0:
             error = f"exit status {proc.returncode}: running {command!r}:\n{stdout}{stderr}"
         return self.reported(ctx, CommandRun(name, action, "localhost", command, stdin, proc.returncode,
                                              stdout.removesuffix("\n"), stderr.removesuffix("\n"),
-                                             time.monotonic() - started, error))
+                                             time.monotonic() - started, error, started))
 
 
 PROVIDERS = (RemoteCommand(), LocalCommand())

@@ -20,7 +20,7 @@ from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
 from local_engine import Stack, UpdateFailedError
 from local_engine.docker_engine import remove_labelled
 from local_engine.wire import RUN_LABEL
-from tests.e2e import scenarios
+from tests.e2e import changes, scenarios
 from tests.e2e.scenarios import RECOVER_S, ClusterUnderTest, server
 from tests.support.docker import keep_requested, require_engine
 
@@ -30,6 +30,9 @@ CLUSTER = "pgha-dev"
 PG_NODES = ["pg-1", "pg-2", "pg-3"]
 ADDRESSES = {"pg-1": "10.89.0.21", "pg-2": "10.89.0.22", "pg-3": "10.89.0.23"}
 ETCD = ["etcd-1", "etcd-2", "etcd-3"]
+HAPROXY = ["haproxy-1", "haproxy-2"]
+# Figures measured by earlier scenarios of this module, for the later ones to compare with.
+MEASURED: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -166,51 +169,6 @@ def container_ids(stack: Stack) -> dict[str, str]:
     return {s.name: s.id for s in stack.resources(CONTAINER)}
 
 
-def test_later_deployments_do_what_the_docker_provider_does(stack: Stack, cluster: ClusterUnderTest,
-                                                            hosts: DockerHosts,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second `pulumi up` of the dev stack, one kind of change at a time (ENGINE.md, docker.Container)."""
-    import program
-    import targets.docker
-
-    ids = container_ids(stack)
-    started = {name: hosts.client.api.inspect_container(i)["State"]["StartedAt"] for name, i in ids.items()}
-    unchanged = stack.up(program.main)
-    assert unchanged.plan.changes() == unchanged.steps.changes() == {} and unchanged.runs == []
-    # A setting that is not ForceNew (a new version of the program stops containers more patiently): an
-    # update of every container, in place: same containers, not even restarted.
-    monkeypatch.setattr(targets.docker, "STOP_GRACE_S", 90)
-    patient = stack.up(program.main)
-    assert patient.plan.changes() == patient.steps.changes() == dict.fromkeys(ids, "update")
-    assert all(patient.plan.of(name).keys == ("destroyGraceSeconds",) for name in ids)
-    assert container_ids(stack) == ids
-    assert {n: hosts.client.api.inspect_container(i)["State"]["StartedAt"] for n, i in ids.items()} == started
-    assert patient.runs == [], "no day-2 step depends on a setting that changed nothing"
-    # An uploaded file (HAProxy's check timing is in haproxy.cfg): uploads are ForceNew, and pulumi-docker
-    # replaces containers delete-before-replace, every changed one at the same time.
-    timing = {**DEV_CONFIG["pgha:haproxy"], "check": {"inter_ms": 1500}}
-    replaced = stack.up(program.main, {"pgha:haproxy": timing})
-    haproxy = ["pgha-dev-haproxy-haproxy-1", "pgha-dev-haproxy-haproxy-2"]
-    assert replaced.plan.changes() == replaced.steps.changes() == dict.fromkeys(haproxy, "replace")
-    for name in haproxy:
-        step = replaced.plan.of(name, CONTAINER)
-        assert step.delete_before_replace and step.replace_keys == ("uploads",), step
-    after = container_ids(stack)
-    assert {n for n in ids if after[n] != ids[n]} == set(haproxy)
-    for name in haproxy:
-        with pytest.raises(docker.errors.NotFound):
-            hosts.client.containers.get(ids[name])
-    assert "inter 1500ms" in hosts.exec("haproxy-1", "cat", "/etc/haproxy/haproxy.cfg")
-    leader = cluster.patroni.leader()
-    assert wait_for("the read-write port through the VIP again", lambda: cluster.node_of(server(cluster.rw)[0]),
-                    30) == leader
-    # Back to the stack file's timing for the scenarios that follow: the same replacement again.
-    back = stack.up(program.main)
-    assert back.steps.changes() == dict.fromkeys(haproxy, "replace")
-    assert "inter 1000ms" in hosts.exec("haproxy-1", "cat", "/etc/haproxy/haproxy.cfg")
-    wait_for("the read-write port through the VIP", lambda: cluster.node_of(server(cluster.rw)[0]), 30)
-
-
 def dcs_config(hosts: DockerHosts, node: str) -> dict:
     return yaml.safe_load(hosts.exec(node, "patronictl", "-c", "/etc/patroni/patroni.yml", "show-config",
                                      user="postgres"))
@@ -243,7 +201,7 @@ def test_hard_kill_of_the_primary(healthy: None, cluster: ClusterUnderTest, writ
 
 
 def test_planned_switchover(healthy: None, cluster: ClusterUnderTest, writer: Writer) -> None:
-    scenarios.planned_switchover(cluster, writer)
+    MEASURED["switchover"] = scenarios.planned_switchover(cluster, writer)
 
 
 # ------------------------------------------------------------------------------------------ 4
@@ -278,6 +236,84 @@ def test_haproxy_node_loss_moves_the_vip(healthy: None, cluster: ClusterUnderTes
 def test_isolated_primary_is_replaced_without_split_brain(healthy: None, cluster: ClusterUnderTest,
                                                           writer: Writer) -> None:
     scenarios.isolated_primary_is_replaced_without_split_brain(cluster, writer)
+
+
+# ------------------------------------------------------------------------------------------ 7: later deployments
+
+
+def snapshot(hosts: DockerHosts) -> dict[str, str]:
+    """host/process -> identity: each container (id and start), each process under its runner (PID), and
+    each PostgreSQL server (its start time)."""
+    found: dict[str, str] = {}
+    for node in [*PG_NODES, *ETCD, *HAPROXY]:
+        container = hosts.container(node)
+        found[f"{node}/container"] = f"{container.id[:12]} {container.attrs['State']['StartedAt']}"
+        pids = hosts.exec(node, "bash", "-c", "grep -H . /run/pgha/*.pid", check=False)
+        for line in pids.split():
+            path, pid = line.split(":", 1)
+            found[f"{node}/{path.rsplit('/', 1)[1].removesuffix('.pid')}"] = pid
+    for node in PG_NODES:
+        found[f"{node}/postmaster"] = hosts.exec(node, "psql", "-XtAc", "SELECT pg_postmaster_start_time()",
+                                                 user="postgres").strip()
+    return found
+
+
+@pytest.fixture(scope="module")
+def deployments(stack: Stack, hosts: DockerHosts) -> changes.Deployments:
+    import program
+
+    return changes.Deployments(config=DEV_CONFIG, up=lambda overrides: stack.up(program.main, overrides),
+                               snapshot=lambda: snapshot(hosts), cluster=CLUSTER)
+
+
+def test_no_change_runs_nothing_and_restarts_nothing(healthy: None, deployments: changes.Deployments,
+                                                     hosts: DockerHosts) -> None:
+    before = snapshot(hosts)
+    assert {k for k in before if k.endswith("/patroni")} == {f"{n}/patroni" for n in PG_NODES}, before
+    changes.no_change_runs_nothing(deployments)
+
+
+def test_a_setting_that_is_not_forcenew_updates_containers_in_place(healthy: None, stack: Stack,
+                                                                    deployments: changes.Deployments,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import targets.docker
+
+    ids = container_ids(stack)
+    before = deployments.snapshot()
+    # A new version of the program stops containers more patiently: an update of every container, in place.
+    monkeypatch.setattr(targets.docker, "STOP_GRACE_S", 90)
+    patient = deployments.up({})
+    changes.assert_planned(patient, dict.fromkeys(ids, "update"))
+    assert all(patient.plan.of(name, CONTAINER).keys == ("destroyGraceSeconds",) for name in ids)
+    assert container_ids(stack) == ids and deployments.snapshot() == before, "same containers, not even restarted"
+    assert patient.runs == [], "no converge step depends on a setting that changed nothing inside"
+    monkeypatch.undo()
+    changes.assert_planned(deployments.up({}), dict.fromkeys(ids, "update"))
+
+
+def test_reload_parameter_and_patroni_setting_restart_nothing(healthy: None, cluster: ClusterUnderTest,
+                                                              deployments: changes.Deployments,
+                                                              writer: Writer) -> None:
+    changes.reload_parameter_and_patroni_setting(deployments, cluster, writer)
+
+
+def test_restart_parameter_rolls_one_member_at_a_time_leader_last(healthy: None, stack: Stack,
+                                                                  cluster: ClusterUnderTest,
+                                                                  deployments: changes.Deployments,
+                                                                  writer: Writer) -> None:
+    ids = container_ids(stack)
+    changes.restart_parameter_rolls_replicas_first(deployments, cluster, writer, MEASURED.get("switchover"))
+    assert container_ids(stack) == ids, "a parameter change recreates no container"
+    changes.back_to_the_stack_file(deployments, cluster)
+
+
+def test_haproxy_change_one_node_at_a_time_the_vip_answering(healthy: None, stack: Stack,
+                                                            cluster: ClusterUnderTest,
+                                                            deployments: changes.Deployments,
+                                                            writer: Writer) -> None:
+    ids = container_ids(stack)
+    changes.haproxy_one_node_at_a_time(deployments, cluster, writer)
+    assert container_ids(stack) == ids, "an HAProxy change recreates no container"
 
 
 # ------------------------------------------------------------------------------------------ 8

@@ -19,7 +19,6 @@ import itertools
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from catalog.roles import host_packages
 from clientside.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
 from local_engine import Stack, Update, UpdateFailedError
 from local_engine.wire import unwrap
-from tests.e2e import scenarios
+from tests.e2e import changes, scenarios
 from tests.e2e.hosts import fleet as fleet_module
 from tests.e2e.scenarios import ClusterUnderTest
 from tests.support.docker import keep_requested, require_engine
@@ -345,54 +344,49 @@ def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, clus
 # ------------------------------------------------------------------------------------------ 3: config change
 
 
-def test_configuration_change_reload_and_rolling_restart(healthy: None, runs: Runs, cluster: ClusterUnderTest,
-                                                         hosts: SystemdHosts, writer: Writer) -> None:
-    leader = cluster.patroni.leader()
-    assert leader
-    assert show(hosts, leader, "work_mem", "shared_buffers") == ["4MB", "128MB"]
-    started = {node: postmaster(hosts, node)[1] for node in PG_NODES}
-    before = snapshot(hosts)
-    fault_at = time.monotonic()
+def processes(hosts: SystemdHosts) -> dict[str, str]:
+    """host/process -> identity: each pgha unit (and cron) by main PID and start, each PostgreSQL server by its
+    start time (the shape tests/e2e/changes.py compares)."""
+    found: dict[str, str] = {}
+    for node in [*ETCD, *PG_NODES, *HAPROXY]:
+        for unit, props in services(hosts, node).items():
+            name = unit.removesuffix(".service").removeprefix("pgha-")
+            found[f"{node}/{name}"] = f"{props['MainPID']} {props['ExecMainStartTimestamp']}"
+    for node in PG_NODES:
+        found[f"{node}/postmaster"] = postmaster(hosts, node)[1]
+    return found
+
+
+@pytest.fixture(scope="module")
+def deployments(runs: Runs, hosts: SystemdHosts) -> changes.Deployments:
+    return changes.Deployments(config=CONFIG, up=lambda overrides: runs.up(**{k.removeprefix("pgha:"): v
+                                                                           for k, v in overrides.items()}),
+                               snapshot=lambda: processes(hosts), cluster=CLUSTER)
+
+
+def test_reload_parameter_and_patroni_setting_restart_nothing(healthy: None, cluster: ClusterUnderTest,
+                                                              deployments: changes.Deployments,
+                                                              writer: Writer) -> None:
+    changes.reload_parameter_and_patroni_setting(deployments, cluster, writer)
+
+
+def test_restart_parameter_rolls_one_member_at_a_time_leader_last(healthy: None, cluster: ClusterUnderTest,
+                                                                  deployments: changes.Deployments,
+                                                                  hosts: SystemdHosts, writer: Writer) -> None:
     sampler = ProcessSampler(hosts, [*PG_NODES])
     sampler.start()
     try:
-        change = runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB"))
+        changes.restart_parameter_rolls_replicas_first(deployments, cluster, writer, MEASURED.get("switchover"))
     finally:
         sampler.stop()
         SAMPLES.extend(sampler.samples)
-    # The converges update (their stdin changed); the pending-restart step's trigger (the digest of the dynamic
-    # configuration) changed: it is replaced, so a new one runs.
-    assert change.plan.changes() == change.steps.changes() == {
-        **{f"{CLUSTER}-{n}-patroni-service": "update" for n in PG_NODES}, f"{CLUSTER}-pending-restarts": "replace"}
-    assert change.plan.of(f"{CLUSTER}-pending-restarts").replace_keys == ("triggers",)
-    ran = sorted(change.ran())
-    assert ran == sorted([*(f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES), f"{CLUSTER}-pending-restarts"])
-    for node in PG_NODES:
-        assert show(hosts, node, "work_mem", "shared_buffers") == ["6MB", "160MB"], node
-        assert not cluster.patroni.members()[node].get("pending_restart"), node
-    # The step's own account: every member restarted once, the leader last.
-    gate = next(r for r in change.runs if r.name == f"{CLUSTER}-pending-restarts")
-    order = re.findall(r"restarting (\S+) \((\S+)\)", gate.stdout)
-    assert sorted(n for n, _ in order) == sorted(PG_NODES) and order[-1] == (leader, "leader"), gate.stdout
-    restarted = {node: postmaster(hosts, node)[1] for node in PG_NODES}
-    assert all(restarted[n] > started[n] for n in PG_NODES), "every PostgreSQL restarted once"
-    assert cluster.patroni.leader() == leader, "a rolling restart is not a failover"
-    replicas = [n for n in PG_NODES if n != leader]
-    assert max(restarted[n] for n in replicas) < restarted[leader], f"replicas before the leader: {restarted}"
-    # Patroni itself kept running: reload (SIGHUP), not restart, of its unit.
-    for node in PG_NODES:
-        assert before[node]["pgha-patroni.service"]["MainPID"] == snapshot_unit(hosts, node, "pgha-patroni.service")
-    writer.wait_acks(20, timeout_s=scenarios.FAILOVER_S)
-    outage = writer.log.outage_around(fault_at)
-    switchover = MEASURED.get("switchover")
-    print(f"configuration change: {change.seconds:.0f}s, longest write pause {outage:.2f}s "
-          f"(switchover: {switchover})")
-    assert outage <= max(switchover or 0.0, 2.0) + 1.0, "the rolling restart paused writes longer than a switchover"
-    scenarios.assert_nothing_lost(writer)
+    changes.back_to_the_stack_file(deployments, cluster)
 
 
-def snapshot_unit(hosts: SystemdHosts, node: str, unit: str) -> str:
-    return hosts.unit(node, unit)["MainPID"]
+def test_haproxy_change_one_node_at_a_time_the_vip_answering(healthy: None, cluster: ClusterUnderTest,
+                                                            deployments: changes.Deployments,
+                                                            writer: Writer) -> None:
+    changes.haproxy_one_node_at_a_time(deployments, cluster, writer)
 
 
 # ------------------------------------------------------------------------------------------ 4: unreachable host

@@ -34,13 +34,17 @@ def files_of(props: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def installed(graph: Graph, placement: str) -> dict[str, str]:
-    """Path -> content the target really installs: container uploads, or the files a converge script writes."""
+    """Path -> content the target really installs: the files the converge script writes, and on docker the
+    container's uploads (what it boots with)."""
+    found = {}
     if graph.stack == "dev":
-        return {u["file"]: u["content"] for u in reveal(graph.named(placement).inputs["uploads"])}
+        found = {u["file"]: u["content"] for u in reveal(graph.named(placement).inputs["uploads"])}
     script = reveal(graph.named(f"{placement}-service").inputs["stdin"])
     blocks = re.findall(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n",
                         script, re.S)
-    return {path: base64.b64decode(data).decode() for data, path in blocks}
+    written = {path: base64.b64decode(data).decode() for data, path in blocks}
+    assert not set(found) & set(written), "a file is either uploaded or written, never both"
+    return {**found, **written}
 
 
 def test_every_placement_declares_one_manifest_with_every_property(graph: Graph) -> None:

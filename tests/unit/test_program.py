@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import socket
 from typing import Any
@@ -16,6 +17,7 @@ from tests.support.mock_runtime import Graph, Registration, is_secret, reveal, r
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
+LOCAL_COMMAND = "command:local:Command"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 TLS_KEY = "tls:index/privateKey:PrivateKey"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -115,12 +117,19 @@ def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
     assert repo_volume.parent == dev.named("pgha-dev-backup").urn
     assert len(etcd) == 3 and len(pg) == 3 and len(hap) == 2
     healthy = dev.named("pgha-dev-etcd-healthy")
-    assert all(depends(dev, healthy, e) for e in etcd), "the health step waits for every member"
+    service = {c.name: dev.named(f"{c.name}-service") for c in containers}
+    for c in containers:
+        assert depends(dev, service[c.name], c), "a container's files arrive by its converge step"
+    assert all(depends(dev, healthy, service[e.name]) for e in etcd), "the health step waits for every member"
     for node in pg:
         assert depends(dev, node, healthy), f"{node.name} must wait for a healthy etcd"
         assert depends(dev, node, repo_volume), f"{node.name} must wait for the backup repository"
     for h in hap:
-        assert all(depends(dev, h, p) for p in pg), h.name
+        assert all(depends(dev, h, service[p.name]) for p in pg), h.name
+    # Groups whose change restarts or moves traffic take it one member at a time.
+    for group in (sorted(etcd, key=lambda c: c.name), sorted(hap, key=lambda c: c.name)):
+        for before, after in itertools.pairwise(group):
+            assert depends(dev, service[after.name], service[before.name]), after.name
     order = [r.name for r in dev.resources]
     assert max(order.index(e.name) for e in etcd) < min(order.index(p.name) for p in pg)
     assert max(order.index(p.name) for p in pg) < min(order.index(h.name) for h in hap)
@@ -186,24 +195,31 @@ def test_docker_container_inputs(dev: Graph) -> None:
     assert pg["command"] == ["/usr/local/bin/pgha-run"]
     assert pg["healthcheck"]["tests"][:2] == ["CMD", "curl"]
     assert pg["healthcheck"]["tests"][-1] == "http://127.0.0.1:8008/health"
-    assert pg["wait"] is True
+    assert pg["wait"] is False, "the converge step waits for health, after it delivered the files"
     mounts = {v["containerPath"]: v["volumeName"] for v in pg["volumes"]}
     assert mounts == {
         "/var/lib/postgresql": "pgha-dev-pg-1-patroni-data",
         "/var/lib/pgbackrest": "pgha-dev-backup-repo",
     }
+    # A container boots with the runner and its process list only: uploads are ForceNew, so a configuration
+    # file uploaded would recreate the container on every change.
     files = uploads(dev.named("pgha-dev-pg-1-patroni"))
-    for path in ("/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
-                 "/usr/local/bin/pgha-backup", "/usr/local/bin/pgha-post-bootstrap", "/etc/patroni/post-bootstrap.sql",
-                 "/usr/local/bin/pgha-run", "/etc/pgha/manifest", "/etc/pgha/processes"):
-        assert path in files, path
+    assert set(files) == {"/usr/local/bin/pgha-run", "/etc/pgha/processes"}
     processes = files["/etc/pgha/processes"]["content"]
     assert processes.splitlines() == [
-        "postgres\t/usr/bin/patroni /etc/patroni/patroni.yml",
-        "root\t/usr/sbin/cron -f",
-        "postgres\t/usr/local/bin/pgha-dcs-sync",
+        "patroni\tpostgres\t/usr/bin/patroni /etc/patroni/patroni.yml",
+        "cron\troot\t/usr/sbin/cron -f",
+        "dcs-sync\tpostgres\t/usr/local/bin/pgha-dcs-sync",
     ]
-    assert "file /etc/patroni/patroni.yml 0600 postgres" in files["/etc/pgha/manifest"]["content"]
+    step = dev.named("pgha-dev-pg-1-patroni-service")
+    assert step.inputs["create"] == "docker exec -i pgha-dev-pg-1 bash -s create"
+    assert step.inputs["update"] == "docker exec -i pgha-dev-pg-1 bash -s update"
+    assert is_secret(step.inputs["stdin"])
+    written = ssh_files(reveal(step.inputs["stdin"]))
+    for path in ("/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
+                 "/usr/local/bin/pgha-backup", "/usr/local/bin/pgha-post-bootstrap", "/etc/patroni/post-bootstrap.sql"):
+        assert path in written, path
+    assert "/usr/local/bin/pgha-run reload patroni HUP" in reveal(step.inputs["stdin"])
     assert not pg.get("envs"), "no configuration (and no secret) travels in the environment"
 
     etcd = dev.named("pgha-dev-etcd-etcd-1").inputs
@@ -218,7 +234,8 @@ def test_docker_container_inputs(dev: Graph) -> None:
         (5000, 5000, "127.0.0.1"), (5001, 5001, "127.0.0.1"), (7000, 7000, "127.0.0.1")}
     hap2 = dev.named("pgha-dev-haproxy-haproxy-2").inputs
     assert {p["external"] for p in hap2["ports"]} == {5100, 5101, 7100}
-    assert "/etc/keepalived/keepalived.conf" in uploads(dev.named("pgha-dev-haproxy-haproxy-1"))
+    assert "/etc/keepalived/keepalived.conf" in ssh_files(
+        reveal(dev.named("pgha-dev-haproxy-haproxy-1-service").inputs["stdin"]))
 
 
 def test_docker_labels(dev: Graph) -> None:
@@ -303,7 +320,7 @@ def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Grap
                     plain_texts.append(up["content"])
             plain_texts.extend(res.inputs.get("envs") or [])
             plain_texts.extend(res.inputs.get("command") or [])
-        if res.type == COMMAND:
+        if res.type in (COMMAND, LOCAL_COMMAND):
             if res.name.endswith("-service") and "-etcd-" not in res.name:
                 assert is_secret(res.inputs["stdin"]), res.name
             plain_texts += [res.inputs.get("create", ""), res.inputs.get("delete", "")]
@@ -382,10 +399,11 @@ def test_tls_files_reach_every_postgres_node(dev: Graph, prod: Graph) -> None:
     for c in dev.of_type(CONTAINER):
         if "-pg-" not in c.name:
             continue
-        up = uploads(c)
-        assert up["/etc/patroni/tls/server.key"]["secret"]
-        assert up["/etc/patroni/tls/server.crt"]["content"].startswith("-----BEGIN CERTIFICATE-----")
-        assert up["/etc/patroni/tls/ca.crt"]["content"] == reveal(dev.outputs["ca_certificate"])
+        step = dev.named(f"{c.name}-service")
+        assert is_secret(step.inputs["stdin"])
+        written = ssh_files(reveal(step.inputs["stdin"]))
+        assert written["/etc/patroni/tls/server.crt"].startswith("-----BEGIN CERTIFICATE-----")
+        assert written["/etc/patroni/tls/ca.crt"] == reveal(dev.outputs["ca_certificate"])
     files = ssh_files(reveal(prod.named("pgha-prod-pg-2-patroni-service").inputs["stdin"]))
     key = reveal(prod.named("pgha-prod-pg-2-tls-key").outputs["privateKeyPem"])
     assert files["/etc/patroni/tls/server.key"] == key

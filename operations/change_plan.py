@@ -1,0 +1,122 @@
+"""The change plan: what a deployment will do to each node of a running cluster, said before anything runs.
+
+Every deployment exports what it applies (`applied_configuration`: per node, plain and non-secret: the
+digest of each file, or of its shape where its content holds secrets; the PostgreSQL parameters; Patroni's
+dynamic settings; the image or packages), and reads what the previous deployment applied from the stack's
+own outputs through a StackReference to itself (the engine's builtin provider reads the outputs the backend
+holds, those of the last update, pulumi/pulumi pkg/resource/deploy/builtins.go readStackReference). The two
+give, per node, one or more of:
+
+    nothing   no file, parameter or image changes there
+    create    a node new to the stack            remove    a node the stack no longer has
+    reload    a process re-reads its files (a signal); PostgreSQL parameters applied by reload
+    restart   a process restarts alone; PostgreSQL parameters that need a restart (context postmaster):
+              the pending-restart step restarts the members one at a time, replicas first, the leader last
+    replace   the container is recreated (a new image, or a setting Docker cannot change in place)
+    install   packages change on the host
+
+`pulumi preview` prints the plan among its diagnostics (and the local engine with its own plan); the
+`change_plan` output keeps it. Everything it compares is known before anything is created, so a preview
+shows it complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from catalog.pg_parameters import needs_restart
+
+APPLIED_OUTPUT = "applied_configuration"
+PLAN_OUTPUT = "change_plan"
+ROLLING = "one member at a time, replicas first, the leader last, in place"
+
+
+def _pairs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+
+
+def _arrow(changes: list[tuple[str, Any, Any]]) -> str:
+    def show(value: Any) -> str:
+        return "(unset)" if value is None else str(value)
+
+    return ", ".join(f"{k} {show(a)} -> {show(b)}" for k, a, b in changes)
+
+
+def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+    """What changes on one node between two applied configurations, as "verb: detail" lines."""
+    if old is None and new is None:
+        return []
+    if old is None:
+        return ["create"]
+    if new is None:
+        return ["remove"]
+    actions: list[str] = []
+    if old.get("image") != new.get("image") or old.get("boot") != new.get("boot"):
+        what = "a new image" if old.get("image") != new.get("image") else "new container settings"
+        actions.append(f"replace: the container is recreated ({what}); its data volume is kept")
+    if old.get("packages") != new.get("packages"):
+        before, after = set(old.get("packages", [])), set(new.get("packages", []))
+        delta = [*(f"+{p}" for p in sorted(after - before)), *(f"-{p}" for p in sorted(before - after))]
+        actions.append(f"install: packages {' '.join(delta)}")
+    params = _pairs(old.get("parameters", {}), new.get("parameters", {}))
+    restart = [p for p in params if needs_restart(p[0])]
+    reload = [p for p in params if not needs_restart(p[0])]
+    if restart:
+        actions.append(f"restart: PostgreSQL for {_arrow(restart)} ({ROLLING})")
+    if reload:
+        actions.append(f"reload: PostgreSQL for {_arrow(reload)}")
+    dcs = _pairs(old.get("dcs", {}), new.get("dcs", {}))
+    if dcs:
+        actions.append(f"reload: Patroni's dynamic configuration for {_arrow(dcs)}")
+    changed = {p for p, _, _ in _pairs(old.get("files", {}), new.get("files", {}))}
+    taken: set[str] = set()
+    for name, process in sorted(new.get("processes", {}).items()):
+        read = sorted(changed & set(process["reads"]))
+        if read:
+            taken |= set(read)
+            actions.append(f"{process['on_change']}: {name} ({', '.join(read)})")
+    if changed - taken:
+        actions.append(f"write: {', '.join(sorted(changed - taken))} (read when next used)")
+    return actions or ["nothing"]
+
+
+def verbs(actions: list[str]) -> set[str]:
+    """The verbs of a node's actions ("restart", "reload", ...)."""
+    return {a.split(":", 1)[0] for a in actions}
+
+
+def plan(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Node -> its actions, for every node of either configuration (in the new one's order, removed last)."""
+    nodes = [*new, *(n for n in old if n not in new)]
+    return {n: node_actions(old.get(n), new.get(n)) for n in nodes}
+
+
+def render(name: str, steps: Mapping[str, list[str]]) -> str:
+    """The plan as the readable list a preview prints."""
+    width = max((len(n) for n in steps), default=0)
+    lines = [f"pgha change plan for {name} (what this deployment does to each node):"]
+    for node, actions in steps.items():
+        for i, action in enumerate(actions):
+            lines.append(f"  {node if i == 0 else '':<{width}}  {action}")
+    return "\n".join(lines)
+
+
+def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.Resource) -> pulumi.Output[Any]:
+    """Read the previous deployment's applied configuration, log the plan, and return it (an Output of
+    node -> actions) for the `change_plan` output."""
+    ref = pulumi.StackReference(
+        f"{name}-previous",
+        f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    current = {n: dict(v) for n, v in applied.items()}
+
+    def show(previous: Any) -> dict[str, list[str]]:
+        steps = plan(previous or {}, current)
+        pulumi.log.info(render(name, steps), parent)
+        return steps
+
+    return ref.get_output(APPLIED_OUTPUT).apply(show)

@@ -1,0 +1,102 @@
+"""The converge script both targets run on a service's host: the one path by which configuration reaches a
+running service, on its first deployment and on every later one.
+
+It writes the files whose content differs (and only those), applies a change to the processes the way
+each process takes it (a reload signal, or a restart of that one process), starts what is not running,
+and waits for the service's health when it must. A target supplies how processes are controlled on its
+hosts (`Control`): systemd units on hosts, the container runner (targets/assets/pgha-run) in containers.
+A file change therefore never recreates a container or a host's service: a PostgreSQL parameter that
+needs a restart is left pending for the rolling step (operations/pending_restarts.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import shlex
+
+from render.shell import until_ok
+from targets.base import Process, ServiceSpec
+
+
+def write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
+    """Shell that writes `content` to `path`, setting `$flag` to 1 when the content differs.
+
+    An unchanged file is not rewritten (only its owner and mode are enforced): a rewritten unit file
+    makes systemd ask for a daemon-reload although nothing changed."""
+    encoded = base64.b64encode(content.encode()).decode()
+    q = shlex.quote(path)
+    return (
+        f"tmp=$(mktemp)\nbase64 -d > \"$tmp\" <<'PGHA_EOF'\n{encoded}\nPGHA_EOF\n"
+        f"if ! cmp -s \"$tmp\" {q}; then\n  {flag}=1\n"
+        f"  install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\n"
+        f"else\n  chown {owner}:{owner} {q} && chmod {mode} {q}\nfi\nrm -f \"$tmp\"\n"
+    )
+
+
+class Control(abc.ABC):
+    """How processes are started, reloaded and restarted on one target's hosts (shell snippets)."""
+
+    @abc.abstractmethod
+    def setup(self, spec: ServiceSpec) -> list[str]:
+        """Shell run after the files are written and before any process is touched."""
+
+    @abc.abstractmethod
+    def running(self, process: Process) -> str:
+        """A shell condition: the process is running (so a change reaches it by reload or restart)."""
+
+    @abc.abstractmethod
+    def act(self, process: Process, action: str) -> str:
+        """Shell that reloads or restarts (`action`) a running process and returns when it took it."""
+
+    @abc.abstractmethod
+    def start(self, spec: ServiceSpec) -> list[str]:
+        """Shell that starts every process of `spec` that is not running."""
+
+
+def converge_script(spec: ServiceSpec, contents: list[str], control: Control, checks: list[str] | None = None) -> str:
+    """Idempotent: write files that changed, start what is stopped, apply changes, wait healthy.
+
+    Its first argument is `create` when the command is created (a new deployment of the service there),
+    `update` otherwise; `checks` run first (e.g. the refusal of data left by another deployment). A
+    process that restarted is waited for even in a service that does not wait on its first deployment
+    (etcd): the next member of a rolling change starts only after this one is healthy again."""
+    parts = ["set -euo pipefail", 'mode="${1:-update}"', *(checks or []), "changed=0", "restarted=0"]
+    for data in spec.data_dirs:
+        parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
+    for shared in spec.shared:
+        # Usually a mount point (NFS) that exists before the service user does: make it the user's.
+        # chown only when needed, so a share prepared by hand (e.g. with root_squash) is left alone.
+        q, owner = shlex.quote(shared.path), shared.owner
+        parts.append(
+            f"test -d {q} || install -d -m 0750 -o {owner} -g {owner} {q}\n"
+            f'if [ "$(stat -c %U:%G {q})" != {owner}:{owner} ]; then chown {owner}:{owner} {q} && chmod 0750 {q}; fi'
+        )
+    flags: dict[str, str] = {}
+    for i, (file, content) in enumerate(zip(spec.files, contents, strict=True)):
+        flag = flags[file.path] = f"file{i}"
+        parts.append(f"{flag}=0\n" + write_file(file.path, content, file.mode, file.owner, flag)
+                     + f'if [ "${flag}" = 1 ]; then changed=1; fi')
+    parts += control.setup(spec)
+    for process in spec.processes:
+        reads = [f.path for f in spec.files] if process.reads is None else list(process.reads)
+        unknown = sorted(set(reads) - set(flags))
+        if unknown:
+            raise ValueError(f"{spec.host.name}: process {process.name} reads {unknown}, not files of its service")
+        if not reads:
+            continue  # it re-reads what it needs by itself (cron's /etc/cron.d): a change never touches it
+        action = "reload" if process.on_change == "reload" else "restart"
+        restarted = "\n  restarted=1" if action == "restart" else ""
+        took = " || ".join(f'[ "${flags[path]}" = 1 ]' for path in reads)
+        parts.append(
+            f"if {control.running(process)} && {{ {took}; }}; then\n"
+            f"  {control.act(process, action)}\n  echo {shlex.quote(f'{process.name}: {action}ed')}{restarted}\nfi"
+        )
+    parts += control.start(spec)
+    if spec.health:
+        wait = until_ok(spec.health)
+        if spec.wait:
+            parts.append(wait)
+        else:
+            parts.append(f'if [ "$restarted" = 1 ]; then\n{wait}fi')
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,225 @@
+"""Later deployments of a running cluster, one change kind at a time: scenarios shared by both targets.
+
+Each deploys the changed stack config through the local engine while a writer commits through the virtual
+IP, then asserts what the issue of the second `pulumi up` asks: nothing acknowledged is lost, the write
+outage is no longer than a planned switchover, the change is live, only the processes that had to restart
+restarted (one member at a time, replicas before the leader), and the plan printed before applying is what
+happened. A scenario that changes the stack config ends by deploying the stack file's config again.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from clientside.cluster import Endpoint, Writer, wait_for
+from local_engine import Update
+from tests.e2e import scenarios
+from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
+
+# A planned switchover's outage when none was measured on this cluster yet (docs/BENCHMARKS.md: 2.6-4.5 s).
+SWITCHOVER_S = 4.5
+
+
+@dataclass
+class Deployments:
+    """How a test module deploys its stack again, and sees its processes."""
+
+    config: dict[str, Any]  # the stack file's `config:` mapping (keys "pgha:...")
+    up: Callable[[dict[str, Any]], Update]  # overrides of stack keys -> the finished update
+    snapshot: Callable[[], dict[str, str]]  # "host/process" -> an identity that changes when it restarts
+    cluster: str  # resource name prefix (the cluster name)
+
+    def section(self, key: str, **changes: Any) -> dict[str, Any]:
+        """The stack file's `pgha:<key>` with `changes` merged in (one level of nesting)."""
+        value = copy.deepcopy(self.config.get(f"pgha:{key}", {}))
+        for name, change in changes.items():
+            if isinstance(change, dict) and isinstance(value.get(name), dict):
+                value[name] = {**value[name], **change}
+            else:
+                value[name] = change
+        return {f"pgha:{key}": value}
+
+
+def restarted(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    """The processes whose identity changed (or that appeared or went away)."""
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def show(c: ClusterUnderTest, node: str, *names: str) -> list[str]:
+    sql = "SELECT " + ", ".join(f"current_setting('{n}')" for n in names)
+    return c.hosts.exec(node, "psql", "-XtAc", sql, user="postgres").strip().split("|")
+
+
+def services(d: Deployments, c: ClusterUnderTest, role: str) -> list[str]:
+    """The converge steps of one role's hosts, in host order."""
+    hosts = {"postgres": [f"{n}-patroni" for n in c.pg_nodes], "haproxy": [f"haproxy-{h}" for h in c.haproxy],
+             "etcd": [f"etcd-{e}" for e in c.etcd]}[role]
+    return [f"{d.cluster}-{h}-service" for h in hosts]
+
+
+def assert_planned(update: Update, expected: dict[str, str]) -> None:
+    """The plan printed before applying, what the engine did, and what the scenario expects agree."""
+    assert update.plan.changes() == update.steps.changes() == expected, update.plan.render()
+
+
+class Prober(threading.Thread):
+    """New connections to an endpoint (the read-write port through the virtual IP), every 0.1 s: the
+    failures seen."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(daemon=True)
+        self.endpoint, self.halt, self.tries = endpoint, threading.Event(), 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                server(self.endpoint)
+            except Exception as error:  # every failure counts
+                self.failures.append(f"{time.strftime('%X')}: {error}")
+            self.tries += 1
+            self.halt.wait(0.1)
+
+    def stop(self, more_tries: int = 5) -> None:
+        """Stop after `more_tries` further connections (the last change settles in them too)."""
+        target = self.tries + more_tries
+        wait_for(f"{more_tries} more connections to {self.endpoint.host}:{self.endpoint.port}",
+                 lambda: self.tries >= target, 60, interval_s=0.1)
+        self.halt.set()
+        self.join()
+
+
+def prober_sees_a_refusal(c: ClusterUnderTest) -> None:
+    """The prober's positive control: a port nothing listens on behind the virtual IP fails every try."""
+    control = Prober(replace(c.rw, port=1))
+    control.start()
+    control.stop(more_tries=3)
+    assert control.tries >= 3 and len(control.failures) == control.tries, control.failures
+
+
+def outage_of(writer: Writer, since: float) -> float:
+    writer.wait_acks(20, timeout_s=FAILOVER_S)
+    return writer.log.outage_around(since)
+
+
+# ------------------------------------------------------------------------------------------ 1: no change
+
+
+def no_change_runs_nothing(d: Deployments) -> None:
+    before = d.snapshot()
+    update = d.up({})
+    assert_planned(update, {})
+    assert update.runs == [], [r.name for r in update.runs]
+    assert d.snapshot() == before, "a deployment without a change restarted something"
+
+
+# ------------------------------------------------------------------------------------------ 2: reload only
+
+
+def reload_parameter_and_patroni_setting(d: Deployments, c: ClusterUnderTest, writer: Writer) -> float:
+    """work_mem (context user) and Patroni's maximum_lag_on_failover: live everywhere, nothing restarted."""
+    before = d.snapshot()
+    since = time.monotonic()
+    update = d.up({**d.section("postgres", parameters={"work_mem": "6MB"}),
+                   **d.section("patroni", maximum_lag_on_failover=2097152)})
+    pg = services(d, c, "postgres")
+    assert_planned(update, {**dict.fromkeys(pg, "update"), f"{d.cluster}-pending-restarts": "replace"})
+    assert sorted(update.ran()) == sorted([*pg, f"{d.cluster}-pending-restarts"])
+    for node in c.pg_nodes:
+        assert show(c, node, "work_mem") == ["6MB"], node
+    gate = next(r for r in update.runs if r.name == f"{d.cluster}-pending-restarts")
+    assert "no restart pending" in gate.stdout and "restarting" not in gate.stdout, gate.stdout
+    leader = c.patroni.leader()
+    assert leader
+    dcs = scenarios.patronictl(c, leader, "show-config")
+    assert re.search(r"^maximum_lag_on_failover: 2097152$", dcs, re.M), dcs
+    assert restarted(before, d.snapshot()) == set(), "a reload-only change restarted a process"
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"reload-only change: {update.seconds:.0f}s, longest write pause {outage:.2f}s, nothing restarted")
+    assert outage < 1.0, f"a reload paused writes for {outage:.2f}s"
+    return outage
+
+
+# ------------------------------------------------------------------------------------------ 3: restart needed
+
+
+def restart_parameter_rolls_replicas_first(d: Deployments, c: ClusterUnderTest, writer: Writer,
+                                           switchover_s: float | None) -> float:
+    """shared_buffers (context postmaster): every member restarted once, one at a time, the leader last and in
+    place (no failover); Patroni itself and every other service keep running. Also puts work_mem and
+    maximum_lag_on_failover back (reloads)."""
+    leader = c.patroni.leader()
+    assert leader
+    before = d.snapshot()
+    since = time.monotonic()
+    update = d.up(d.section("postgres", parameters={"shared_buffers": "160MB"}))
+    pg = services(d, c, "postgres")
+    assert_planned(update, {**dict.fromkeys(pg, "update"), f"{d.cluster}-pending-restarts": "replace"})
+    for node in c.pg_nodes:
+        assert show(c, node, "shared_buffers", "work_mem") == ["160MB", "4MB"], node
+        assert not c.patroni.members()[node].get("pending_restart"), node
+    gate = next(r for r in update.runs if r.name == f"{d.cluster}-pending-restarts")
+    order = re.findall(r"restarting (\S+) \((\S+)\)", gate.stdout)
+    assert sorted(n for n, _ in order) == sorted(c.pg_nodes), gate.stdout
+    assert order[-1] == (leader, "leader"), f"the leader last: {gate.stdout}"
+    assert c.patroni.leader() == leader, "a rolling restart is not a failover"
+    assert restarted(before, d.snapshot()) == {f"{n}/postmaster" for n in c.pg_nodes}, "only PostgreSQL restarted"
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    yardstick = switchover_s or SWITCHOVER_S
+    print(f"restart-context change: {update.seconds:.0f}s, {len(order)} members restarted one at a time "
+          f"(leader {leader} last, in place), longest write pause {outage:.2f}s (switchover: {yardstick:.2f}s)")
+    assert outage <= yardstick + 1.0, "the rolling restart paused writes longer than a planned switchover"
+    return outage
+
+
+def back_to_the_stack_file(d: Deployments, c: ClusterUnderTest) -> Update:
+    """Deploy the stack file's config again (the scenarios that follow expect it)."""
+    update = d.up({})
+    wait_for("a healthy cluster on the stack file's config", c.healthy, scenarios.RECOVER_S)
+    again = d.up({})
+    assert_planned(again, {})
+    return update
+
+
+# ------------------------------------------------------------------------------------------ 4: HAProxy
+
+
+def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writer) -> float:
+    """HAProxy's check timing: one node at a time, reloaded (not restarted), the VIP answering throughout."""
+    prober_sees_a_refusal(c)
+    before = d.snapshot()
+    prober = Prober(c.rw)
+    prober.start()
+    since = time.monotonic()
+    try:
+        update = d.up(d.section("haproxy", check={"inter_ms": 1500}))
+    finally:
+        prober.stop()
+    steps = services(d, c, "haproxy")
+    assert_planned(update, dict.fromkeys(steps, "update"))
+    runs = sorted((r for r in update.runs if r.name in steps), key=lambda r: r.started)
+    assert [r.name for r in runs] == steps, "the HAProxy nodes converge in order"
+    for first, second in itertools.pairwise(runs):
+        assert first.started + first.seconds <= second.started, "two HAProxy nodes changed at the same time"
+    for node in c.haproxy:
+        assert "inter 1500ms" in c.hosts.exec(node, "cat", "/etc/haproxy/haproxy.cfg"), node
+    assert restarted(before, d.snapshot()) == set(), "HAProxy reloads: no process restarted"
+    assert prober.failures == [], prober.failures
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"HAProxy change: {update.seconds:.0f}s, one node at a time, {prober.tries} new connections through "
+          f"the VIP all answered, longest write pause {outage:.2f}s")
+    back = d.up({})
+    assert_planned(back, dict.fromkeys(steps, "update"))
+    for node in c.haproxy:
+        assert "inter 1000ms" in c.hosts.exec(node, "cat", "/etc/haproxy/haproxy.cfg"), node
+    return outage

@@ -1,0 +1,141 @@
+"""The change plan (operations/change_plan.py): what a later deployment says it will do to each node, computed
+from the previous deployment's `applied_configuration` output, for each change kind, on both targets."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from operations.change_plan import APPLIED_OUTPUT, PLAN_OUTPUT, node_actions, render, verbs
+from tests.support.mock_runtime import Graph, reveal, run_program
+
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
+STACK_FILES = {"dev": "Pulumi.dev.yaml", "prod": "Pulumi.prod.yaml"}
+ETCD, PG, HAPROXY = ["etcd-1", "etcd-2", "etcd-3"], ["pg-1", "pg-2", "pg-3"], ["haproxy-1", "haproxy-2"]
+
+
+def deploy(stack: str, overrides: dict[str, Any] | None = None, previous: dict[str, Any] | None = None,
+           preview: bool = False) -> Graph:
+    return run_program(stack, overrides, preview=preview, previous_outputs=previous,
+                       secrets_config={"sshPrivateKey": SSH_KEY} if stack == "prod" else None)
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    from policy.evaluate import ROOT
+
+    return yaml.safe_load((ROOT / STACK_FILES[stack]).read_text())["config"]
+
+
+def section(stack: str, key: str, **changes: Any) -> dict[str, Any]:
+    value = copy.deepcopy(stack_config(stack)[f"pgha:{key}"])
+    for name, change in changes.items():
+        value[name] = {**value.get(name, {}), **change} if isinstance(change, dict) else change
+    return {f"pgha:{key}": value}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def first(request: pytest.FixtureRequest) -> Graph:
+    return deploy(request.param)
+
+
+def later(first: Graph, overrides: dict[str, Any] | None = None, preview: bool = True) -> dict[str, list[str]]:
+    """The plan a later deployment (a preview by default) of `first`'s stack says, node -> actions."""
+    graph = deploy(first.stack, overrides, previous=dict(first.outputs), preview=preview)
+    return graph.outputs[PLAN_OUTPUT]
+
+
+def test_a_first_deployment_creates_every_node(first: Graph) -> None:
+    assert first.outputs[PLAN_OUTPUT] == {n: ["create"] for n in [*ETCD, *PG, *HAPROXY]}
+
+
+def test_the_applied_configuration_is_plain_and_holds_no_secret(first: Graph) -> None:
+    applied = first.outputs[APPLIED_OUTPUT]
+    assert APPLIED_OUTPUT not in first.secret_outputs and PLAN_OUTPUT not in first.secret_outputs
+    assert set(applied) == {*ETCD, *PG, *HAPROXY}
+    shared = stack_config(first.stack)["pgha:postgres"]["parameters"]["shared_buffers"]
+    assert applied["pg-1"]["parameters"]["shared_buffers"] == shared
+    assert applied["pg-1"]["processes"]["patroni"] == {"on_change": "reload", "reads": applied["pg-1"]["processes"]
+                                                       ["patroni"]["reads"]}
+    assert "/etc/patroni/patroni.yml" in applied["pg-1"]["files"]
+    text = str(applied)
+    passwords = [reveal(p.outputs["result"]) for p in first.of_type("random:index/randomPassword:RandomPassword")]
+    assert passwords and not [p for p in passwords if p in text]
+    # The positive control: the same search finds a password where one is.
+    assert [p for p in passwords if p in str(reveal(first.outputs["app_dsn"]))]
+
+
+def test_no_change_is_nothing_everywhere_and_known_in_a_preview(first: Graph) -> None:
+    assert later(first) == {n: ["nothing"] for n in [*ETCD, *PG, *HAPROXY]}
+
+
+def test_a_reload_parameter_is_a_reload_of_the_postgres_nodes_only(first: Graph) -> None:
+    params = {**stack_config(first.stack)["pgha:postgres"].get("parameters", {}), "work_mem": "6MB"}
+    before = first.outputs[APPLIED_OUTPUT]["pg-1"]["parameters"].get("work_mem", "(unset)")
+    plan = later(first, section(first.stack, "postgres", parameters=params))
+    for node in PG:
+        assert verbs(plan[node]) == {"reload"}, plan[node]
+        assert f"reload: PostgreSQL for work_mem {before} -> 6MB" in plan[node], plan[node]
+    assert all(plan[n] == ["nothing"] for n in [*ETCD, *HAPROXY])
+
+
+def test_a_restart_parameter_is_a_rolling_restart(first: Graph) -> None:
+    params = {**stack_config(first.stack)["pgha:postgres"].get("parameters", {}), "shared_buffers": "160MB"}
+    old = stack_config(first.stack)["pgha:postgres"]["parameters"]["shared_buffers"]
+    plan = later(first, section(first.stack, "postgres", parameters=params))
+    for node in PG:
+        assert f"restart: PostgreSQL for shared_buffers {old} -> 160MB (one member at a time, replicas first, the " \
+               "leader last, in place)" in plan[node], plan[node]
+        assert "restart" in verbs(plan[node]) and "replace" not in verbs(plan[node])
+    assert all(plan[n] == ["nothing"] for n in [*ETCD, *HAPROXY])
+
+
+def test_a_patroni_setting_is_a_reload_of_the_dynamic_configuration(first: Graph) -> None:
+    plan = later(first, section(first.stack, "patroni", maximum_lag_on_failover=2097152))
+    for node in PG:
+        assert "reload: Patroni's dynamic configuration for maximum_lag_on_failover 1048576 -> 2097152" in plan[node]
+        assert "restart" not in verbs(plan[node])
+
+
+def test_haproxy_check_timing_reloads_haproxy_only(first: Graph) -> None:
+    plan = later(first, section(first.stack, "haproxy", check={"inter_ms": 1500}))
+    for node in HAPROXY:
+        assert plan[node] == ["reload: haproxy (/etc/haproxy/haproxy.cfg)"], plan[node]
+    assert all(plan[n] == ["nothing"] for n in [*ETCD, *PG])
+
+
+def test_a_new_base_image_replaces_every_container_on_docker() -> None:
+    first = deploy("dev")
+    plan = later(first, {"pgha:docker": {**stack_config("dev")["pgha:docker"], "base_image": "debian:trixie"}})
+    for node in [*ETCD, *PG, *HAPROXY]:
+        assert "replace" in verbs(plan[node]), plan[node]
+
+
+def test_nodes_added_and_removed_are_said() -> None:
+    old = {"a": {"role": "etcd", "files": {}}, "b": {"role": "etcd", "files": {}}}
+    new = {"a": {"role": "etcd", "files": {}}, "c": {"role": "etcd", "files": {}}}
+    from operations.change_plan import plan
+
+    assert plan(old, new) == {"a": ["nothing"], "c": ["create"], "b": ["remove"]}
+
+
+def test_an_etcd_config_change_restarts_etcd_and_a_file_nobody_reads_is_only_written() -> None:
+    processes = {"etcd": {"on_change": "restart", "reads": ["/etc/pgha/etcd.yml"]}}
+    old = {"role": "etcd", "files": {"/etc/pgha/etcd.yml": "1", "/etc/x": "1"}, "processes": processes}
+    assert node_actions(old, {**old, "files": {"/etc/pgha/etcd.yml": "2", "/etc/x": "1"}}) == [
+        "restart: etcd (/etc/pgha/etcd.yml)"]
+    assert node_actions(old, {**old, "files": {"/etc/pgha/etcd.yml": "1", "/etc/x": "2"}}) == [
+        "write: /etc/x (read when next used)"]
+
+
+def test_the_rendered_plan_is_a_readable_list() -> None:
+    text = render("pgha-dev", {"pg-1": ["restart: PostgreSQL for shared_buffers 128MB -> 160MB", "reload: patroni"],
+                               "etcd-1": ["nothing"]})
+    assert text.splitlines() == [
+        "pgha change plan for pgha-dev (what this deployment does to each node):",
+        "  pg-1    restart: PostgreSQL for shared_buffers 128MB -> 160MB",
+        "          reload: patroni",
+        "  etcd-1  nothing",
+    ]
