@@ -1,5 +1,5 @@
 # Entry points named in README.md.
-.PHONY: up test unit tools e2e policy-check lint destroy bench
+.PHONY: up test unit tools e2e policy-check lint destroy bench bench-changes
 
 up:            ## bring up the dev stack (Docker) with the Pulumi CLI
 	scripts/up.sh
@@ -29,3 +29,6 @@ destroy:       ## destroy the dev stack
 
 bench:         ## failover benchmark (prints a table; see docs/BENCHMARKS.md)
 	.venv/bin/python -m bench.failover
+
+bench-changes: ## each change kind applied to a running dev stack under a writer (table; docs/BENCHMARKS.md)
+	.venv/bin/python -m bench.changes

@@ -213,7 +213,8 @@ class Hosts(Protocol):
     def is_running(self, node: str) -> bool: ...
     def disconnect(self, node: str) -> None: ...
     def reconnect(self, node: str, address: str) -> None: ...
-    def exec(self, node: str, *argv: str, user: str = "root", check: bool = True) -> str: ...
+    def exec(self, node: str, *argv: str, user: str = "root", check: bool = True,
+             env: dict[str, str] | None = None) -> str: ...
     def is_writable(self, node: str) -> bool | None: ...
 
 
@@ -256,8 +257,11 @@ class DockerHosts:
     def reconnect(self, node: str, address: str) -> None:
         self.client.networks.get(self.network).connect(self.container(node), ipv4_address=address)
 
-    def exec(self, node: str, *argv: str, user: str = "root", check: bool = True) -> str:
-        code, output = self.container(node).exec_run(list(argv), user=user, demux=False)
+    def exec(self, node: str, *argv: str, user: str = "root", check: bool = True,
+             env: dict[str, str] | None = None) -> str:
+        """Run argv on `node`; `env` (e.g. a password for a client) travels in the exec's environment, never
+        in argv."""
+        code, output = self.container(node).exec_run(list(argv), user=user, demux=False, environment=env)
         text = output.decode(errors="replace") if output else ""
         if check and code != 0:
             raise AssertionError(f"{node}: {' '.join(argv)} exited {code}:\n{text}")
@@ -273,6 +277,23 @@ class DockerHosts:
         if code != 0:
             return None
         return output.decode().strip() == "t"
+
+
+def container_processes(hosts: DockerHosts, nodes: list[str], pg_nodes: list[str]) -> dict[str, str]:
+    """host/process -> an identity that changes when it restarts, on the dev target: each container (id and
+    start), each process under its runner (PID), each PostgreSQL server (its start time)."""
+    found: dict[str, str] = {}
+    for node in nodes:
+        container = hosts.container(node)
+        found[f"{node}/container"] = f"{container.id[:12]} {container.attrs['State']['StartedAt']}"
+        pids = hosts.exec(node, "bash", "-c", "grep -H . /run/pgha/*.pid", check=False)
+        for line in pids.split():
+            path, pid = line.split(":", 1)
+            found[f"{node}/{path.rsplit('/', 1)[1].removesuffix('.pid')}"] = pid
+    for node in pg_nodes:
+        found[f"{node}/postmaster"] = hosts.exec(node, "psql", "-XtAc", "SELECT pg_postmaster_start_time()",
+                                                 user="postgres").strip()
+    return found
 
 
 class SystemdHosts(DockerHosts):

@@ -43,7 +43,7 @@ class PostgresCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(CLUSTER_COMPONENT, name, None, opts)
         cfg, target = args.cfg, args.target
-        self.secrets = ClusterSecrets(name, self)
+        self.secrets = ClusterSecrets(name, cfg.rotate, self)
         creds = self.secrets.credentials
         self.ca = ClusterCA(name, cfg, target.client_addresses(), self)
         target.prepare(self)

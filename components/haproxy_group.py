@@ -12,7 +12,7 @@ from components.secrets import render_secret, shape_of
 from config.models import ClusterConfig
 from render import paths
 from render.credentials import Credentials
-from render.haproxy import render_haproxy
+from render.haproxy import render_haproxy, save_state_command
 from render.keepalived import render_keepalived
 from targets import File, Listener, Process, ServiceSpec, Target
 
@@ -61,7 +61,8 @@ class HAProxyGroup(pulumi.ComponentResource):
                 )
             ]
             processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
-                                 on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,))]
+                                 on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,),
+                                 before_change=save_state_command())]
             if vip:
                 files.append(
                     File(
@@ -78,6 +79,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                                            "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload",
                             reads=(paths.KEEPALIVED_CONFIG,))
                 )
+            carried = ("stats", "keepalived") if vip else ("stats",)  # the credentials its files hold
             spec = ServiceSpec(
                 role=HAPROXY.name,
                 host=node,
@@ -95,6 +97,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                 depends_on=tuple(args.depends_on),
                 # One node at a time: the other keeps the virtual IP and the ports answering meanwhile.
                 after=tuple(self.ready[-1:]),
+                facts={"credentials": {c: cfg.rotate.generation(c) for c in carried}},
             )
             placement = args.target.place(f"{name}-{node.name}", spec, self)
             self.ready.append(placement.ready)

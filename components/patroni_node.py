@@ -12,11 +12,12 @@ from components.backup_repo import BackupRepo
 from components.secrets import render_secret, shape_of
 from components.tls import ClusterCA
 from config.models import ClusterConfig, Host
+from operations import passwords
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
 from render.patroni import dynamic_config, render_dcs_sync_script, render_dynamic_config, render_patroni
-from targets import DataDir, File, Listener, Process, ServiceSpec, Target
+from targets import DataDir, File, HostStep, Listener, Process, ServiceSpec, Target
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class PatroniNodeArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
+# The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
+CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
+
+
 def plan_facts(cfg: ClusterConfig) -> dict[str, Any]:
     """What the change plan says per name for a PostgreSQL node: the parameters PostgreSQL runs with (a
     restart or a reload, by each one's context) and the rest of Patroni's dynamic configuration."""
@@ -39,7 +44,9 @@ def plan_facts(cfg: ClusterConfig) -> dict[str, Any]:
     postgresql = dict(dcs.pop("postgresql"))
     parameters = postgresql.pop("parameters")
     flat = {k: str(v) for k, v in dcs.items()} | {f"postgresql.{k}": str(v) for k, v in postgresql.items()}
-    return {"parameters": {k: str(v) for k, v in parameters.items()}, "dcs": flat}
+    return {"parameters": {k: str(v) for k, v in parameters.items()}, "dcs": flat,
+            "credentials": {c: cfg.rotate.generation(c) for c in CREDENTIALS},
+            "tls": cfg.tls.model_dump()}
 
 
 class PatroniNode(pulumi.ComponentResource):
@@ -91,6 +98,8 @@ class PatroniNode(pulumi.ComponentResource):
             health=("curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{rest_port}/health"),
             depends_on=tuple(args.depends_on),
             facts=plan_facts(cfg),
+            # A rotated password reaches the roles at the leader before any file carries it.
+            before_converge=(HostStep(passwords.STEP, passwords.password_script(cfg, node, creds)),),
         )
         placement = args.target.place(f"{name}-patroni", spec, self)
         self.ready = placement.ready

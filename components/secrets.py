@@ -9,6 +9,7 @@ import pulumi
 import pulumi_random as random
 
 from catalog import limits
+from config.models import Rotation
 from render.credentials import Credentials
 
 # Role -> length. Alphanumeric only, so passwords are safe in DSNs, pgpass, YAML and URIs;
@@ -29,7 +30,9 @@ PASSWORD_ROLES: dict[str, int] = {
 class ClusterSecrets:
     """Declares one RandomPassword per role (children of `parent`) and combines them."""
 
-    def __init__(self, name: str, parent: pulumi.Resource) -> None:
+    def __init__(self, name: str, rotation: Rotation, parent: pulumi.Resource) -> None:
+        # A rotation is a change of keepers, which replaces the password (pulumi-random: keepers is
+        # ForceNew). Generation 0 sends no keepers, so stacks made before rotation existed keep theirs.
         self.passwords = {
             role: random.RandomPassword(
                 f"{name}-{role}-password",
@@ -38,6 +41,7 @@ class ClusterSecrets:
                 min_lower=1,
                 min_upper=1,
                 min_numeric=1,
+                keepers={"rotation": str(rotation.generation(role))} if rotation.generation(role) else None,
                 opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["result"]),
             )
             for role, length in PASSWORD_ROLES.items()

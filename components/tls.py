@@ -20,41 +20,82 @@ from config.models import ClusterConfig, Host
 KEY_ALGORITHM = "ECDSA"
 KEY_CURVE = "P256"
 CA_VALIDITY_HOURS = 10 * 365 * 24
-SERVER_VALIDITY_HOURS = 2 * 365 * 24
-# Within this many hours of expiry the next `pulumi up` replaces a server certificate.
-EARLY_RENEWAL_HOURS = 30 * 24
+CA_USES = ["cert_signing", "crl_signing"]
 
 
 @dataclass(frozen=True)
 class ServerCertificate:
-    """A node's certificate and key (PEM); the key is a secret Output."""
+    """A node's certificate chain and key (PEM); the key is a secret Output."""
 
     cert_pem: pulumi.Output[str]
     key_pem: pulumi.Output[str]
 
 
 class ClusterCA:
-    """The cluster's certificate authority, declared under `parent`."""
+    """The cluster's certificate authority (its current generation, and the previous one while it is still
+    trusted), declared under `parent`.
+
+    `cert_pem` is the trust bundle clients and members verify with: the current CA, and the previous one
+    while `tls.trust_previous_ca` holds. While it holds, the current CA is also cross-signed by the previous
+    one and every server sends that cross certificate after its own: a client that still trusts only the
+    previous CA builds the path leaf -> current CA (cross-signed) -> previous CA, one that trusts the new
+    bundle stops at the current CA. The first generation keeps the resource names of before rotation."""
 
     def __init__(self, name: str, cfg: ClusterConfig, client_addresses: Sequence[str],
                  parent: pulumi.Resource) -> None:
         self._cfg = cfg
+        self._name = name
         self._client_addresses = client_addresses
-        opts = pulumi.ResourceOptions(parent=parent)
-        self._key = tls.PrivateKey(f"{name}-ca-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
-        self._cert = tls.SelfSignedCert(
-            f"{name}-ca-cert",
-            private_key_pem=self._key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{cfg.name} PostgreSQL CA", organization="pgha"),
+        self._opts = pulumi.ResourceOptions(parent=parent)
+        generation = cfg.tls.ca_generation
+        self._key, self._cert = self._authority(generation)
+        self._cross: pulumi.Output[str] | None = None
+        bundle: list[pulumi.Input[str]] = [self._cert.cert_pem]
+        if cfg.tls.trust_previous_ca:
+            previous_key, previous_cert = self._authority(generation - 1)
+            request = tls.CertRequest(
+                f"{self._prefix(generation)}-cross-request",
+                private_key_pem=self._key.private_key_pem,
+                subject=tls.CertRequestSubjectArgs(common_name=self._common_name(generation), organization="pgha"),
+                opts=self._opts,
+            )
+            cross = tls.LocallySignedCert(
+                f"{self._prefix(generation)}-cross-cert",
+                cert_request_pem=request.cert_request_pem,
+                ca_private_key_pem=previous_key.private_key_pem,
+                ca_cert_pem=previous_cert.cert_pem,
+                is_ca_certificate=True,
+                validity_period_hours=CA_VALIDITY_HOURS,
+                allowed_uses=CA_USES,
+                opts=self._opts,
+            )
+            self._cross = cross.cert_pem
+            bundle.append(previous_cert.cert_pem)
+        self.cert_pem: pulumi.Output[str] = pulumi.Output.all(*bundle).apply(_concat)
+
+    def _prefix(self, generation: int) -> str:
+        return f"{self._name}-ca" if generation == 0 else f"{self._name}-ca{generation}"
+
+    def _common_name(self, generation: int) -> str:
+        return f"{self._cfg.name} PostgreSQL CA" + ("" if generation == 0 else f" {generation}")
+
+    def _authority(self, generation: int) -> tuple[tls.PrivateKey, tls.SelfSignedCert]:
+        prefix = self._prefix(generation)
+        key = tls.PrivateKey(f"{prefix}-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=self._opts)
+        cert = tls.SelfSignedCert(
+            f"{prefix}-cert",
+            private_key_pem=key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=self._common_name(generation), organization="pgha"),
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
-            allowed_uses=["cert_signing", "crl_signing"],
-            opts=opts,
+            allowed_uses=CA_USES,
+            opts=self._opts,
         )
-        self.cert_pem: pulumi.Output[str] = self._cert.cert_pem
+        return key, cert
 
     def server_certificate(self, name: str, node: Host, parent: pulumi.Resource) -> ServerCertificate:
-        """Declare a key and a CA-signed server certificate for PostgreSQL node `node`."""
+        """Declare a key and a server certificate for PostgreSQL node `node`, signed by the current CA;
+        the next `pulumi up` within `tls.renew_before_days` of its expiry replaces it."""
         opts = pulumi.ResourceOptions(parent=parent)
         key = tls.PrivateKey(f"{name}-tls-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
         request = tls.CertRequest(
@@ -70,12 +111,17 @@ class ClusterCA:
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=self._key.private_key_pem,
             ca_cert_pem=self._cert.cert_pem,
-            validity_period_hours=SERVER_VALIDITY_HOURS,
-            early_renewal_hours=EARLY_RENEWAL_HOURS,
+            validity_period_hours=self._cfg.tls.server_validity_days * 24,
+            early_renewal_hours=self._cfg.tls.renew_before_days * 24,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=opts,
         )
-        return ServerCertificate(cert.cert_pem, secret(key.private_key_pem))
+        chain = cert.cert_pem if self._cross is None else pulumi.Output.all(cert.cert_pem, self._cross).apply(_concat)
+        return ServerCertificate(chain, secret(key.private_key_pem))
+
+
+def _concat(pems: list[str]) -> str:
+    return "".join(p if p.endswith("\n") else p + "\n" for p in pems)
 
 
 def server_addresses(cfg: ClusterConfig, node: Host, client_addresses: Sequence[str] = ()) -> list[str]:

@@ -20,13 +20,15 @@ resource type, an input, a resource option) is refused by name.
 | random:index/randomPassword, randomString, randomId | generate | - | every input | forget |
 | tls:index/privateKey, certRequest, selfSignedCert, locallySignedCert | generate, sign | - | every input; a certificate within early_renewal_hours | forget |
 | components (any custom=False type) | state only | inputs | - | state only |
+| pulumi:pulumi:StackReference (read) | this stack's own outputs of its last update, secret ones secret, in a preview too; any other stack refused | - | - | - |
 
 Engine behaviour: create-before-delete replacement with the old resource deleted after the program,
 delete-before-replace with the cascade to dependents through inputs, deletes of undeclared resources
 in reverse dependency order, parallel steps (4 x CPUs), no new step after a failure, aliases,
 ``replace_on_changes``, ``delete_before_replace``, ``additional_secret_outputs``, ``protect`` (refuses
-the delete), secret propagation into state, RegisterResourceOutputs of components. Refused: imports
-and reads of existing resources, explicit providers, ``ignore_changes``, ``retain_on_delete``,
+the delete), secret propagation into state, RegisterResourceOutputs of components, the program's log
+messages (``pulumi.log``) shown under the plan as the CLI's diagnostics. Refused: imports and reads of
+existing resources other than a StackReference to the stack itself, explicit providers, ``ignore_changes``, ``retain_on_delete``,
 ``deleted_with``, ``replace_with``, remote components, invokes, refresh.
 
     from local_engine import Stack

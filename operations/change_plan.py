@@ -13,6 +13,7 @@ give, per node, one or more of:
     restart   a process restarts alone; PostgreSQL parameters that need a restart (context postmaster):
               the pending-restart step restarts the members one at a time, replicas first, the leader last
     replace   the container is recreated (a new image, or a setting Docker cannot change in place)
+    rotate    a generated credential gets a new value (pgha:rotate)
     install   packages change on the host
 
 `pulumi preview` prints the plan among its diagnostics (and the local engine with its own plan); the
@@ -61,6 +62,11 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
         before, after = set(old.get("packages", [])), set(new.get("packages", []))
         delta = [*(f"+{p}" for p in sorted(after - before)), *(f"-{p}" for p in sorted(before - after))]
         actions.append(f"install: packages {' '.join(delta)}")
+    rotated = [k for k, _, _ in _pairs(old.get("credentials", {}), new.get("credentials", {}))]
+    if rotated:
+        actions.append(f"rotate: {', '.join(rotated)} (a new password: PostgreSQL's roles first, then every file "
+                       "that carries it, by reload)")
+    actions += _tls_actions(old.get("tls"), new.get("tls"))
     params = _pairs(old.get("parameters", {}), new.get("parameters", {}))
     restart = [p for p in params if needs_restart(p[0])]
     reload = [p for p in params if not needs_restart(p[0])]
@@ -81,6 +87,24 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
     if changed - taken:
         actions.append(f"write: {', '.join(sorted(changed - taken))} (read when next used)")
     return actions or ["nothing"]
+
+
+def _tls_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:
+    if old is None or new is None or old == new:
+        return []
+    if old.get("ca_generation") != new.get("ca_generation"):
+        overlap = ("; the previous CA stays trusted and cross-signs the new one" if new.get("trust_previous_ca")
+                   else "; the previous CA is no longer trusted")
+        return [f"rotate: the CA, generation {old.get('ca_generation')} -> {new.get('ca_generation')}: a new "
+                f"server certificate{overlap} (PostgreSQL reloads)"]
+    actions = []
+    if old.get("trust_previous_ca") != new.get("trust_previous_ca"):
+        actions.append("reload: TLS trust, the previous CA " + ("trusted again" if new.get("trust_previous_ca")
+                                                                else "dropped (and its cross-signature)"))
+    lifetime = [p for p in _pairs(old, new) if p[0] in ("server_validity_days", "renew_before_days")]
+    if lifetime:
+        actions.append(f"rotate: the server certificate, {_arrow(lifetime)} (PostgreSQL reloads)")
+    return actions
 
 
 def verbs(actions: list[str]) -> set[str]:
@@ -104,6 +128,17 @@ def render(name: str, steps: Mapping[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _integral(value: Any) -> Any:
+    """Outputs read through a StackReference carry numbers as floats (JSON): 3.0 is read back as 3."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.Resource) -> pulumi.Output[Any]:
     """Read the previous deployment's applied configuration, log the plan, and return it (an Output of
     node -> actions) for the `change_plan` output."""
@@ -115,7 +150,7 @@ def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.
     current = {n: dict(v) for n, v in applied.items()}
 
     def show(previous: Any) -> dict[str, list[str]]:
-        steps = plan(previous or {}, current)
+        steps = plan(_integral(previous or {}), current)
         pulumi.log.info(render(name, steps), parent)
         return steps
 

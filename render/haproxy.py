@@ -7,6 +7,7 @@ import re
 from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import STATS_USER, Credentials
+from render.paths import HAPROXY_SOCKET, HAPROXY_STATE
 
 MAXCONN = 4096
 CONNECT_TIMEOUT = "4s"
@@ -21,6 +22,14 @@ def haproxy_word(text: str) -> str:
     if "\n" in text or "\r" in text:
         raise ValueError("value: line breaks cannot be written into haproxy.cfg")
     return _SPECIAL.sub(r"\\\1", text)
+
+
+def save_state_command() -> str:
+    """Shell run before HAProxy reloads: it writes every server's state (UP/DOWN from the Patroni checks) where
+    the new process loads it. Without it a reloaded HAProxy starts with every server UP and sends the first
+    read-write connections to replicas until the checks have failed `fall` times."""
+    return (f"echo 'show servers state' | socat stdio unix-connect:{HAPROXY_SOCKET} > {HAPROXY_STATE}.new"
+            f" && mv {HAPROXY_STATE}.new {HAPROXY_STATE}")
 
 
 def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
@@ -48,5 +57,7 @@ def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         default_server=f"{timing} on-marked-down shutdown-sessions",
         servers=[{"name": n.name, "address": f"{n.address}:{cfg.postgres.port}"} for n in cfg.postgres.nodes],
         rest_api_port=cfg.patroni.rest_api_port,
+        admin_socket=HAPROXY_SOCKET,
+        state_file=HAPROXY_STATE,
     )
     return with_header(text)

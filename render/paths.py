@@ -27,6 +27,9 @@ ETCD_CONFIG: Final = "/etc/pgha/etcd.yml"
 ETCD_DATA_ROOT: Final = "/var/lib/etcd"
 
 HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"
+# The master CLI socket and the server states a reload carries over (both in the package's home directory).
+HAPROXY_SOCKET: Final = "/var/lib/haproxy/admin.sock"
+HAPROXY_STATE: Final = "/var/lib/haproxy/server-state"
 KEEPALIVED_CONFIG: Final = "/etc/keepalived/keepalived.conf"
 
 PGBACKREST_CONFIG: Final = "/etc/pgbackrest/pgbackrest.conf"

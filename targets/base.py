@@ -53,6 +53,8 @@ class Process:
     # The files of its service whose change it must take (by `on_change`); None: every one. A process
     # that re-reads its files by itself lists none, and a configuration change never touches it.
     reads: tuple[str, ...] | None = None
+    # Shell run before a change is sent to the running process (e.g. HAProxy saving its server states).
+    before_change: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,16 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class HostStep:
+    """A command run on a service's host before its converge (once the host can run it: its container
+    started, its packages installed), again whenever `script` changes; the converge waits for it. A script
+    that holds secrets is a secret Output (it travels on stdin; its output is kept secret)."""
+
+    name: str
+    script: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """Everything a target needs to run one service on one host."""
 
@@ -102,6 +114,7 @@ class ServiceSpec:
     # Plain facts the change plan compares beside the files (PostgreSQL parameters, Patroni's dynamic
     # settings): what a change of them does is said per name (operations/change_plan.py).
     facts: Mapping[str, Any] = field(default_factory=dict)
+    before_converge: tuple[HostStep, ...] = ()
 
 
 @dataclass(frozen=True)

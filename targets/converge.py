@@ -87,10 +87,12 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
             continue  # it re-reads what it needs by itself (cron's /etc/cron.d): a change never touches it
         action = "reload" if process.on_change == "reload" else "restart"
         restarted = "\n  restarted=1" if action == "restart" else ""
+        prepare = f"{process.before_change}\n  " if process.before_change else ""
         took = " || ".join(f'[ "${flags[path]}" = 1 ]' for path in reads)
         parts.append(
             f"if {control.running(process)} && {{ {took}; }}; then\n"
-            f"  {control.act(process, action)}\n  echo {shlex.quote(f'{process.name}: {action}ed')}{restarted}\nfi"
+            f"  {prepare}{control.act(process, action)}\n"
+            f"  echo {shlex.quote(f'{process.name}: {action}ed')}{restarted}\nfi"
         )
     parts += control.start(spec)
     if spec.health:

@@ -175,11 +175,22 @@ class DockerTarget(Target):
             wait=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
+        where = shlex.quote(self.container_name(spec.host))
+        before = [
+            command.local.Command(
+                f"{name}-{step.name}",
+                create=f"docker exec -i {where} bash -s",
+                stdin=step.script,
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[container, *spec.depends_on],
+                                            additional_secret_outputs=["stdout", "stderr"]),
+            )
+            for step in spec.before_converge
+        ]
         contents = pulumi.Output.all(*[f.content for f in spec.files])
         script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], RunnerControl()))
         if any(f.secret for f in spec.files):
             script = pulumi.Output.secret(script)
-        where = shlex.quote(self.container_name(spec.host))
         converge = command.local.Command(
             f"{name}-service",
             create=f"docker exec -i {where} bash -s create",
@@ -190,7 +201,7 @@ class DockerTarget(Target):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[container, *spec.depends_on, *spec.after],
+                depends_on=[container, *spec.depends_on, *spec.after, *before],
                 additional_secret_outputs=["stdout", "stderr"],
             ),
         )

@@ -202,6 +202,18 @@ class SshTarget(Target):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
+        before = [
+            command.remote.Command(
+                f"{name}-{step.name}",
+                connection=conn,
+                create=self._shell(),
+                stdin=step.script,
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install],
+                                            additional_secret_outputs=["stdout", "stderr"]),
+            )
+            for step in spec.before_converge
+        ]
         contents = pulumi.Output.all(*[f.content for f in spec.files])
         adopt = self.cfg.adopt_existing_data
         control, checks = SystemdControl(), _unclaimed(spec, adopt)
@@ -220,7 +232,7 @@ class SshTarget(Target):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[install, *spec.after],
+                depends_on=[install, *spec.after, *before],
                 additional_secret_outputs=["stdout", "stderr"],
                 delete_before_replace=True,
             ),

@@ -9,17 +9,24 @@ happened. A scenario that changes the stack config ends by deploying the stack f
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
+import pytest
+
 from clientside.cluster import Endpoint, Writer, wait_for
 from local_engine import Update
+from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
 
@@ -35,6 +42,8 @@ class Deployments:
     up: Callable[[dict[str, Any]], Update]  # overrides of stack keys -> the finished update
     snapshot: Callable[[], dict[str, str]]  # "host/process" -> an identity that changes when it restarts
     cluster: str  # resource name prefix (the cluster name)
+    passwords: Callable[[], dict[str, str]]  # credential ("app", "replication", ...) -> its value in the state
+    keep: Callable[[dict[str, Any]], None]  # make overrides part of every later deployment's config
 
     def section(self, key: str, **changes: Any) -> dict[str, Any]:
         """The stack file's `pgha:<key>` with `changes` merged in (one level of nesting)."""
@@ -67,6 +76,19 @@ def services(d: Deployments, c: ClusterUnderTest, role: str) -> list[str]:
 def assert_planned(update: Update, expected: dict[str, str]) -> None:
     """The plan printed before applying, what the engine did, and what the scenario expects agree."""
     assert update.plan.changes() == update.steps.changes() == expected, update.plan.render()
+
+
+def assert_said(update: Update, d: Deployments, expected: dict[str, set[str]], restarted_now: set[str]) -> None:
+    """The program's change plan was printed before anything ran, says `expected` (node -> verbs; every
+    other node "nothing"), and matches what happened: a node that restarted something is one it said
+    restarts, and the others restarted nothing."""
+    said = update.outputs[PLAN_OUTPUT]
+    assert render(d.cluster, said) in update.plan.diagnostics, update.plan.diagnostics
+    verbs_said = {node: verbs(actions) for node, actions in said.items()}
+    assert verbs_said == {node: expected.get(node, {"nothing"}) for node in said}, said
+    hosts_restarted = {key.split("/", 1)[0] for key in restarted_now}
+    assert hosts_restarted == {n for n, v in verbs_said.items() if "restart" in v or "replace" in v}, (
+        f"restarted {sorted(restarted_now)}; the plan said {said}")
 
 
 class Prober(threading.Thread):
@@ -117,7 +139,9 @@ def no_change_runs_nothing(d: Deployments) -> None:
     update = d.up({})
     assert_planned(update, {})
     assert update.runs == [], [r.name for r in update.runs]
-    assert d.snapshot() == before, "a deployment without a change restarted something"
+    after = d.snapshot()
+    assert after == before, "a deployment without a change restarted something"
+    assert_said(update, d, {}, restarted(before, after))
 
 
 # ------------------------------------------------------------------------------------------ 2: reload only
@@ -140,11 +164,14 @@ def reload_parameter_and_patroni_setting(d: Deployments, c: ClusterUnderTest, wr
     assert leader
     dcs = scenarios.patronictl(c, leader, "show-config")
     assert re.search(r"^maximum_lag_on_failover: 2097152$", dcs, re.M), dcs
-    assert restarted(before, d.snapshot()) == set(), "a reload-only change restarted a process"
+    after = d.snapshot()
+    assert restarted(before, after) == set(), "a reload-only change restarted a process"
+    assert_said(update, d, {key: {"reload"} for key in c.pg_nodes}, restarted(before, after))
     outage = outage_of(writer, since)
     scenarios.assert_nothing_lost(writer)
     print(f"reload-only change: {update.seconds:.0f}s, longest write pause {outage:.2f}s, nothing restarted")
     assert outage < 1.0, f"a reload paused writes for {outage:.2f}s"
+    back_to_the_stack_file(d, c)
     return outage
 
 
@@ -154,10 +181,10 @@ def reload_parameter_and_patroni_setting(d: Deployments, c: ClusterUnderTest, wr
 def restart_parameter_rolls_replicas_first(d: Deployments, c: ClusterUnderTest, writer: Writer,
                                            switchover_s: float | None) -> float:
     """shared_buffers (context postmaster): every member restarted once, one at a time, the leader last and in
-    place (no failover); Patroni itself and every other service keep running. Also puts work_mem and
-    maximum_lag_on_failover back (reloads)."""
+    place (no failover); Patroni itself and every other service keep running."""
     leader = c.patroni.leader()
     assert leader
+    old_buffers = d.config["pgha:postgres"]["parameters"]["shared_buffers"]
     before = d.snapshot()
     since = time.monotonic()
     update = d.up(d.section("postgres", parameters={"shared_buffers": "160MB"}))
@@ -171,7 +198,14 @@ def restart_parameter_rolls_replicas_first(d: Deployments, c: ClusterUnderTest, 
     assert sorted(n for n, _ in order) == sorted(c.pg_nodes), gate.stdout
     assert order[-1] == (leader, "leader"), f"the leader last: {gate.stdout}"
     assert c.patroni.leader() == leader, "a rolling restart is not a failover"
-    assert restarted(before, d.snapshot()) == {f"{n}/postmaster" for n in c.pg_nodes}, "only PostgreSQL restarted"
+    after = d.snapshot()
+    assert restarted(before, after) == {f"{n}/postmaster" for n in c.pg_nodes}, "only PostgreSQL restarted"
+    # Patroni takes the new files by reload; PostgreSQL restarts for the parameter.
+    assert_said(update, d, {key: {"restart", "reload"} for key in c.pg_nodes}, restarted(before, after))
+    for node in c.pg_nodes:
+        assert update.outputs[PLAN_OUTPUT][node] == [
+            f"restart: PostgreSQL for shared_buffers {old_buffers} -> 160MB ({ROLLING})",
+            "reload: patroni (/etc/patroni/dynamic.yml, /etc/patroni/patroni.yml)"], node
     outage = outage_of(writer, since)
     scenarios.assert_nothing_lost(writer)
     yardstick = switchover_s or SWITCHOVER_S
@@ -212,7 +246,9 @@ def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writ
         assert first.started + first.seconds <= second.started, "two HAProxy nodes changed at the same time"
     for node in c.haproxy:
         assert "inter 1500ms" in c.hosts.exec(node, "cat", "/etc/haproxy/haproxy.cfg"), node
-    assert restarted(before, d.snapshot()) == set(), "HAProxy reloads: no process restarted"
+    after = d.snapshot()
+    assert restarted(before, after) == set(), "HAProxy reloads: no process restarted"
+    assert_said(update, d, {key: {"reload"} for key in c.haproxy}, restarted(before, after))
     assert prober.failures == [], prober.failures
     outage = outage_of(writer, since)
     scenarios.assert_nothing_lost(writer)
@@ -222,4 +258,78 @@ def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writ
     assert_planned(back, dict.fromkeys(steps, "update"))
     for node in c.haproxy:
         assert "inter 1000ms" in c.hosts.exec(node, "cat", "/etc/haproxy/haproxy.cfg"), node
+    return outage
+
+
+# ------------------------------------------------------------------------------------------ 5: rotation
+
+ROTATABLE = ("superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats")
+PSQL = "/usr/lib/postgresql/17/bin/psql"
+CA = "/etc/patroni/tls/ca.crt"
+
+
+def http_status(url: str, user: str, password: str, method: str = "GET", body: bytes | None = None) -> int:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer, rest_port: int,
+                            stats_urls: list[str]) -> float:
+    """Every rotatable credential at once (pgha:rotate): the new values work, the old ones are refused, the
+    outputs carry the new DSNs, replication keeps streaming, nothing restarts, writes go on."""
+    old = d.passwords()
+    before = d.snapshot()
+    since = time.monotonic()
+    rotation = {"pgha:rotate": dict.fromkeys(ROTATABLE, 1)}
+    update = d.up(rotation)
+    d.keep(rotation)  # generation 1 from now on: going back to 0 would rotate again
+    new = d.passwords()
+    assert [r for r in ROTATABLE if new[r] == old[r]] == [] and new["cipher"] == old["cipher"]
+    after = d.snapshot()
+    assert restarted(before, after) == set(), "a rotation restarts nothing"
+    assert_said(update, d, {n: {"rotate"} for n in [*c.pg_nodes, *c.haproxy]}, restarted(before, after))
+    ran = set(update.ran())
+    assert {f"{d.cluster}-{n}-patroni-passwords" for n in c.pg_nodes} <= ran
+    # The application roles: the DSN outputs carry the new passwords; the old ones are refused.
+    for output, role in (("app_dsn", "app"), ("readonly_dsn", "readonly")):
+        endpoint = Endpoint.from_dsn(update.outputs[output])
+        assert endpoint.password == new[role] and output in update.secret_outputs
+        assert server(endpoint)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            replace(endpoint, password=old[role]).connect()
+    # Patroni's roles, at the leader, from another member over verified TLS.
+    leader = c.patroni.leader()
+    assert leader
+    other = next(n for n in c.pg_nodes if n != leader)
+    for credential, user in (("superuser", "postgres"), ("replication", "replicator"), ("rewind", "rewind")):
+        def psql(password: str, user: str = user) -> str:
+            dsn = f"host={c.addresses[leader]} dbname=postgres user={user} sslmode=verify-full sslrootcert={CA}"
+            return c.hosts.exec(other, PSQL, dsn, "-XtAc", "SELECT 1", check=False, env={"PGPASSWORD": password})
+        assert psql(new[credential]).strip() == "1", credential
+        assert "password authentication failed" in psql(old[credential]), credential
+    # The REST API's unsafe methods, HAProxy's stats page.
+    # (POST /reload: Patroni re-reads its unchanged configuration, nothing restarts.)
+    reload = f"http://{c.addresses[leader]}:{rest_port}/reload"
+    statuses = [http_status(reload, "patroni", password, "POST") for password in (new["restapi"], old["restapi"])]
+    assert statuses == [202, 401], f"new, old REST API password: {statuses}"
+    for url in stats_urls:
+        assert http_status(url, "stats", new["stats"]) == 200 and http_status(url, "stats", old["stats"]) == 401
+    # keepalived: both nodes carry the new VRRP password and exactly one holds the virtual IP.
+    for node in c.haproxy:
+        assert new["keepalived"][:8] in c.hosts.exec(node, "cat", "/etc/keepalived/keepalived.conf"), node
+    holders = [n for n in c.haproxy if f"{c.vip}/" in c.hosts.exec(n, "ip", "-4", "addr", "show", "dev", "eth0")]
+    assert len(holders) == 1, f"the virtual IP on {holders}"
+    wait_for("every replica streaming with the new replication password", c.healthy, scenarios.RECOVER_S)
+    # The writer's session was opened with the old password and goes on; a new one needs the new password.
+    writer.endpoint = replace(writer.endpoint, password=new["app"])
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"rotation of {len(ROTATABLE)} credentials: {update.seconds:.0f}s, nothing restarted, longest write "
+          f"pause {outage:.2f}s")
+    assert outage < 1.0, f"a rotation paused writes for {outage:.2f}s"
     return outage

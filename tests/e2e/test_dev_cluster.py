@@ -16,10 +16,10 @@ import docker
 import pytest
 import yaml
 
-from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
+from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, wait_for
 from local_engine import Stack, UpdateFailedError
 from local_engine.docker_engine import remove_labelled
-from local_engine.wire import RUN_LABEL
+from local_engine.wire import RUN_LABEL, unwrap
 from tests.e2e import changes, scenarios
 from tests.e2e.scenarios import RECOVER_S, ClusterUnderTest, server
 from tests.support.docker import keep_requested, require_engine
@@ -242,28 +242,20 @@ def test_isolated_primary_is_replaced_without_split_brain(healthy: None, cluster
 
 
 def snapshot(hosts: DockerHosts) -> dict[str, str]:
-    """host/process -> identity: each container (id and start), each process under its runner (PID), and
-    each PostgreSQL server (its start time)."""
-    found: dict[str, str] = {}
-    for node in [*PG_NODES, *ETCD, *HAPROXY]:
-        container = hosts.container(node)
-        found[f"{node}/container"] = f"{container.id[:12]} {container.attrs['State']['StartedAt']}"
-        pids = hosts.exec(node, "bash", "-c", "grep -H . /run/pgha/*.pid", check=False)
-        for line in pids.split():
-            path, pid = line.split(":", 1)
-            found[f"{node}/{path.rsplit('/', 1)[1].removesuffix('.pid')}"] = pid
-    for node in PG_NODES:
-        found[f"{node}/postmaster"] = hosts.exec(node, "psql", "-XtAc", "SELECT pg_postmaster_start_time()",
-                                                 user="postgres").strip()
-    return found
+    return container_processes(hosts, [*PG_NODES, *ETCD, *HAPROXY], PG_NODES)
 
 
 @pytest.fixture(scope="module")
 def deployments(stack: Stack, hosts: DockerHosts) -> changes.Deployments:
     import program
 
+    def passwords() -> dict[str, str]:
+        return {s.name.removeprefix(f"{CLUSTER}-").removesuffix("-password"): unwrap(s.outputs["result"])
+                for s in stack.resources("random:index/randomPassword:RandomPassword")}
+
     return changes.Deployments(config=DEV_CONFIG, up=lambda overrides: stack.up(program.main, overrides),
-                               snapshot=lambda: snapshot(hosts), cluster=CLUSTER)
+                               snapshot=lambda: snapshot(hosts), cluster=CLUSTER, passwords=passwords,
+                               keep=stack.base_config.update)
 
 
 def test_no_change_runs_nothing_and_restarts_nothing(healthy: None, deployments: changes.Deployments,
@@ -285,7 +277,9 @@ def test_a_setting_that_is_not_forcenew_updates_containers_in_place(healthy: Non
     patient = deployments.up({})
     changes.assert_planned(patient, dict.fromkeys(ids, "update"))
     assert all(patient.plan.of(name, CONTAINER).keys == ("destroyGraceSeconds",) for name in ids)
-    assert container_ids(stack) == ids and deployments.snapshot() == before, "same containers, not even restarted"
+    after = deployments.snapshot()
+    assert container_ids(stack) == ids and after == before, "same containers, not even restarted"
+    changes.assert_said(patient, deployments, {}, changes.restarted(before, after))
     assert patient.runs == [], "no converge step depends on a setting that changed nothing inside"
     monkeypatch.undo()
     changes.assert_planned(deployments.up({}), dict.fromkeys(ids, "update"))
@@ -366,7 +360,20 @@ def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str,
         container.remove(force=True)
 
 
-# ------------------------------------------------------------------------------------------ 9
+# ------------------------------------------------------------------------------------------ 9: rotation
+
+
+def test_rotating_every_credential_keeps_writes_going_and_refuses_the_old_ones(
+        healthy: None, stack: Stack, cluster: ClusterUnderTest, deployments: changes.Deployments,
+        writer: Writer) -> None:
+    """Last before destroy: the module's endpoints hold the old passwords, which are refused from now on."""
+    ids = container_ids(stack)
+    changes.rotate_every_credential(deployments, cluster, writer, rest_port=8008,
+                                    stats_urls=stack.outputs["haproxy_stats_urls"])
+    assert container_ids(stack) == ids, "a rotation recreates no container"
+
+
+# ------------------------------------------------------------------------------------------ 10
 
 
 def test_destroy_removes_what_was_declared_and_nothing_else(stack: Stack, sentinel: object) -> None:

@@ -359,9 +359,13 @@ def processes(hosts: SystemdHosts) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deployments(runs: Runs, hosts: SystemdHosts) -> changes.Deployments:
+    def passwords() -> dict[str, str]:
+        return {k.removeprefix(f"{CLUSTER}-").removesuffix("-password"): v for k, v in runs.passwords().items()}
+
     return changes.Deployments(config=CONFIG, up=lambda overrides: runs.up(**{k.removeprefix("pgha:"): v
                                                                            for k, v in overrides.items()}),
-                               snapshot=lambda: processes(hosts), cluster=CLUSTER)
+                               snapshot=lambda: processes(hosts), cluster=CLUSTER, passwords=passwords,
+                               keep=runs.stack.base_config.update)
 
 
 def test_reload_parameter_and_patroni_setting_restart_nothing(healthy: None, cluster: ClusterUnderTest,
@@ -431,6 +435,23 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") == desired
     for node in PG_NODES:
         assert show(hosts, node, "maintenance_work_mem") == ["96MB"], node
+
+
+# ------------------------------------------------------------------------------------------ 5: rotation
+
+
+def test_rotating_every_credential_keeps_writes_going_and_refuses_the_old_ones(
+        healthy: None, runs: Runs, cluster: ClusterUnderTest, deployments: changes.Deployments,
+        hosts: SystemdHosts, writer: Writer) -> None:
+    """After the last scenario with a writer: the module's endpoints hold the old passwords from now on."""
+    sampler = ProcessSampler(hosts, [*PG_NODES, *HAPROXY])
+    sampler.start()
+    try:
+        changes.rotate_every_credential(deployments, cluster, writer, rest_port=8008,
+                                        stats_urls=runs.last.outputs["haproxy_stats_urls"])
+    finally:
+        sampler.stop()
+        SAMPLES.extend(sampler.samples)
 
 
 # ------------------------------------------------------------------------------------------ 6: secrets

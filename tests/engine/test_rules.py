@@ -188,6 +188,38 @@ def test_what_the_engine_does_not_implement_is_refused_by_name(new_stack: Callab
             new_stack().up(program)
 
 
+def test_a_stack_reference_to_itself_reads_the_last_update_and_logs_reach_the_plan(
+        new_stack: Callable[..., Stack]) -> None:
+    """The builtin provider's readStackReference (pkg/resource/deploy/builtins.go): the referenced stack's
+    outputs as the backend holds them, those of its last update, in a preview too; secret ones stay secret."""
+    def program() -> None:
+        ref = pulumi.StackReference("self", f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+
+        def count(previous: Any) -> int:
+            pulumi.log.info(f"previous count: {int(previous or 0)}")  # numbers travel as floats
+            return int(previous or 0) + 1
+
+        pulumi.export("count", ref.get_output("count").apply(count))
+        pulumi.export("token", pulumi.Output.secret("s3cret"))
+        pulumi.export("token_read_back", ref.get_output("token"))
+
+    stack = new_stack()
+    first = stack.up(program)
+    assert first.outputs["count"] == 1 and first.plan.diagnostics == ["previous count: 0"]
+    second = stack.up(program)
+    assert second.outputs["count"] == 2 and second.plan.diagnostics == ["previous count: 1"]
+    assert "previous count: 1" in second.plan.render(), "the program's log is shown with the plan"
+    assert second.outputs["token_read_back"] == "s3cret" and "token_read_back" in second.secret_outputs
+    # A preview reads it too, and changes nothing.
+    assert stack.preview(program).diagnostics == ["previous count: 2"] and stack.outputs["count"] == 2
+
+
+def test_a_stack_reference_to_another_stack_is_refused(new_stack: Callable[..., Stack]) -> None:
+    stack = new_stack()
+    with pytest.raises(UpdateFailedError, match="reads only this stack's own outputs"):
+        stack.up(lambda: pulumi.export("x", pulumi.StackReference("other", "organization/other/prod").outputs))
+
+
 def test_a_protected_resource_is_not_deleted(new_stack: Callable[..., Stack]) -> None:
     stack = new_stack()
     stack.up(lambda: step("kept", opts=pulumi.ResourceOptions(protect=True)))

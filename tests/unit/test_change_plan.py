@@ -139,3 +139,28 @@ def test_the_rendered_plan_is_a_readable_list() -> None:
         "          reload: patroni",
         "  etcd-1  nothing",
     ]
+
+
+def test_a_rotation_is_said_on_the_nodes_that_carry_the_credential(first: Graph) -> None:
+    plan = later(first, {"pgha:rotate": {"app": 1, "stats": 1}})
+    for node in PG:
+        assert plan[node] == ["rotate: app (a new password: PostgreSQL's roles first, then every file that "
+                              "carries it, by reload)"], plan[node]
+    for node in HAPROXY:
+        assert verbs(plan[node]) == {"rotate"} and "stats" in plan[node][0]
+    assert all(plan[n] == ["nothing"] for n in ETCD)
+
+
+def test_a_ca_rotation_and_its_end_are_said_on_the_postgres_nodes(first: Graph) -> None:
+    start = later(first, {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
+    for node in PG:
+        assert start[node] == ["rotate: the CA, generation 0 -> 1: a new server certificate; the previous CA stays "
+                               "trusted and cross-signs the new one (PostgreSQL reloads)"], start[node]
+    assert all(start[n] == ["nothing"] for n in [*ETCD, *HAPROXY])
+    middle = deploy(first.stack, {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}},
+                    previous=dict(first.outputs))
+    end = later(middle, {"pgha:tls": {"ca_generation": 1}})
+    assert all(end[n] == ["reload: TLS trust, the previous CA dropped (and its cross-signature)"] for n in PG), end
+    renew = later(first, {"pgha:tls": {"server_validity_days": 365}})
+    assert all(renew[n] == ["rotate: the server certificate, server_validity_days 730 -> 365 (PostgreSQL reloads)"]
+               for n in PG), renew
