@@ -41,16 +41,23 @@ def section(key: str, **changes: Any) -> dict[str, Any]:
 
 
 PARAMS = CONFIG["pgha:postgres"]["parameters"]
-# (kind, the stack config overrides of that deployment): each builds on the one before, the last goes back.
-KINDS: list[tuple[str, dict[str, Any]]] = [
-    ("no change", {}),
-    ("reload parameter (work_mem)", section("postgres", parameters={**PARAMS, "work_mem": "6MB"})),
+IMAGE = {"pgha:docker": {**CONFIG["pgha:docker"], "image_revision": 1}}
+# (kind, the stack config overrides of that deployment, whether later deployments keep them): each builds
+# on the one before; a rotation and a new image stay (going back would rotate or upgrade again).
+KINDS: list[tuple[str, dict[str, Any], bool]] = [
+    ("no change", {}, False),
+    ("reload parameter (work_mem)", section("postgres", parameters={**PARAMS, "work_mem": "6MB"}), False),
     ("Patroni setting (max lag)", {**section("postgres", parameters={**PARAMS, "work_mem": "6MB"}),
-                                   **section("patroni", maximum_lag_on_failover=2097152)}),
-    ("restart parameter (shared_buffers)", section("postgres", parameters={**PARAMS, "shared_buffers": "160MB"})),
-    ("HAProxy check timing", section("haproxy", check={"inter_ms": 1500})),
-    ("rotation of 8 credentials", ROTATE),
-    ("back to the stack file", ROTATE),
+                                   **section("patroni", maximum_lag_on_failover=2097152)}, False),
+    ("restart parameter (shared_buffers)", section("postgres", parameters={**PARAMS, "shared_buffers": "160MB"}),
+     False),
+    ("HAProxy check timing", section("haproxy", check={"inter_ms": 1500}), False),
+    ("back to the stack file", {}, False),
+    ("server certificates renewed", {"pgha:tls": {"server_validity_days": 729}}, False),
+    ("CA rotation, overlap", {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}}, False),
+    ("CA rotation, previous CA dropped", {"pgha:tls": {"ca_generation": 1}}, True),
+    ("rotation of 8 credentials", ROTATE, True),
+    ("new image (rolling upgrade)", IMAGE, True),
 ]
 
 
@@ -109,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     stack.up(program.main)
     results: list[Result] = []
     try:
-        for kind, overrides in KINDS:
-            results.append(apply(stack, kind, overrides))
+        kept: dict[str, Any] = {}
+        for kind, overrides, keep in KINDS:
+            results.append(apply(stack, kind, {**kept, **overrides}))
+            if keep:
+                kept.update(overrides)
             print(f"{kind}: {results[-1].outage_s:.2f}s outage, {len(results[-1].restarted)} restarted, "
                   f"lost {results[-1].lost}", file=sys.stderr, flush=True)
     finally:

@@ -53,14 +53,18 @@ class PostgresCluster(pulumi.ComponentResource):
         self.backup = BackupRepo(
             f"{name}-backup", BackupRepoArgs(cfg, target, creds), pulumi.ResourceOptions(parent=self)
         )
-        self.nodes = [
-            PatroniNode(
+        # In the rolling order (the replicas, the leader last): a change that replaces nodes (a new image)
+        # takes them one after another; the list stays in the configured order.
+        placed: dict[str, PatroniNode] = {}
+        for node in target.rolling_order(list(cfg.postgres.nodes)):
+            after = [placed[p].ready for p in list(placed)[-1:]]
+            placed[node.name] = PatroniNode(
                 f"{name}-{node.name}",
-                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=[self.etcd_healthy]),
+                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=[self.etcd_healthy],
+                                after=after),
                 pulumi.ResourceOptions(parent=self),
             )
-            for node in cfg.postgres.nodes
-        ]
+        self.nodes = [placed[n.name] for n in cfg.postgres.nodes]
         nodes_ready = [n.ready for n in self.nodes]
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)

@@ -13,7 +13,7 @@ from config.models import ClusterConfig
 from render import paths
 from render.credentials import Credentials
 from render.haproxy import render_haproxy, save_state_command
-from render.keepalived import render_keepalived
+from render.keepalived import render_haproxy_ready, render_keepalived
 from targets import File, Listener, Process, ServiceSpec, Target
 
 VRRP_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
@@ -74,6 +74,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                         shape=shape_of(partial(render_keepalived, cfg, node)),
                     )
                 )
+                files.append(File(paths.HAPROXY_READY_SCRIPT, render_haproxy_ready(), mode="0755"))
                 processes.append(
                     Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console",
                                            "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload",

@@ -12,7 +12,7 @@ from components.backup_repo import BackupRepo
 from components.secrets import render_secret, shape_of
 from components.tls import ClusterCA
 from config.models import ClusterConfig, Host
-from operations import passwords
+from operations import passwords, upgrade
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
@@ -31,6 +31,8 @@ class PatroniNodeArgs:
     backup: BackupRepo
     ca: ClusterCA
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The node before this one in the rolling order (its `ready`): changes that replace nodes go one by one.
+    after: list[pulumi.Resource] = field(default_factory=list)
 
 
 # The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
@@ -99,7 +101,9 @@ class PatroniNode(pulumi.ComponentResource):
             depends_on=tuple(args.depends_on),
             facts=plan_facts(cfg),
             # A rotated password reaches the roles at the leader before any file carries it.
-            before_converge=(HostStep(passwords.STEP, passwords.password_script(cfg, node, creds)),),
+            before_converge=(HostStep(passwords.STEP, passwords.password_script(cfg, node, creds, args.ca.cert_pem)),),
+            after=tuple(args.after),
+            handover=upgrade.render_handover(cfg, node.name),
         )
         placement = args.target.place(f"{name}-patroni", spec, self)
         self.ready = placement.ready

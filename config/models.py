@@ -234,6 +234,8 @@ class DockerSettings(Model):
     subnet: IPv4Network = IPv4Network("10.89.0.0/24")
     publish_address: IPv4Address = IPv4Address("127.0.0.1")
     base_image: str = "debian:trixie-slim"
+    # Raise to rebuild the node image with the packages Debian ships now (a rolling upgrade of the containers).
+    image_revision: int = Field(default=0, ge=0)
 
 
 class SshSettings(Model):
@@ -270,6 +272,13 @@ class TlsSettings(Model):
             raise ValueError("trust_previous_ca: true given with ca_generation 0; there is no previous CA (raise "
                              "ca_generation to rotate the CA)")
         return self
+
+
+class UpgradeSettings(Model):
+    """The pre-checks of a rolling upgrade (a new image): it is refused, before any container is touched,
+    while a member lags or a transaction on the leader is older than this (a switchover would end it)."""
+
+    max_transaction_s: int = Field(default=300, ge=1)
 
 
 class Rotation(Model):
@@ -319,6 +328,7 @@ class ClusterConfig(Model):
     adopt_existing_data: bool = False
     rotate: Rotation = Rotation()
     tls: TlsSettings = TlsSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     @model_validator(mode="before")
     @classmethod

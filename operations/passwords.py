@@ -55,14 +55,15 @@ def render_password_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     return "\n".join(blocks) + "\n"
 
 
-def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
-    """The step's bash script on PostgreSQL node `node` (it holds secrets: a secret Output, on stdin)."""
+def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, ca_pem: str) -> str:
+    """The step's bash script on PostgreSQL node `node` (it holds secrets: a secret Output, on stdin). It
+    brings the CA bundle it verifies the leader with: the node's own files may not be written yet."""
     addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
     port, api = cfg.postgres.port, cfg.patroni.rest_api_port
     pgpass = "".join(f"*:{port}:*:{role}:{password}\n" for role, password in roles(cfg, creds))
     checks = "\n".join(
         f"  ok \"host=$leader port={port} dbname=postgres user={shlex.quote(role)} sslmode=verify-full "
-        f"sslrootcert={paths.PG_TLS_CA} connect_timeout=3\" || pending+=({shlex.quote(role)})"
+        f"sslrootcert=$ca connect_timeout=3\" || pending+=({shlex.quote(role)})"
         for role, _ in roles(cfg, creds))
     return f"""set -euo pipefail
 log() {{ echo "pgha-passwords: $*"; }}
@@ -88,10 +89,13 @@ if [ "$leader" = {node.address} ]; then
   runuser -u postgres -- {paths.PG_BIN}/psql -XqtA -d postgres <<'PGHA_SQL' 2>&1 | sed 's/^.*NOTICE: *//'
 {render_password_sql(cfg, creds)}PGHA_SQL
 fi
-pass=$(mktemp)
-trap 'rm -f "$pass"' EXIT
+pass=$(mktemp) ca=$(mktemp)
+trap 'rm -f "$pass" "$ca"' EXIT
 cat > "$pass" <<'PGHA_PGPASS'
 {pgpass}PGHA_PGPASS
+cat > "$ca" <<'PGHA_CA'
+{ca_pem.rstrip()}
+PGHA_CA
 ok() {{ PGPASSFILE="$pass" {paths.PG_BIN}/psql "$1" -XtAc 'SELECT 1' >/dev/null 2>&1; }}
 while :; do
   pending=()
@@ -106,6 +110,8 @@ done
 """
 
 
-def password_script(cfg: ClusterConfig, node: Host, creds: pulumi.Output[Credentials]) -> pulumi.Output[str]:
+def password_script(cfg: ClusterConfig, node: Host, creds: pulumi.Output[Credentials],
+                    ca_pem: pulumi.Input[str]) -> pulumi.Output[str]:
     """The step's script as a secret Output."""
-    return pulumi.Output.secret(creds.apply(lambda c: render_password_script(cfg, node, c)))
+    return pulumi.Output.secret(pulumi.Output.all(creds, ca_pem).apply(
+        lambda v: render_password_script(cfg, node, v[0], str(v[1]))))

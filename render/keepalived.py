@@ -8,6 +8,7 @@ from catalog import limits
 from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import Credentials
+from render.paths import HAPROXY_READY_SCRIPT, HAPROXY_SOCKET
 
 # VRRPv2 PASS authentication carries at most 8 characters; keepalived would truncate with a warning.
 AUTH_PASS_LENGTH = limits.VRRP_PASS_LENGTH
@@ -54,9 +55,22 @@ def render_keepalived(cfg: ClusterConfig, node: Host, creds: Credentials) -> str
         interface=ha.interface,
         virtual_router_id=cfg.virtual_router_id,
         priority=priority(cfg, node),
+        ready_script=HAPROXY_READY_SCRIPT,
         src_ip=str(node.address),
         peers=[str(n.address) for n in ha.nodes if n != node],
         auth_pass=auth_pass(creds),
         virtual_ip=str(ha.virtual_ip),
     )
     return with_header(text)
+
+
+def render_haproxy_ready() -> str:
+    """keepalived's check script: HAProxy runs, and routes writes to at most one server. A freshly started
+    HAProxy counts every server UP until its checks have run: it does not take the address before that."""
+    return with_header(f"""#!/bin/bash
+set -uo pipefail
+pgrep -x haproxy >/dev/null || exit 1
+up=$(echo "show stat" | socat stdio unix-connect:{HAPROXY_SOCKET} 2>/dev/null \\
+  | awk -F, '$1 == "postgres_read_write" && $2 != "FRONTEND" && $2 != "BACKEND" && $18 ~ /^UP/' | wc -l) || exit 1
+[ "$up" -le 1 ]
+""")

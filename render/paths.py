@@ -31,6 +31,9 @@ HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"
 HAPROXY_SOCKET: Final = "/var/lib/haproxy/admin.sock"
 HAPROXY_STATE: Final = "/var/lib/haproxy/server-state"
 KEEPALIVED_CONFIG: Final = "/etc/keepalived/keepalived.conf"
+# keepalived's check: HAProxy runs and routes writes to at most one server (a fresh HAProxy starts with
+# every server UP until its checks have run).
+HAPROXY_READY_SCRIPT: Final = "/usr/local/bin/pgha-haproxy-ready"
 
 PGBACKREST_CONFIG: Final = "/etc/pgbackrest/pgbackrest.conf"
 PGBACKREST_LOG_DIR: Final = "/var/log/pgbackrest"

@@ -115,6 +115,9 @@ class ServiceSpec:
     # settings): what a change of them does is said per name (operations/change_plan.py).
     facts: Mapping[str, Any] = field(default_factory=dict)
     before_converge: tuple[HostStep, ...] = ()
+    # Bash run on the host before the service is replaced by an upgrade (a new image): it moves the service's
+    # duties elsewhere (a PostgreSQL leader switches over). Targets without replacements ignore it.
+    handover: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,11 @@ class Target(abc.ABC):
         """Declare a day-2 step: `script` (bash, no secrets) run as root on `host` after `depends_on`, when
         the step is created and again whenever the script changes; a change of `triggers` replaces the step,
         which runs it as a new one. A non-zero exit fails the deployment."""
+
+    def rolling_order(self, nodes: list[Host]) -> list[Host]:
+        """The order in which a rolling change replaces PostgreSQL nodes: the replicas, then the leader (when
+        a running cluster tells which it is); the configured order otherwise."""
+        return nodes
 
     def client_addresses(self) -> list[str]:
         """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""

@@ -100,5 +100,8 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         if spec.wait:
             parts.append(wait)
         else:
-            parts.append(f'if [ "$restarted" = 1 ]; then\n{wait}fi')
+            # Also when a new container or host takes over data (a replaced container rejoining its peers).
+            rejoin = "".join(f' || {{ [ "$mode" = create ] && [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; }}'
+                             for d in spec.data_dirs if d.holds)
+            parts.append(f'if [ "$restarted" = 1 ]{rejoin}; then\n{wait}fi')
     return "\n".join(parts) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from config.models import ClusterConfig, Host
+from operations import upgrade
 from render.guards import render_volume_guard
 from targets import image
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest
@@ -29,6 +31,15 @@ RUNNER_SCRIPT = (ASSETS / "pgha-run").read_text()
 
 def _processes(spec: ServiceSpec) -> str:
     return "".join(f"{p.name}\t{p.user}\t{shlex.join(p.argv)}\n" for p in spec.processes)
+
+
+def _answers(url: str) -> bool:
+    """Whether `url` answers 200 right now (a refused or silent port is no)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return int(response.status) == 200
+    except (OSError, ValueError):
+        return False
 
 
 class RunnerControl(Control):
@@ -59,9 +70,10 @@ class DockerTarget(Target):
     def __init__(self, cfg: ClusterConfig) -> None:
         super().__init__(cfg)
         self.settings = cfg.docker_settings
-        self._published_count: dict[int, int] = {}
         self.network: docker.Network | None = None
         self.image: docker.Image | None = None
+        self.upgrade_gate: pulumi.Resource | None = None
+        self.image_tag = image.image_tag(self.settings.base_image, self.settings.image_revision)
 
     def _labels(self, role: str) -> list[docker.ContainerLabelArgs]:
         return [
@@ -84,17 +96,35 @@ class DockerTarget(Target):
         )
         self.image = docker.Image(
             f"{name}-image",
-            image_name=image.image_tag(self.settings.base_image),
+            image_name=self.image_tag,
             build=docker.DockerBuildArgs(
                 context=image.CONTEXT,
                 dockerfile=image.DOCKERFILE,
-                args=image.build_args(self.settings.base_image),
+                args=image.build_args(self.settings.base_image, self.settings.image_revision),
                 # The classic builder: BuildKit (the provider's default) resolves FROM in a registry,
                 # and the base image here may exist only locally (scripts/base-image.sh).
                 builder_version=docker.BuilderVersion.BUILDER_V1,
             ),
             skip_push=True,
             opts=pulumi.ResourceOptions(parent=parent),
+        )
+        # A new image replaces the containers: first the pre-checks, on the running cluster's leader
+        # (operations/upgrade.py); nothing is replaced when they refuse. It runs again for every new image.
+        leaders = " ".join(shlex.quote(self.container_name(n)) for n in self.cfg.postgres.nodes)
+        self.upgrade_gate = command.local.Command(
+            f"{name}-upgrade-precheck",
+            create=(f"found=0; for c in {leaders}; do docker inspect \"$c\" >/dev/null 2>&1 || continue; found=1; "
+                    "if docker exec \"$c\" curl -sf -o /dev/null http://127.0.0.1:"
+                    f"{self.cfg.patroni.rest_api_port}/primary; then exec docker exec -i \"$c\" bash -s; fi; done; "
+                    "cat >/dev/null; if [ $found = 0 ]; then echo 'pgha-upgrade: no cluster runs yet: nothing to "
+                    "check'; exit 0; fi; echo 'pgha-upgrade: refused: no PostgreSQL node answers as the leader' >&2; "
+                    "exit 1"),
+            # Only a new image (a replacement: create) checks; a change of the checks' settings alone does not.
+            update="cat >/dev/null; echo 'pgha-upgrade: the image is the same: nothing to check'",
+            stdin=upgrade.render_precheck(self.cfg),
+            triggers=[self.image_tag],
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[self.image]),
         )
 
     def _volume(self, name: str, role: str, parent: pulumi.Resource) -> docker.Volume:
@@ -120,10 +150,11 @@ class DockerTarget(Target):
         volume = self._volume(name, "storage", parent)
         return Storage(name=name, path=path, owner=owner, resource=volume)
 
-    def _publish(self, port: int) -> int:
-        index = self._published_count.get(port, 0)
-        self._published_count[port] = index + 1
-        return port + index * PUBLISH_STRIDE
+    def _publish(self, port: int, host: Host) -> int:
+        # By the host's place in its configured list, not by the order of placement (a rolling order would
+        # otherwise move the published ports, which replaces containers).
+        group = next(hosts for hosts in self.cfg.roles().values() if host in hosts)
+        return port + group.index(host) * PUBLISH_STRIDE
 
     def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
         if self.network is None or self.image is None:
@@ -142,7 +173,25 @@ class DockerTarget(Target):
         # own files arrive by the converge step below, so a configuration change never recreates a container.
         boot = (File(RUNNER, RUNNER_SCRIPT, mode="0755"), File(PROCESSES, _processes(spec)))
         uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in boot]
-        published = {port: (str(self.settings.publish_address), self._publish(port)) for port in spec.published_ports}
+        address = str(self.settings.publish_address)
+        published = {port: (address, self._publish(port, spec.host)) for port in spec.published_ports}
+        where = shlex.quote(self.container_name(spec.host))
+        # Members of a group are replaced one after another (a new image): each container waits for the one
+        # before to be back and healthy, and a PostgreSQL node hands over first when it leads.
+        # Every container waits for the upgrade's pre-checks: a refused upgrade replaces none.
+        first = [*spec.depends_on, *spec.after, *filter(None, [self.upgrade_gate])]
+        if spec.handover is not None:
+            first.append(command.local.Command(
+                f"{name}-handover",
+                create=(f"if ! docker inspect {where} >/dev/null 2>&1; then cat >/dev/null; echo 'pgha-handover: a new "
+                        f"container'; elif [ \"$(docker inspect -f '{{{{.Config.Image}}}}' {where})\" = "
+                        f"{shlex.quote(self.image_tag)} ]; then cat >/dev/null; echo 'pgha-handover: already on "
+                        f"{self.image_tag}'; else exec docker exec -i {where} bash -s; fi"),
+                stdin=spec.handover,
+                triggers=[self.image_tag],
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=first),
+            ))
         container = docker.Container(
             name,
             name=self.container_name(spec.host),
@@ -173,16 +222,18 @@ class DockerTarget(Target):
             labels=self._labels(spec.role),
             # Healthy only once the converge step delivered the files: that step waits, not the provider.
             wait=False,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=first),
         )
-        where = shlex.quote(self.container_name(spec.host))
+        # Not after this container: it may wait in a rolling chain for other nodes' converges, whose steps may
+        # wait for this one (the leader's passwords step). A step runs in the container there is, if any.
         before = [
             command.local.Command(
                 f"{name}-{step.name}",
-                create=f"docker exec -i {where} bash -s",
+                create=(f"if docker inspect {where} >/dev/null 2>&1; then exec docker exec -i {where} bash -s; fi; "
+                        f"cat >/dev/null; echo 'pgha: no container {self.container_name(spec.host)} yet: a new node'"),
                 stdin=step.script,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[container, *spec.depends_on],
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on),
                                             additional_secret_outputs=["stdout", "stderr"]),
             )
             for step in spec.before_converge
@@ -211,7 +262,16 @@ class DockerTarget(Target):
         # What recreates the container: its image, and what it boots with (runner, processes, ports, rights).
         boot = "\n".join([RUNNER_SCRIPT, _processes(spec), str(spec.host.address), repr(spec.published_ports),
                           repr(spec.capabilities), repr(spec.health), repr([d.path for d in spec.data_dirs])])
-        return {"image": image.image_tag(self.settings.base_image), "boot": digest(boot)}
+        return {"image": self.image_tag, "boot": digest(boot)}
+
+    def rolling_order(self, nodes: list[Host]) -> list[Host]:
+        # The REST API of each PostgreSQL node is published on this machine (the one running the program):
+        # a running cluster tells its leader, which goes last. Nothing answers on a first deployment.
+        port = self.cfg.patroni.rest_api_port
+        urls = [f"http://{self.settings.publish_address}:{port + i * PUBLISH_STRIDE}/primary"
+                for i in range(len(nodes))]
+        leader = next((n for n, url in zip(nodes, urls, strict=True) if _answers(url)), None)
+        return [n for n in nodes if n is not leader] + ([leader] if leader else [])
 
     def container_name(self, host: Host) -> str:
         """The container that stands for `host`."""

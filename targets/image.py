@@ -14,12 +14,14 @@ DOCKERFILE = f"{CONTEXT}/Dockerfile"
 REPOSITORY = "pgha-node"
 
 
-def build_args(base_image: str) -> dict[str, str]:
-    """The Dockerfile's build arguments: the base image and every role's packages (catalog/roles.py)."""
-    return {"BASE_IMAGE": base_image, "PACKAGES": " ".join(image_packages())}
+def build_args(base_image: str, revision: int = 0) -> dict[str, str]:
+    """The Dockerfile's build arguments: the base image and every role's packages (catalog/roles.py), and a
+    revision above 0 (a new one runs apt again: the packages Debian ships now)."""
+    args = {"BASE_IMAGE": base_image, "PACKAGES": " ".join(image_packages())}
+    return {**args, "PGHA_IMAGE_REVISION": str(revision)} if revision else args
 
 
-def image_tag(base_image: str) -> str:
+def image_tag(base_image: str, revision: int = 0) -> str:
     """A tag that changes whenever the build context or the build arguments change, so containers follow."""
     digest = hashlib.sha256()
     context = ROOT / CONTEXT
@@ -27,6 +29,6 @@ def image_tag(base_image: str) -> str:
         if path.is_file():
             digest.update(path.relative_to(context).as_posix().encode())
             digest.update(path.read_bytes())
-    for key, value in sorted(build_args(base_image).items()):
+    for key, value in sorted(build_args(base_image, revision).items()):
         digest.update(f"{key}={value}\n".encode())
     return f"{REPOSITORY}:{digest.hexdigest()[:12]}"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import copy
 import itertools
+import os
 import re
+import tempfile
 import threading
 import time
 import urllib.error
@@ -165,7 +167,7 @@ def reload_parameter_and_patroni_setting(d: Deployments, c: ClusterUnderTest, wr
     dcs = scenarios.patronictl(c, leader, "show-config")
     assert re.search(r"^maximum_lag_on_failover: 2097152$", dcs, re.M), dcs
     after = d.snapshot()
-    assert restarted(before, after) == set(), "a reload-only change restarted a process"
+    assert not (moved := restarted(before, after)), f"a reload-only change restarted a process: {sorted(moved)}"
     assert_said(update, d, {key: {"reload"} for key in c.pg_nodes}, restarted(before, after))
     outage = outage_of(writer, since)
     scenarios.assert_nothing_lost(writer)
@@ -247,7 +249,7 @@ def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writ
     for node in c.haproxy:
         assert "inter 1500ms" in c.hosts.exec(node, "cat", "/etc/haproxy/haproxy.cfg"), node
     after = d.snapshot()
-    assert restarted(before, after) == set(), "HAProxy reloads: no process restarted"
+    assert not (moved := restarted(before, after)), f"HAProxy reloads: no process restarted: {sorted(moved)}"
     assert_said(update, d, {key: {"reload"} for key in c.haproxy}, restarted(before, after))
     assert prober.failures == [], prober.failures
     outage = outage_of(writer, since)
@@ -291,7 +293,7 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
     new = d.passwords()
     assert [r for r in ROTATABLE if new[r] == old[r]] == [] and new["cipher"] == old["cipher"]
     after = d.snapshot()
-    assert restarted(before, after) == set(), "a rotation restarts nothing"
+    assert not (moved := restarted(before, after)), f"a rotation restarts nothing: {sorted(moved)}"
     assert_said(update, d, {n: {"rotate"} for n in [*c.pg_nodes, *c.haproxy]}, restarted(before, after))
     ran = set(update.ran())
     assert {f"{d.cluster}-{n}-patroni-passwords" for n in c.pg_nodes} <= ran
@@ -333,3 +335,119 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
           f"pause {outage:.2f}s")
     assert outage < 1.0, f"a rotation paused writes for {outage:.2f}s"
     return outage
+
+
+# ------------------------------------------------------------------------------------------ 6: certificates
+
+
+def served_chain(c: ClusterUnderTest, node: str) -> list[tuple[str, str, str]]:
+    """(subject CN, issuer CN, serial) of each certificate PostgreSQL on `node` sends, in order."""
+    script = ("openssl s_client -starttls postgres -connect 127.0.0.1:5432 -showcerts </dev/null 2>/dev/null | "
+              "awk '/BEGIN CERT/{n++} {print > (\"/tmp/pgha-cert-\" n)}'; "
+              "for f in $(ls /tmp/pgha-cert-[0-9]* | sort -V); do "
+              "openssl x509 -in $f -noout -subject -issuer -serial -nameopt multiline,-esc_msb | "
+              "awk -F' = ' '/commonName/{printf \"%s|\", $2} /serial=/{sub(\"serial=\",\"\"); print}'; done; "
+              "rm -f /tmp/pgha-cert-*")
+    lines = c.hosts.exec(node, "bash", "-c", script).splitlines()
+    chain = [tuple(line.split("|")) for line in lines if line.count("|") == 2]
+    assert chain, f"{node}: no certificate served"
+    return chain  # type: ignore[return-value]
+
+
+Chain = list[tuple[str, str, str]]
+
+
+def serves(c: ClusterUnderTest, node: str, wanted: Callable[[Chain], bool], timeout_s: float = 30) -> Chain:
+    """The chain `node` serves, once it is `wanted` (PostgreSQL takes new files at Patroni's next loop)."""
+    def check() -> Chain | None:
+        chain = served_chain(c, node)
+        return chain if wanted(chain) else None
+
+    return wait_for(f"{node} to serve the expected certificates", check, timeout_s)
+
+
+def serial_is_not(serial: str) -> Callable[[Chain], bool]:
+    return lambda chain: chain[0][2] != serial
+
+
+def names_are(expected: list[tuple[str, str]]) -> Callable[[Chain], bool]:
+    """The chain's (subject, issuer) pairs are `expected`."""
+    return lambda chain: [(s, i) for s, i, _ in chain] == expected
+
+
+def verification_error(c: ClusterUnderTest, pem: str) -> str | None:
+    """None when a client trusting only `pem` connects through the virtual IP with verify-full, else why not."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(pem)
+    try:
+        server(replace(c.rw, sslmode="verify-full", sslrootcert=f.name))
+        return None
+    except psycopg.OperationalError as error:
+        return str(error)
+    finally:
+        os.unlink(f.name)
+
+
+def certificates(pem: str) -> list[str]:
+    return re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", pem, re.S)
+
+
+def server_certificates_renewed(d: Deployments, c: ClusterUnderTest, writer: Writer) -> None:
+    """A new server certificate on every PostgreSQL node (here: a new lifetime, which replaces them as the
+    early-renewal window does), served without a restart or a manual reload."""
+    served = {n: served_chain(c, n)[0] for n in c.pg_nodes}
+    before = d.snapshot()
+    since = time.monotonic()
+    update = d.up({"pgha:tls": {"server_validity_days": 729}})
+    after = d.snapshot()
+    assert not (moved := restarted(before, after)), f"a new certificate restarts nothing: {sorted(moved)}"
+    assert_said(update, d, {n: {"rotate"} for n in c.pg_nodes}, restarted(before, after))
+    for node in c.pg_nodes:
+        # Patroni takes its SIGHUP on its next loop, then reloads PostgreSQL, which reads the new files.
+        now = serves(c, node, serial_is_not(served[node][2]))[0]
+        assert now[:2] == served[node][:2], f"{node} serves {now}, before {served[node]}"
+    assert verification_error(c, c.ca_certificate) is None
+    wait_for("every replica streaming over the new certificates", c.healthy, scenarios.RECOVER_S)
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"server certificates renewed: {update.seconds:.0f}s, served after Patroni's reload, nothing restarted, "
+          f"longest write pause {outage:.2f}s")
+
+
+def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer) -> str:
+    """A new CA in two deployments: first the new CA signs, cross-signed by the old, and both are trusted (a
+    client holding either CA verifies); then the old CA is dropped. Returns the new `ca_certificate`."""
+    old_ca = c.ca_certificate
+    old_name = served_chain(c, c.pg_nodes[0])[0][1]
+    before = d.snapshot()
+    since = time.monotonic()
+    start = d.up({"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
+    bundle = start.outputs["ca_certificate"]
+    assert certificates(bundle)[1:] == certificates(old_ca) and len(certificates(bundle)) == 2
+    new_ca = certificates(bundle)[0]
+    for node in c.pg_nodes:
+        expected = [(node, f"{old_name} 1"), (f"{old_name} 1", old_name)]
+        serves(c, node, names_are(expected))
+    for pem, who in ((old_ca, "the old CA only"), (bundle, "the new bundle"), (new_ca, "the new CA only")):
+        assert verification_error(c, pem) is None, f"a client holding {who} must verify: {verification_error(c, pem)}"
+    wait_for("every replica streaming, members verifying each other across CAs", c.healthy, scenarios.RECOVER_S)
+    middle = d.snapshot()
+    assert not (moved := restarted(before, middle)), sorted(moved)
+    assert_said(start, d, {n: {"rotate"} for n in c.pg_nodes}, restarted(before, middle))
+    end = d.up({"pgha:tls": {"ca_generation": 1}})
+    d.keep({"pgha:tls": {"ca_generation": 1}})
+    assert end.outputs["ca_certificate"] == new_ca
+    for node in c.pg_nodes:
+        serves(c, node, names_are([(node, f"{old_name} 1")]))
+    assert verification_error(c, new_ca) is None
+    refused = verification_error(c, old_ca)
+    assert refused and "certificate verify failed" in refused, refused
+    after = d.snapshot()
+    assert not (moved := restarted(middle, after)), sorted(moved)
+    assert_said(end, d, {n: {"reload"} for n in c.pg_nodes}, restarted(middle, after))
+    wait_for("every replica streaming on the new CA alone", c.healthy, scenarios.RECOVER_S)
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"CA rotation: {start.seconds:.0f}s + {end.seconds:.0f}s, clients with either CA verified during the "
+          f"overlap, nothing restarted, longest write pause {outage:.2f}s")
+    return new_ca

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -360,7 +361,75 @@ def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str,
         container.remove(force=True)
 
 
-# ------------------------------------------------------------------------------------------ 9: rotation
+def created(hosts: DockerHosts, node: str) -> str:
+    return str(hosts.container(node).attrs["Created"])
+
+
+def test_a_new_image_is_refused_while_a_transaction_is_open_then_rolls_one_node_at_a_time(
+        healthy: None, stack: Stack, cluster: ClusterUnderTest, deployments: changes.Deployments,
+        hosts: DockerHosts, writer: Writer) -> None:
+    """A rolling upgrade (pgha:docker.image_revision): pre-checks first, refusing while a transaction is older
+    than pgha:upgrade.max_transaction_s and replacing nothing; then every container replaced one at a time
+    per group, the PostgreSQL replicas first and the leader last after one switchover, data kept."""
+    ids = container_ids(stack)
+    bumped = {"pgha:docker": {**DEV_CONFIG["pgha:docker"], "image_revision": 1}}
+    with cluster.rw.connect() as long_open:
+        long_open.execute("BEGIN")
+        pid = long_open.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        wait_for("a transaction open for 3 s", lambda: cluster.rw.query(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND xact_start < now() - interval '3 seconds'", pid), 30)
+        refusal = (rf"refused before any node is replaced: transaction of pid {pid} "
+                   r"\(user app, application '[^']*'\) open for \d+ s \(at most 2 s\)")
+        with pytest.raises(UpdateFailedError, match=refusal):
+            deployments.up({**bumped, "pgha:upgrade": {"max_transaction_s": 2}})
+    assert container_ids(stack) == ids, "a refused upgrade replaces nothing"
+    leader = cluster.patroni.leader()
+    assert leader
+    before = deployments.snapshot()
+    since = time.monotonic()
+    update = deployments.up(bumped)
+    deployments.keep(bumped)
+    after_ids = container_ids(stack)
+    assert all(after_ids[n] != ids[n] for n in ids), "every container is recreated on the new image"
+    tag = stack.resources("docker:index/image:Image")[0].outputs["imageName"]
+    assert {hosts.container(n).attrs["Config"]["Image"] for n in [*PG_NODES, *ETCD, *HAPROXY]} == {tag}
+    after = deployments.snapshot()
+    changes.assert_said(update, deployments, {n: {"replace"} for n in [*PG_NODES, *ETCD, *HAPROXY]},
+                        changes.restarted(before, after))
+    # One at a time: the replicas in the configured order, then the leader, after a single switchover.
+    order = [n for n in PG_NODES if n != leader] + [leader]
+    assert sorted(PG_NODES, key=lambda n: created(hosts, n)) == order, {n: created(hosts, n) for n in PG_NODES}
+    for group in (ETCD, HAPROXY):
+        assert sorted(group, key=lambda n: created(hosts, n)) == group
+    handovers = {r.name: r.stdout for r in update.runs if r.name.endswith("-handover")}
+    assert "switchover to" in handovers[f"{CLUSTER}-{leader}-patroni-handover"], handovers
+    assert sum("switchover to" in out for out in handovers.values()) == 1, handovers
+    assert cluster.patroni.leader() != leader
+    wait_for("a healthy cluster on the new image", cluster.healthy, scenarios.RECOVER_S)
+    outage = changes.outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"rolling image upgrade: {update.seconds:.0f}s, 8 containers one at a time per group, leader {leader} "
+          f"last after one switchover, longest write pause {outage:.2f}s (switchover: {MEASURED.get('switchover')})")
+    assert outage <= (MEASURED.get("switchover") or changes.SWITCHOVER_S) + 2.0
+
+
+# ------------------------------------------------------------------------------------------ 9: certificates
+
+
+def test_server_certificates_renewed_are_served_without_a_restart(healthy: None, cluster: ClusterUnderTest,
+                                                                  deployments: changes.Deployments,
+                                                                  writer: Writer) -> None:
+    changes.server_certificates_renewed(deployments, cluster, writer)
+
+
+def test_ca_rotation_keeps_clients_of_either_ca_verifying(healthy: None, stack: Stack, cluster: ClusterUnderTest,
+                                                         deployments: changes.Deployments, writer: Writer) -> None:
+    ids = container_ids(stack)
+    changes.ca_rotation_with_overlap(deployments, cluster, writer)
+    assert container_ids(stack) == ids, "a CA rotation recreates no container"
+
+
+# ------------------------------------------------------------------------------------------ 10: rotation
 
 
 def test_rotating_every_credential_keeps_writes_going_and_refuses_the_old_ones(
@@ -373,7 +442,7 @@ def test_rotating_every_credential_keeps_writes_going_and_refuses_the_old_ones(
     assert container_ids(stack) == ids, "a rotation recreates no container"
 
 
-# ------------------------------------------------------------------------------------------ 10
+# ------------------------------------------------------------------------------------------ 11
 
 
 def test_destroy_removes_what_was_declared_and_nothing_else(stack: Stack, sentinel: object) -> None:

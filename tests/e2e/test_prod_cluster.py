@@ -30,6 +30,7 @@ from catalog.roles import host_packages
 from clientside.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
 from local_engine import Stack, Update, UpdateFailedError
 from local_engine.wire import unwrap
+from operations.change_plan import PLAN_OUTPUT
 from tests.e2e import changes, scenarios
 from tests.e2e.hosts import fleet as fleet_module
 from tests.e2e.scenarios import ClusterUnderTest
@@ -275,7 +276,9 @@ def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: 
     assert second.runs == [], f"unchanged inputs ran: {second.ran()}"
     assert second.plan.changes() == second.steps.changes() == {}
     assert set(second.plan.ops()) >= set(runs.commands())
-    assert second.outputs == first.outputs, "same passwords, same endpoints"
+    # Same passwords, same endpoints, same applied configuration; only what the plan said differs.
+    assert {**second.outputs, PLAN_OUTPUT: None} == {**first.outputs, PLAN_OUTPUT: None}
+    assert set(map(tuple, second.outputs[PLAN_OUTPUT].values())) == {("nothing",)}
     # Each service's converge script again, by force: it finds everything in place.
     converges = [name for name in runs.commands() if name.endswith("-service")]
     assert len(converges) == 8
@@ -398,6 +401,7 @@ def test_haproxy_change_one_node_at_a_time_the_vip_answering(healthy: None, clus
 
 def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: None, runs: Runs,
                                                                     cluster: ClusterUnderTest,
+                                                                    deployments: changes.Deployments,
                                                                     hosts: SystemdHosts) -> None:
     down = "pg-3"
     others = [n for n in [*ETCD, *PG_NODES, *HAPROXY] if n != down]
@@ -435,6 +439,21 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") == desired
     for node in PG_NODES:
         assert show(hosts, node, "maintenance_work_mem") == ["96MB"], node
+    changes.back_to_the_stack_file(deployments, cluster)
+
+
+# ------------------------------------------------------------------------------------------ 5: certificates
+
+
+def test_server_certificates_renewed_are_served_without_a_restart(healthy: None, cluster: ClusterUnderTest,
+                                                                  deployments: changes.Deployments,
+                                                                  writer: Writer) -> None:
+    changes.server_certificates_renewed(deployments, cluster, writer)
+
+
+def test_ca_rotation_keeps_clients_of_either_ca_verifying(healthy: None, cluster: ClusterUnderTest,
+                                                         deployments: changes.Deployments, writer: Writer) -> None:
+    changes.ca_rotation_with_overlap(deployments, cluster, writer)
 
 
 # ------------------------------------------------------------------------------------------ 5: rotation

@@ -18,10 +18,12 @@ from render import (
     render_post_bootstrap_script,
 )
 from render.etcd import initial_cluster_token
+from render.keepalived import render_haproxy_ready
 from render.paths import (
     BACKUP_SCRIPT,
     DCS_SYNC_SCRIPT,
     HAPROXY_CONFIG,
+    HAPROXY_READY_SCRIPT,
     KEEPALIVED_CONFIG,
     PATRONI_CONFIG,
     PG_DATA,
@@ -180,6 +182,8 @@ def test_keepalived_accepts_every_node(variant: str, boxes: BoxFactory) -> None:
     box = boxes(f"keepalived-{variant}")
     for node in cfg.haproxy.nodes:
         box.put({KEEPALIVED_CONFIG: render_keepalived(cfg, node, FAKE_CREDS)})
+        # The track script must exist and be root's, or keepalived disables it (and says so).
+        box.put({HAPROXY_READY_SCRIPT: render_haproxy_ready()}, mode=0o755)
         # keepalived -t exits 0 for a file that does not exist: make sure it is there.
         box.exec("test", "-s", KEEPALIVED_CONFIG, check=True)
         result = box.exec("keepalived", "-t", "-f", KEEPALIVED_CONFIG)
@@ -192,6 +196,7 @@ def test_keepalived_check_can_fail(boxes: BoxFactory) -> None:
     text = re.sub(r"virtual_router_id \d+", "virtual_router_id 300", text)
     box = boxes("keepalived-broken")
     box.put({KEEPALIVED_CONFIG: text})
+    box.put({HAPROXY_READY_SCRIPT: render_haproxy_ready()}, mode=0o755)
     result = box.exec("keepalived", "-t", "-f", KEEPALIVED_CONFIG)
     assert result.returncode != 0
     assert "300" in result.stdout + result.stderr

@@ -48,7 +48,7 @@ def test_instance_settings(variant: str) -> None:
         assert "    advert_int 1\n" in text
         assert _block(text, "virtual_ipaddress") == [f"{cfg.haproxy.virtual_ip}/32 dev {cfg.haproxy.interface}"]
         assert _block(text, "track_script") == ["chk_haproxy"]
-        assert 'script "/usr/bin/pgrep -x haproxy"' in _block(text, "vrrp_script chk_haproxy")
+        assert 'script "/usr/local/bin/pgha-haproxy-ready"' in _block(text, "vrrp_script chk_haproxy")
         assert _block(text, "authentication") == ["auth_type PASS", f"auth_pass {FAKE_CREDS.keepalived[:8]}"]
         priorities.append(int(re.search(r"\n    priority (\d+)\n", text).group(1)))  # type: ignore[union-attr]
     assert priorities == sorted(priorities, reverse=True)

@@ -3,6 +3,7 @@ the new passwords in PostgreSQL before any file carries them."""
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -62,9 +63,12 @@ def test_every_postgres_node_sets_the_passwords_before_its_converge(stack: str) 
         converge = graph.named(f"pgha-{stack}-{node}-patroni-service")
         assert step.urn in converge.dependencies, "the converge waits for the roles' passwords"
         assert is_secret(step.inputs["stdin"]) and {"stdout", "stderr"} <= set(step.additional_secret_outputs)
-        first = graph.named(f"pgha-{stack}-{node}-patroni" if stack == "dev" else
-                            f"pgha-{stack}-{node}-patroni-install")
-        assert first.urn in step.dependencies, "it runs once the host can run it"
+        if stack == "prod":
+            assert graph.named(f"pgha-prod-{node}-patroni-install").urn in step.dependencies, "once it can run"
+        else:
+            # Not after its container (which may wait in the rolling chain for this very step's peers).
+            assert graph.named(f"pgha-dev-{node}-patroni").urn not in step.dependencies
+            assert graph.named("pgha-dev-etcd-healthy").urn in step.dependencies
         command = step.inputs["create"]
         assert "PGPASSWORD" not in command and not re.search(r"[A-Za-z0-9]{32}", command)
         script = reveal(step.inputs["stdin"])
@@ -85,8 +89,58 @@ def test_the_sql_sets_verifiers_only_where_they_differ() -> None:
 
 def test_the_script_names_the_leaders_it_tries_and_skips_a_first_deployment() -> None:
     cfg = parse(collect(stack_config("dev")[0]))
-    script = render_password_script(cfg, cfg.postgres.nodes[0], CREDS)
+    script = render_password_script(cfg, cfg.postgres.nodes[0], CREDS, "-----BEGIN CERTIFICATE-----\nCA\n"
+                                                                       "-----END CERTIFICATE-----\n")
     assert "for address in 10.89.0.21 10.89.0.22 10.89.0.23" in script
     assert "the roles get their passwords when the cluster bootstraps" in script
     assert 'if [ "$leader" = 10.89.0.21 ]' in script
-    assert "sslmode=verify-full sslrootcert=/etc/patroni/tls/ca.crt" in script
+    assert "sslmode=verify-full sslrootcert=$ca" in script, "its own copy of the CA: the node's is not written yet"
+    assert "cat > \"$ca\" <<'PGHA_CA'\n-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\nPGHA_CA" in script
+
+
+# ---------------------------------------------------------------- TLS
+
+
+@pytest.mark.parametrize(("tls", "expected"), [
+    ({"renew_before_days": 30, "server_validity_days": 30}, "pgha:tls.renew_before_days: 30 given with "
+                                                            "server_validity_days 30; it must be smaller"),
+    ({"trust_previous_ca": True}, "pgha:tls.trust_previous_ca: true given with ca_generation 0; there is no "
+                                  "previous CA"),
+    ({"ca_generation": -1}, "tls.ca_generation: Input should be greater than or equal to 0"),
+])
+def test_bad_tls_settings_name_the_field(tls: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse({**collect(stack_config("dev")[0]), "tls": tls})
+
+
+def names(graph: Graph, kind: str) -> set[str]:
+    return {r.name for r in graph.of_type(kind)}
+
+
+def test_a_ca_rotation_keeps_the_first_cas_names_and_cross_signs_the_new_one() -> None:
+    plain = run_program("dev")
+    assert names(plain, "tls:index/selfSignedCert:SelfSignedCert") == {"pgha-dev-ca-cert"}
+    overlap = run_program("dev", {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
+    assert names(overlap, "tls:index/selfSignedCert:SelfSignedCert") == {"pgha-dev-ca-cert", "pgha-dev-ca1-cert"}
+    cross = overlap.named("pgha-dev-ca1-cross-cert")
+    assert cross.inputs["isCaCertificate"] is True
+    assert overlap.named("pgha-dev-ca-cert").urn in cross.dependencies, "signed by the previous CA"
+    assert overlap.named("pgha-dev-ca1-key").urn in overlap.named("pgha-dev-ca1-cross-request").dependencies
+    leaf = overlap.named("pgha-dev-pg-1-tls-cert")
+    assert overlap.named("pgha-dev-ca1-cert").urn in leaf.dependencies, "the new CA signs the servers"
+    new_pem = overlap.named("pgha-dev-ca1-cert").outputs["certPem"]
+    old_pem = overlap.named("pgha-dev-ca-cert").outputs["certPem"]
+    assert overlap.outputs["ca_certificate"] == new_pem + old_pem, "the output trusts both, the new one first"
+    step = reveal(overlap.named("pgha-dev-pg-1-patroni-service").inputs["stdin"])
+    chain = reveal(leaf.outputs["certPem"]) + reveal(cross.outputs["certPem"])
+    assert base64.b64encode(chain.encode()).decode() in step, "servers send their certificate and the cross one"
+    done = run_program("dev", {"pgha:tls": {"ca_generation": 1}})
+    assert names(done, "tls:index/selfSignedCert:SelfSignedCert") == {"pgha-dev-ca1-cert"}
+    assert not names(done, "tls:index/locallySignedCert:LocallySignedCert") & {"pgha-dev-ca1-cross-cert"}
+    assert done.outputs["ca_certificate"] == done.named("pgha-dev-ca1-cert").outputs["certPem"]
+
+
+def test_the_server_certificate_lifetime_comes_from_the_stack() -> None:
+    leaf = run_program("dev", {"pgha:tls": {"server_validity_days": 90, "renew_before_days": 10}}).named(
+        "pgha-dev-pg-1-tls-cert")
+    assert leaf.inputs["validityPeriodHours"] == 90 * 24 and leaf.inputs["earlyRenewalHours"] == 10 * 24

@@ -1,0 +1,104 @@
+"""A rolling upgrade of the PostgreSQL nodes (a new node image on docker): pre-checks, then one node at a time,
+the leader last after a switchover.
+
+- The pre-check runs on the leader before any container is touched (only for a new image: a change of
+  its own settings checks nothing), and refuses the upgrade, naming what stands in the way, while a member
+  is not streaming or lags more than the maximum_lag_on_failover Patroni applies,
+  or a transaction on the leader is older than `pgha:upgrade.max_transaction_s` (the switchover would end
+  it). A refused upgrade replaces nothing; the next deployment checks again.
+- The nodes are replaced in the rolling order (the replicas, then the leader: targets know the leader of
+  a running cluster), each after the one before is back and healthy.
+- Before its container is replaced, a node that leads hands over: `patronictl switchover` to the
+  synchronous standby (any streaming replica without synchronous replication), waiting until that one
+  leads. A replica has nothing to hand over.
+"""
+
+from __future__ import annotations
+
+from config.models import ClusterConfig
+from render import paths
+
+LEADER_ROLES = ("leader", "standby_leader")
+
+PRECHECK = r"""
+import json, subprocess, sys, urllib.request
+
+max_xact = int(sys.argv[1])
+with urllib.request.urlopen("http://127.0.0.1:{api}/config", timeout=5) as response:
+    max_lag = int(json.load(response).get("maximum_lag_on_failover", 1048576))  # what Patroni applies now
+with urllib.request.urlopen("http://127.0.0.1:{api}/cluster", timeout=5) as response:
+    members = json.load(response)["members"]
+problems = []
+for m in members:
+    if m["role"] in {leader_roles}:
+        continue
+    lag = m.get("lag")
+    if m.get("state") != "streaming":
+        problems.append(f"{{m['name']}} is {{m.get('state')}}, not streaming")
+    elif not isinstance(lag, int) or lag > max_lag:
+        problems.append(f"{{m['name']}} lags {{lag}} bytes (at most {{max_lag}})")
+sql = ("SELECT pid, usename, application_name, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity "
+       f"WHERE backend_type = 'client backend' AND xact_start < now() - interval '{{max_xact}} seconds' "
+       "AND pid <> pg_backend_pid()")
+rows = subprocess.run(["runuser", "-u", "postgres", "--", "{psql}", "-XtA", "-F", " ", "-c", sql],
+                      capture_output=True, text=True, check=True).stdout.split("\n")
+for row in filter(None, rows):
+    pid, user, app, age = row.split(" ", 3)
+    problems.append(f"transaction of pid {{pid}} (user {{user}}, application '{{app}}') open for {{age}} s "
+                    f"(at most {{max_xact}} s): a switchover would end it")
+if problems:
+    sys.exit("pgha-upgrade: refused before any node is replaced: " + "; ".join(problems)
+             + ". Fix that, then run the deployment again.")
+print(f"pgha-upgrade: pre-checks passed: {{len(members)}} members, every replica streaming within {{max_lag}} bytes, "
+      f"no transaction older than {{max_xact}} s")
+"""
+
+HANDOVER = r"""
+import json, subprocess, sys, time, urllib.request
+
+me, conf = sys.argv[1], sys.argv[2]
+
+
+def members():
+    with urllib.request.urlopen("http://127.0.0.1:{api}/cluster", timeout=5) as response:
+        return {{m["name"]: m for m in json.load(response)["members"]}}
+
+
+current = members()
+if current.get(me, {{}}).get("role") not in {leader_roles}:
+    print(f"pgha-handover: {{me}} is not the leader: nothing to hand over")
+    sys.exit(0)
+streaming = [m for m in current.values() if m["name"] != me and m.get("state") == "streaming"]
+sync = [m for m in streaming if m["role"] == "sync_standby"]
+candidates = sorted(sync or streaming, key=lambda m: m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62)
+if not candidates:
+    sys.exit(f"pgha-handover: {{me}} leads and no replica streams: nothing to switch over to")
+target = candidates[0]["name"]
+print(f"pgha-handover: {{me}} leads: switchover to {{target}}", flush=True)
+subprocess.run(["runuser", "-u", "postgres", "--", "patronictl", "-c", conf, "switchover", "--leader", me,
+                "--candidate", target, "--force"], check=True)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    try:
+        now = members()
+        if now.get(target, {{}}).get("role") in {leader_roles} and now.get(me, {{}}).get("role") not in {leader_roles}:
+            print(f"pgha-handover: {{target}} leads")
+            sys.exit(0)
+    except Exception as error:
+        print(f"pgha-handover: waiting for {{target}} to lead: {{error}}", flush=True)
+    time.sleep(1)
+sys.exit(f"pgha-handover: {{target}} did not take over from {{me}} within 120 s")
+"""
+
+
+def render_precheck(cfg: ClusterConfig) -> str:
+    """Bash, run on the leader: the upgrade's pre-checks (exit 1 with the reasons when they fail)."""
+    script = PRECHECK.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES),
+                             psql=f"{paths.PG_BIN}/psql")
+    return f"set -euo pipefail\npython3 - {cfg.upgrade.max_transaction_s} <<'PGHA_PY'\n{script}PGHA_PY\n"
+
+
+def render_handover(cfg: ClusterConfig, node: str) -> str:
+    """Bash, run on PostgreSQL node `node` before it is replaced: a switchover away from it when it leads."""
+    script = HANDOVER.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES))
+    return f"set -euo pipefail\npython3 - {node} {paths.PATRONI_CONFIG} <<'PGHA_PY'\n{script}PGHA_PY\n"

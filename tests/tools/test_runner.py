@@ -1,0 +1,74 @@
+"""The container runner (targets/assets/pgha-run) in the real node image: it waits for the converge step's
+files, reloads and restarts one process on request while the others keep running, and ends the container
+when a process ends on its own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from targets.docker import CONVERGED, PROCESSES, RUNNER, RUNNER_SCRIPT
+from tests.tools import docker_boxes
+from tests.tools.docker_boxes import ToolsEnv, wait_for
+
+pytestmark = pytest.mark.tools
+
+# Two processes: "steady" sleeps; "signals" logs each signal it gets (and ends on TERM).
+SIGNALS = ("bash -c 'trap \"echo usr1 >> /tmp/signals.log\" USR1; trap \"echo term >> /tmp/signals.log; exit 0\" TERM;"
+           " while :; do sleep 0.2; done'")
+PROCESS_LIST = f"steady\troot\tsleep infinity\nsignals\troot\t{SIGNALS}\n"
+
+
+@pytest.fixture
+def runner(tools_env: ToolsEnv) -> Iterator[docker_boxes.Container]:
+    name = f"pgha-runner-{uuid.uuid4().hex[:8]}"
+    docker_boxes.docker("create", "--name", name, "--label", docker_boxes.LABEL, "--network", tools_env.network,
+                        tools_env.image, RUNNER)
+    box = docker_boxes.Container(name)
+    box.put({PROCESSES: PROCESS_LIST})
+    box.put({RUNNER: RUNNER_SCRIPT}, mode=0o755)
+    docker_boxes.docker("start", name)
+    yield box
+    docker_boxes.docker("rm", "-f", name, check=False)
+
+
+def pid(box: docker_boxes.Container, name: str) -> str:
+    return box.exec("cat", f"/run/pgha/{name}.pid").stdout.strip()
+
+
+def state(box: docker_boxes.Container) -> str:
+    return docker_boxes.docker("inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", box.name).stdout.strip()
+
+
+def test_it_waits_for_the_files_then_reloads_and_restarts_one_process(runner: docker_boxes.Container) -> None:
+    box = runner
+    wait_for("the runner waiting", lambda: "waiting for the converge step" in docker_boxes.docker(
+        "logs", box.name).stdout, 30)
+    assert box.exec("test", "-e", "/run/pgha/steady.pid").returncode != 0, "nothing starts before the files exist"
+    box.exec("touch", CONVERGED, check=True)
+    wait_for("both processes started", lambda: box.exec("test", "-s", "/run/pgha/signals.pid").returncode == 0
+             and box.exec("test", "-s", "/run/pgha/steady.pid").returncode == 0, 30)
+    started, steady, signals = state(box), pid(box, "steady"), pid(box, "signals")
+    box.exec(RUNNER, "reload", "signals", "USR1", check=True)
+    wait_for("the reload signal", lambda: "usr1" in box.exec("cat", "/tmp/signals.log").stdout, 10)
+    assert pid(box, "signals") == signals, "a reload keeps the process"
+    box.exec(RUNNER, "restart", "steady", check=True)
+    assert pid(box, "steady") != steady, "a restart starts the process again"
+    assert pid(box, "signals") == signals and state(box) == started, "the others and the container go on"
+    # The positive control: a process that ends on its own ends the container (the restart policy decides).
+    box.exec("kill", "-9", pid(box, "steady"), check=True)
+    wait_for("the container to end", lambda: state(box).startswith("exited"), 30)
+    log = docker_boxes.docker("cp", f"{box.name}:/tmp/signals.log", "-").stdout  # a tar stream of the file
+    assert "term" in log, "the other process was stopped cleanly on the way out"
+
+
+def test_a_stop_passes_the_term_on_to_every_process(runner: docker_boxes.Container) -> None:
+    box = runner
+    box.exec("touch", CONVERGED, check=True)
+    wait_for("the processes started", lambda: box.exec("test", "-s", "/run/pgha/signals.pid").returncode == 0, 30)
+    docker_boxes.docker("stop", "-t", "20", box.name)
+    log = docker_boxes.docker("cp", f"{box.name}:/tmp/signals.log", "-").stdout
+    assert "term" in log, "the process got the SIGTERM and ended cleanly"
+    assert docker_boxes.docker("inspect", "-f", "{{.State.ExitCode}}", box.name).stdout.strip() in ("0", "143")
