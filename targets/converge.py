@@ -61,7 +61,10 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
     `update` otherwise; `checks` run first (e.g. the refusal of data left by another deployment). A
     process that restarted is waited for even in a service that does not wait on its first deployment
     (etcd): the next member of a rolling change starts only after this one is healthy again."""
-    parts = ["set -euo pipefail", 'mode="${1:-update}"', *(checks or []), "changed=0", "restarted=0"]
+    parts = ["set -euo pipefail", 'mode="${1:-update}"', *(checks or []), "changed=0", "restarted=0", "held=0"]
+    # Whether a data directory held data before this run (a replaced container or host rejoining its peers),
+    # asked before anything starts: a member started below writes its data directory at once.
+    parts += [f'if [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; then held=1; fi' for d in spec.data_dirs if d.holds]
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
     for shared in spec.shared:
@@ -100,8 +103,7 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         if spec.wait:
             parts.append(wait)
         else:
-            # Also when a new container or host takes over data (a replaced container rejoining its peers).
-            rejoin = "".join(f' || {{ [ "$mode" = create ] && [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; }}'
-                             for d in spec.data_dirs if d.holds)
-            parts.append(f'if [ "$restarted" = 1 ]{rejoin}; then\n{wait}fi')
+            # Also when a new container or host takes over data it held before (rejoining its peers); a first
+            # deployment does not wait: its peers start after it.
+            parts.append(f'if [ "$restarted" = 1 ] || {{ [ "$mode" = create ] && [ "$held" = 1 ]; }}; then\n{wait}fi')
     return "\n".join(parts) + "\n"

@@ -468,3 +468,13 @@ def test_only_a_new_deployment_checks_for_data_left_in_the_data_directories(adop
     assert guard["update"] == ":" and ("adopting the existing volume" in guard["create"]) is adopt
     volume = dev.named("pgha-dev-pg-1-patroni-data")
     assert dev.named("pgha-dev-pg-1-patroni-data-unclaimed").urn in volume.dependencies
+
+
+def test_a_member_that_waits_only_when_rejoining_asks_before_it_starts(dev: Graph, prod: Graph) -> None:
+    """etcd waits for its health after a restart, or when its data existed before this converge (a replaced
+    container rejoining); the check comes before the start, which writes the data directory at once."""
+    for graph, name in ((dev, "pgha-dev-etcd-etcd-1-service"), (prod, "pgha-prod-etcd-etcd-1-service")):
+        script = reveal(graph.named(name).inputs["stdin"]) if is_secret(graph.named(name).inputs["stdin"]) \
+            else graph.named(name).inputs["stdin"]
+        assert script.index("then held=1; fi") < script.index("base64 -d"), "asked before anything is written"
+        assert 'if [ "$restarted" = 1 ] || { [ "$mode" = create ] && [ "$held" = 1 ]; }; then' in script
