@@ -42,8 +42,9 @@ def section(key: str, **changes: Any) -> dict[str, Any]:
 
 PARAMS = CONFIG["pgha:postgres"]["parameters"]
 IMAGE = {"pgha:docker": {**CONFIG["pgha:docker"], "image_revision": 1}}
-# (kind, the stack config overrides of that deployment, whether later deployments keep them): each builds
-# on the one before; a rotation and a new image stay (going back would rotate or upgrade again).
+# (kind, the stack config overrides of that deployment over the kept ones, whether later deployments keep
+# them); a deployment without an override goes back to the stack file. A CA rotation, a credential rotation
+# and a new image stay (going back would rotate or upgrade again).
 KINDS: list[tuple[str, dict[str, Any], bool]] = [
     ("no change", {}, False),
     ("reload parameter (work_mem)", section("postgres", parameters={**PARAMS, "work_mem": "6MB"}), False),
@@ -51,8 +52,9 @@ KINDS: list[tuple[str, dict[str, Any], bool]] = [
                                    **section("patroni", maximum_lag_on_failover=2097152)}, False),
     ("restart parameter (shared_buffers)", section("postgres", parameters={**PARAMS, "shared_buffers": "160MB"}),
      False),
+    ("back to the stack file (restart)", {}, False),
     ("HAProxy check timing", section("haproxy", check={"inter_ms": 1500}), False),
-    ("back to the stack file", {}, False),
+    ("HAProxy back", {}, False),
     ("server certificates renewed", {"pgha:tls": {"server_validity_days": 729}}, False),
     ("CA rotation, overlap", {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}}, False),
     ("CA rotation, previous CA dropped", {"pgha:tls": {"ca_generation": 1}}, True),
@@ -83,6 +85,8 @@ def apply(stack: Stack, kind: str, overrides: dict[str, Any]) -> Result:
     before = container_processes(hosts, HOSTS, PG)
     since = time.monotonic()
     update = stack.up(program.main, overrides)
+    # After a rotation the writer's open session goes on; anything new needs the new password.
+    writer.endpoint = Endpoint.from_dsn(update.outputs["app_dsn"])
     writer.wait_acks(50, timeout_s=120)
     log = writer.stop()
     after = container_processes(hosts, HOSTS, PG)
