@@ -98,7 +98,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                 depends_on=tuple(args.depends_on),
                 # One node at a time: the other keeps the virtual IP and the ports answering meanwhile.
                 after=tuple(self.ready[-1:]),
-                facts={"credentials": {c: cfg.rotate.generation(c) for c in carried}},
+                facts={"credentials": cfg.rotate.generations(carried)},
             )
             placement = args.target.place(f"{name}-{node.name}", spec, self)
             self.ready.append(placement.ready)

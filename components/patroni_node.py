@@ -47,7 +47,7 @@ def plan_facts(cfg: ClusterConfig) -> dict[str, Any]:
     parameters = postgresql.pop("parameters")
     flat = {k: str(v) for k, v in dcs.items()} | {f"postgresql.{k}": str(v) for k, v in postgresql.items()}
     return {"parameters": {k: str(v) for k, v in parameters.items()}, "dcs": flat,
-            "credentials": {c: cfg.rotate.generation(c) for c in CREDENTIALS},
+            "credentials": cfg.rotate.generations(CREDENTIALS),
             "tls": cfg.tls.model_dump()}
 
 

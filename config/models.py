@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
@@ -308,6 +309,10 @@ class Rotation(Model):
     def generation(self, credential: str) -> int:
         """The rotation generation of `credential` (0 for one that cannot be rotated)."""
         return int(getattr(self, credential, 0) or 0) if credential != "cipher" else 0
+
+    def generations(self, credentials: Iterable[str]) -> dict[str, int]:
+        """credential -> its generation, for each of `credentials` (what the change plan compares)."""
+        return {c: self.generation(c) for c in credentials}
 
 
 class ClusterConfig(Model):

@@ -24,7 +24,7 @@ import pulumi
 
 from config.models import ClusterConfig, Host
 from render import paths
-from render.bootstrap import scram_salt, scram_sha256_verifier
+from render.bootstrap import sql_ident, sql_literal, verifier_literal
 from render.credentials import REPLICATION_USER, REWIND_USER, SUPERUSER, Credentials
 from render.shell import HEALTH_DEADLINE_S
 
@@ -38,20 +38,15 @@ def roles(cfg: ClusterConfig, creds: Credentials) -> list[tuple[str, str]]:
             (pg.app_user, creds.app), (pg.readonly_user, creds.readonly)]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def render_password_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     """SQL, run on the leader as the superuser over the local socket: each role's verifier, where it differs."""
     blocks = ["\\set ON_ERROR_STOP on", "SET log_statement = 'none';"]
     for role, password in roles(cfg, creds):
-        verifier = _literal(scram_sha256_verifier(password, scram_salt(cfg.name, role)))
-        ident = '"' + role.replace('"', '""') + '"'
+        verifier, ident = verifier_literal(cfg, role, password), sql_ident(role)
         blocks.append(
-            f"DO $pgha$ BEGIN IF (SELECT rolpassword FROM pg_authid WHERE rolname = {_literal(role)}) "
+            f"DO $pgha$ BEGIN IF (SELECT rolpassword FROM pg_authid WHERE rolname = {sql_literal(role)}) "
             f"IS DISTINCT FROM {verifier} THEN ALTER ROLE {ident} PASSWORD {verifier}; "
-            f"RAISE NOTICE 'pgha-passwords: % password set', {_literal(role)}; END IF; END $pgha$;")
+            f"RAISE NOTICE 'pgha-passwords: % password set', {sql_literal(role)}; END IF; END $pgha$;")
     return "\n".join(blocks) + "\n"
 
 

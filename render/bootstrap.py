@@ -38,26 +38,30 @@ def scram_sha256_verifier(password: str, salt: bytes, iterations: int = SCRAM_IT
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
-def _ident(name: str) -> str:
+def sql_ident(name: str) -> str:
+    """`name` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """`text` as a SQL string literal (standard_conforming_strings, PostgreSQL's default)."""
     return "'" + text.replace("'", "''") + "'"
 
 
-def _verifier(cfg: ClusterConfig, user: str, password: str) -> str:
-    return _literal(scram_sha256_verifier(password, scram_salt(cfg.name, user)))
+def verifier_literal(cfg: ClusterConfig, user: str, password: str) -> str:
+    """The SQL literal of `user`'s SCRAM verifier: what ALTER/CREATE ROLE ... PASSWORD is given, never the
+    plain password."""
+    return sql_literal(scram_sha256_verifier(password, scram_salt(cfg.name, user)))
 
 
 def render_post_bootstrap_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     """SQL creating the application role, the read-only role and the application database."""
     pg = cfg.postgres
-    app, ro, db = _ident(pg.app_user), _ident(pg.readonly_user), _ident(pg.database)
+    app, ro, db = sql_ident(pg.app_user), sql_ident(pg.readonly_user), sql_ident(pg.database)
     lines = [
         "\\set ON_ERROR_STOP on",
-        f"CREATE ROLE {app} LOGIN PASSWORD {_verifier(cfg, pg.app_user, creds.app)};",
-        f"CREATE ROLE {ro} LOGIN PASSWORD {_verifier(cfg, pg.readonly_user, creds.readonly)};",
+        f"CREATE ROLE {app} LOGIN PASSWORD {verifier_literal(cfg, pg.app_user, creds.app)};",
+        f"CREATE ROLE {ro} LOGIN PASSWORD {verifier_literal(cfg, pg.readonly_user, creds.readonly)};",
         # Reads everywhere, writes nowhere: pg_read_all_data (PostgreSQL 14+) plus a read-only default.
         f"GRANT pg_read_all_data TO {ro};",
         f"ALTER ROLE {ro} SET default_transaction_read_only = on;",

@@ -61,6 +61,19 @@ class RunnerControl(Control):
         return [f'if [ ! -e {CONVERGED} ]; then touch {CONVERGED}; echo "processes: started"; fi']
 
 
+def _absent(container: str) -> str:
+    """A shell condition: no container named `container` (quoted) exists."""
+    return f"! docker inspect {container} >/dev/null 2>&1"
+
+
+def _exec_unless(container: str, *skips: tuple[str, str]) -> str:
+    """Shell (a local command) that runs the script on its stdin with bash in `container` (quoted), unless one
+    of `skips` (shell condition, message) holds: then it drains stdin and says that skip's message."""
+    branches = [f"{'if' if i == 0 else 'elif'} {condition}; then cat >/dev/null; echo {shlex.quote(message)}"
+                for i, (condition, message) in enumerate(skips)]
+    return "; ".join([*branches, f"else exec docker exec -i {container} bash -s; fi"])
+
+
 class DockerTarget(Target):
     """Places services as containers (named volumes, a health check, a restart policy) whose files a converge
     step writes and applies, as on hosts."""
@@ -183,10 +196,10 @@ class DockerTarget(Target):
         if spec.handover is not None:
             first.append(command.local.Command(
                 f"{name}-handover",
-                create=(f"if ! docker inspect {where} >/dev/null 2>&1; then cat >/dev/null; echo 'pgha-handover: a new "
-                        f"container'; elif [ \"$(docker inspect -f '{{{{.Config.Image}}}}' {where})\" = "
-                        f"{shlex.quote(self.image_tag)} ]; then cat >/dev/null; echo 'pgha-handover: already on "
-                        f"{self.image_tag}'; else exec docker exec -i {where} bash -s; fi"),
+                create=_exec_unless(
+                    where, (_absent(where), "pgha-handover: a new container"),
+                    (f"[ \"$(docker inspect -f '{{{{.Config.Image}}}}' {where})\" = {shlex.quote(self.image_tag)} ]",
+                     f"pgha-handover: already on {self.image_tag}")),
                 stdin=spec.handover,
                 triggers=[self.image_tag],
                 add_previous_output_in_env=False,
@@ -229,8 +242,8 @@ class DockerTarget(Target):
         before = [
             command.local.Command(
                 f"{name}-{step.name}",
-                create=(f"if docker inspect {where} >/dev/null 2>&1; then exec docker exec -i {where} bash -s; fi; "
-                        f"cat >/dev/null; echo 'pgha: no container {self.container_name(spec.host)} yet: a new node'"),
+                create=_exec_unless(where, (_absent(where),
+                                            f"pgha: no container {self.container_name(spec.host)} yet: a new node")),
                 stdin=step.script,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 from policy.evaluate import (
     ROOT,
     SECRET_SIG,
@@ -24,8 +27,17 @@ __all__ = [
     "Graph",
     "RecordingMonitor",
     "Registration",
+    "converge_files",
     "is_secret",
     "reveal",
     "run_program",
     "stack_config",
 ]
+
+
+_WRITTEN = re.compile(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n", re.S)
+
+
+def converge_files(script: str) -> dict[str, str]:
+    """Path -> content of every file a converge script (targets/converge.py) writes."""
+    return {path: base64.b64decode(data).decode() for data, path in _WRITTEN.findall(script)}

@@ -3,7 +3,6 @@ listeners the rendered configuration opens."""
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import yaml
 
 from catalog.manifest import PROPERTIES, SERVICE_MANIFEST
-from tests.support.mock_runtime import Graph, is_secret, reveal, run_program
+from tests.support.mock_runtime import Graph, converge_files, is_secret, reveal, run_program
 
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 CONTAINER = "docker:index/container:Container"
@@ -40,9 +39,7 @@ def installed(graph: Graph, placement: str) -> dict[str, str]:
     if graph.stack == "dev":
         found = {u["file"]: u["content"] for u in reveal(graph.named(placement).inputs["uploads"])}
     script = reveal(graph.named(f"{placement}-service").inputs["stdin"])
-    blocks = re.findall(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n",
-                        script, re.S)
-    written = {path: base64.b64decode(data).decode() for data, path in blocks}
+    written = converge_files(script)
     assert not set(found) & set(written), "a file is either uploaded or written, never both"
     return {**found, **written}
 

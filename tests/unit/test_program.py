@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import re
 import socket
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from catalog.roles import image_packages
-from tests.support.mock_runtime import Graph, Registration, is_secret, reveal, run_program
+from tests.support.mock_runtime import Graph, Registration, converge_files, is_secret, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
@@ -215,7 +214,7 @@ def test_docker_container_inputs(dev: Graph) -> None:
     assert step.inputs["create"] == "docker exec -i pgha-dev-pg-1 bash -s create"
     assert step.inputs["update"] == "docker exec -i pgha-dev-pg-1 bash -s update"
     assert is_secret(step.inputs["stdin"])
-    written = ssh_files(reveal(step.inputs["stdin"]))
+    written = converge_files(reveal(step.inputs["stdin"]))
     for path in ("/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
                  "/usr/local/bin/pgha-backup", "/usr/local/bin/pgha-post-bootstrap", "/etc/patroni/post-bootstrap.sql"):
         assert path in written, path
@@ -234,7 +233,7 @@ def test_docker_container_inputs(dev: Graph) -> None:
         (5000, 5000, "127.0.0.1"), (5001, 5001, "127.0.0.1"), (7000, 7000, "127.0.0.1")}
     hap2 = dev.named("pgha-dev-haproxy-haproxy-2").inputs
     assert {p["external"] for p in hap2["ports"]} == {5100, 5101, 7100}
-    assert "/etc/keepalived/keepalived.conf" in ssh_files(
+    assert "/etc/keepalived/keepalived.conf" in converge_files(
         reveal(dev.named("pgha-dev-haproxy-haproxy-1-service").inputs["stdin"]))
 
 
@@ -246,13 +245,6 @@ def test_docker_labels(dev: Graph) -> None:
 
 
 # ---------------------------------------------------------------- ssh target inputs
-
-
-def ssh_files(script: str) -> dict[str, str]:
-    """Decode the files a converge script writes."""
-    blocks = re.findall(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n",
-                        script, re.S)
-    return {path: base64.b64decode(data).decode() for data, path in blocks}
 
 
 def test_ssh_commands(prod: Graph) -> None:
@@ -270,7 +262,7 @@ def test_ssh_commands(prod: Graph) -> None:
     assert "systemctl mask" in install["stdin"]
     service = prod.named("pgha-prod-pg-1-patroni-service").inputs
     assert is_secret(service["stdin"])
-    files = ssh_files(reveal(service["stdin"]))
+    files = converge_files(reveal(service["stdin"]))
     assert {"/etc/patroni/patroni.yml", "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup",
             "/etc/systemd/system/pgha-patroni.service"} <= set(files)
     unit = files["/etc/systemd/system/pgha-patroni.service"]
@@ -401,10 +393,10 @@ def test_tls_files_reach_every_postgres_node(dev: Graph, prod: Graph) -> None:
             continue
         step = dev.named(f"{c.name}-service")
         assert is_secret(step.inputs["stdin"])
-        written = ssh_files(reveal(step.inputs["stdin"]))
+        written = converge_files(reveal(step.inputs["stdin"]))
         assert written["/etc/patroni/tls/server.crt"].startswith("-----BEGIN CERTIFICATE-----")
         assert written["/etc/patroni/tls/ca.crt"] == reveal(dev.outputs["ca_certificate"])
-    files = ssh_files(reveal(prod.named("pgha-prod-pg-2-patroni-service").inputs["stdin"]))
+    files = converge_files(reveal(prod.named("pgha-prod-pg-2-patroni-service").inputs["stdin"]))
     key = reveal(prod.named("pgha-prod-pg-2-tls-key").outputs["privateKeyPem"])
     assert files["/etc/patroni/tls/server.key"] == key
     assert files["/etc/patroni/tls/ca.crt"] == reveal(prod.outputs["ca_certificate"])
