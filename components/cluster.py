@@ -20,6 +20,7 @@ from operations.backup_check import check_every_node
 from operations.etcd import wait_healthy
 from operations.pending_restarts import apply_pending_restarts
 from targets import Target
+from targets.converge import start_deferred
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class PostgresCluster(pulumi.ComponentResource):
             )
         self.nodes = [placed[n.name] for n in cfg.postgres.nodes]
         nodes_ready = [n.ready for n in self.nodes]
+        if cfg.adopt_existing_data:
+            # Adopted standbys' data starts only once the node with the primary's data leads (render_adoption).
+            converged = list(nodes_ready)
+            nodes_ready += [start_deferred(target, f"{name}-{n.spec.host.name}-adopted", n.spec, converged, self)
+                            for n in self.nodes]
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
         # Parameters that need a restart: applied replicas first, the leader last.

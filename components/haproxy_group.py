@@ -62,7 +62,9 @@ class HAProxyGroup(pulumi.ComponentResource):
             ]
             processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
                                  on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,),
-                                 before_change=save_state_command())]
+                                 before_change=save_state_command(),
+                                 # The master re-executes its binary on USR2: a new HAProxy without a restart.
+                                 packages=("haproxy",), upgrade="reload")]
             if vip:
                 files.append(
                     File(
@@ -78,7 +80,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                 processes.append(
                     Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console",
                                            "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload",
-                            reads=(paths.KEEPALIVED_CONFIG,))
+                            reads=(paths.KEEPALIVED_CONFIG,), packages=("keepalived",))
                 )
             carried = ("stats", "keepalived") if vip else ("stats",)  # the credentials its files hold
             spec = ServiceSpec(

@@ -73,7 +73,8 @@ class PatroniNode(pulumi.ComponentResource):
             host=node,
             packages=POSTGRES.packages,
             processes=(
-                Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload"),
+                Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload",
+                        packages=("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2")),
                 # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
                 Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
                 Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
@@ -104,7 +105,11 @@ class PatroniNode(pulumi.ComponentResource):
             before_converge=(HostStep(passwords.STEP, passwords.password_script(cfg, node, creds, args.ca.cert_pem)),),
             after=tuple(args.after),
             handover=upgrade.render_handover(cfg, node.name),
+            # Adopting data: the roles take this stack's passwords; a standby's data starts once a leader answers.
+            on_adopt=passwords.adoption_script(cfg, node, creds),
+            deferred_until=passwords.leader_answers(cfg),
         )
+        self.spec = spec
         placement = args.target.place(f"{name}-patroni", spec, self)
         self.ready = placement.ready
         self.address = pulumi.Output.from_input(str(node.address))

@@ -10,11 +10,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from catalog import limits
-from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES
+from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES, host_packages
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+# A Debian package version as apt takes it in NAME=VERSION: [epoch:]upstream[-revision].
+DebianVersion = Annotated[str, StringConstraints(pattern=r"^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$", max_length=100)]
 
 # Patroni's own lower bounds: one source with the policy pack (catalog/limits.py).
 PATRONI_MIN_TTL = limits.PATRONI_MIN_TTL
@@ -248,6 +250,22 @@ class SshSettings(Model):
     # The SSH agent pulumi-command also offers keys from; unset, it uses SSH_AUTH_SOCK when that is set.
     agent_socket_path: Annotated[str, StringConstraints(pattern=r"^/[^\x00-\x1f]*$")] | None = None
     purge_data_on_destroy: bool = False
+    # Debian package -> the exact version every host that installs it runs (`apt-cache policy NAME` lists
+    # them). Unpinned packages are installed at the version the hosts' sources offer and never upgraded by
+    # a deployment; a changed pin upgrades (or downgrades) one host at a time, the leader last.
+    packages: dict[str, DebianVersion] = {}
+
+    @model_validator(mode="after")
+    def _known_packages(self) -> SshSettings:
+        known = host_packages()
+        for name in self.packages:
+            if name not in known:
+                raise ValueError(f"packages.{name}: not a package pgha installs; pin one of {', '.join(known)}")
+        return self
+
+    def pins(self, packages: Iterable[str]) -> dict[str, str]:
+        """The pinned versions among `packages` (name -> version), in their order."""
+        return {p: self.packages[p] for p in packages if p in self.packages}
 
 
 class TlsSettings(Model):

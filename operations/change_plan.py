@@ -14,7 +14,8 @@ give, per node, one or more of:
               the pending-restart step restarts the members one at a time, replicas first, the leader last
     replace   the container is recreated (a new image, or a setting Docker cannot change in place)
     rotate    a generated credential gets a new value (pgha:rotate)
-    install   packages change on the host
+    install   packages change on the host, or a pinned version (pgha:ssh.packages): the processes that run
+              them restart (or reload, where they re-execute their binary), one host at a time
 
 `pulumi preview` prints the plan among its diagnostics (and the local engine with its own plan); the
 `change_plan` output keeps it. Everything it compares is known before anything is created, so a preview
@@ -62,6 +63,18 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
         before, after = set(old.get("packages", [])), set(new.get("packages", []))
         delta = [*(f"+{p}" for p in sorted(after - before)), *(f"-{p}" for p in sorted(before - after))]
         actions.append(f"install: packages {' '.join(delta)}")
+    pins = _pairs(old.get("pins", {}), new.get("pins", {}))
+    if pins:
+        moves = ", ".join(f"{k} {a or 'unpinned'} -> {b or 'unpinned (stays as installed)'}" for k, a, b in pins)
+        actions.append(f"install: {moves} (one host at a time, PostgreSQL after its pre-checks)")
+        moved = {name for name, _, _ in pins}
+        for name, process in sorted(new.get("processes", {}).items()):
+            took = sorted(moved & set(process.get("packages", [])))
+            if took:
+                how = process.get("upgrade", "restart")
+                why = ("; a leader switches over first" if how == "restart" and new.get("role") == "postgres"
+                       else "")
+                actions.append(f"{how}: {name} (new packages: {', '.join(took)}{why})")
     rotated = [k for k, _, _ in _pairs(old.get("credentials", {}), new.get("credentials", {}))]
     if rotated:
         actions.append(f"rotate: {', '.join(rotated)} (a new password: PostgreSQL's roles first, then every file "

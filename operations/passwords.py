@@ -38,16 +38,90 @@ def roles(cfg: ClusterConfig, creds: Credentials) -> list[tuple[str, str]]:
             (pg.app_user, creds.app), (pg.readonly_user, creds.readonly)]
 
 
+def _set_verifiers(cfg: ClusterConfig, creds: Credentials) -> str:
+    """One statement (one line, one transaction): each role's verifier where it differs; when a role does not
+    exist, nothing changes and it fails."""
+    names = ", ".join(sql_literal(role) for role, _ in roles(cfg, creds))
+    changes = []
+    for role, password in roles(cfg, creds):
+        verifier, name = verifier_literal(cfg, role, password), sql_literal(role)
+        changes.append(
+            f"IF (SELECT rolpassword FROM pg_authid WHERE rolname = {name}) IS DISTINCT FROM {verifier} THEN "
+            f"ALTER ROLE {sql_ident(role)} PASSWORD {verifier}; RAISE NOTICE 'pgha-passwords: % password set', "
+            f"{name}; END IF;")
+    return ("DO $pgha$ DECLARE missing text; BEGIN SELECT string_agg(r, ', ') INTO missing FROM unnest(ARRAY["
+            f"{names}]) AS r WHERE NOT EXISTS (SELECT FROM pg_authid WHERE rolname = r); IF missing IS NOT NULL THEN "
+            "RAISE EXCEPTION 'pgha-passwords: no role %: nothing was changed', missing; END IF; "
+            + " ".join(changes) + " END $pgha$;")
+
+
 def render_password_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     """SQL, run on the leader as the superuser over the local socket: each role's verifier, where it differs."""
-    blocks = ["\\set ON_ERROR_STOP on", "SET log_statement = 'none';"]
-    for role, password in roles(cfg, creds):
-        verifier, ident = verifier_literal(cfg, role, password), sql_ident(role)
-        blocks.append(
-            f"DO $pgha$ BEGIN IF (SELECT rolpassword FROM pg_authid WHERE rolname = {sql_literal(role)}) "
-            f"IS DISTINCT FROM {verifier} THEN ALTER ROLE {ident} PASSWORD {verifier}; "
-            f"RAISE NOTICE 'pgha-passwords: % password set', {sql_literal(role)}; END IF; END $pgha$;")
-    return "\n".join(blocks) + "\n"
+    return "\n".join(["\\set ON_ERROR_STOP on", "SET log_statement = 'none';", _set_verifiers(cfg, creds)]) + "\n"
+
+
+def leader_answers(cfg: ClusterConfig) -> str:
+    """A shell condition: some PostgreSQL node's Patroni answers as the leader."""
+    urls = " ".join(f"http://{n.address}:{cfg.patroni.rest_api_port}/primary" for n in cfg.postgres.nodes)
+    return f"( for url in {urls}; do curl -sf -o /dev/null --max-time 3 \"$url\" && exit 0; done; exit 1 )"
+
+
+def render_adoption(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
+    """Bash run by node `node`'s first converge when it finds a data directory and the stack adopts it
+    (pgha:adopt_existing_data), before Patroni starts: a new deployment has new passwords and a new DCS
+    namespace, so the data is taken over as Patroni takes over a standalone server, the primary first.
+
+    - A primary's data (no standby.signal): its roles take this stack's passwords in single-user mode (no
+      server runs, nothing listens, the verifiers are written like any change, to the WAL), then Patroni
+      starts on it alone and leads. Refused while another node already leads (two data directories that
+      claim to be the primary), or while the backup repository holds this stanza from the deployment that
+      made the data: that one is encrypted with a passphrase this stack does not have.
+    - A standby's data: it starts once a leader answers, so it can never win an election against the data
+      it replicated (`defer=1` when none does yet; `start_deferred` starts it later).
+    """
+    repo, stanza, data = cfg.backup.repo_path, cfg.stanza, paths.PG_DATA
+    sql = "\n".join(["SET log_statement = 'none';", _set_verifiers(cfg, creds)])
+    old_repo = (f"{node.name}: the backup repository {repo} holds stanza {stanza}, written by the deployment whose "
+                f"data this is and encrypted with a passphrase this stack does not have: move {repo}/archive and "
+                f"{repo}/backup aside (its backups stay restorable with the old passphrase), then deploy again")
+    two = (f"{node.name}: {data} holds a primary's data, but another node already leads the adopted cluster: two "
+           "data directories claim to be the primary. Keep the newer one (pg_controldata: latest checkpoint, "
+           "timeline), move the other aside, then deploy again")
+    return f"""log() {{ echo "pgha-adopt: {node.name}: $*"; }}
+if [ -e {data}/standby.signal ]; then
+  if {leader_answers(cfg)}; then
+    log "a standby's data: it follows the cluster's leader"
+  else
+    log "a standby's data: it starts once the node with the primary's data leads"
+    defer=1
+  fi
+else
+  if {leader_answers(cfg)}; then echo {shlex.quote(f"pgha-adopt: {two}")} >&2; exit 1; fi
+  for info in {repo}/archive/{stanza}/archive.info {repo}/backup/{stanza}/backup.info; do
+    if [ -e "$info" ]; then echo {shlex.quote(f"pgha-adopt: {old_repo}")} >&2; exit 1; fi
+  done
+  sql=$(mktemp)
+  cat > "$sql" <<'PGHA_SQL'
+{sql}
+PGHA_SQL
+  status=0
+  out=$(runuser -u postgres -- {paths.PG_BIN}/postgres --single -D {data} -c synchronous_standby_names= \
+    -c log_min_messages=notice postgres < "$sql" 2>&1) || status=$?
+  rm -f "$sql"
+  if [ $status -ne 0 ] || [[ "$out" == *ERROR:* ]]; then
+    printf '%s\\n' "$out" | grep -E 'ERROR|FATAL|PANIC' | sed 's/^/pgha-adopt: /' >&2
+    echo "pgha-adopt: {node.name}: the roles' passwords could not be set in the adopted data" >&2
+    exit 1
+  fi
+  printf '%s\\n' "$out" | sed -n 's/.*NOTICE: *\\(pgha-passwords: \\)/\\1/p'
+  log "a primary's data: its roles took this stack's passwords; Patroni starts on it and leads"
+fi
+"""
+
+
+def adoption_script(cfg: ClusterConfig, node: Host, creds: pulumi.Output[Credentials]) -> pulumi.Output[str]:
+    """`render_adoption` as a secret Output (it holds the roles' verifiers)."""
+    return pulumi.Output.secret(creds.apply(lambda c: render_adoption(cfg, node, c)))
 
 
 def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, ca_pem: str) -> str:
@@ -55,6 +129,10 @@ def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, c
     brings the CA bundle it verifies the leader with: the node's own files may not be written yet."""
     addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
     port, api = cfg.postgres.port, cfg.patroni.rest_api_port
+    # A new deployment that adopts data (nothing of it runs yet): its converge sets the passwords.
+    adopting = (f'  if ! curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then\n'
+                f'    log "data on {node.name} and no cluster runs: the adoption sets the roles\' passwords"\n'
+                "    exit 0\n  fi\n") if cfg.adopt_existing_data else ""
     pgpass = "".join(f"*:{port}:*:{role}:{password}\n" for role, password in roles(cfg, creds))
     checks = "\n".join(
         f"  ok \"host=$leader port={port} dbname=postgres user={shlex.quote(role)} sslmode=verify-full "
@@ -73,7 +151,7 @@ until [ -n "$leader" ]; do
     log "no running cluster and no data on {node.name}: the roles get their passwords when the cluster bootstraps"
     exit 0
   fi
-  if [ $SECONDS -ge $deadline ]; then
+{adopting}  if [ $SECONDS -ge $deadline ]; then
     echo "pgha-passwords: no PostgreSQL node answers as the leader ({addresses}):" \
       "the roles' passwords cannot be set" >&2
     exit 1

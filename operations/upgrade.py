@@ -47,7 +47,7 @@ for row in filter(None, rows):
     problems.append(f"transaction of pid {{pid}} (user {{user}}, application '{{app}}') open for {{age}} s "
                     f"(at most {{max_xact}} s): a switchover would end it")
 if problems:
-    sys.exit("pgha-upgrade: refused before any node is replaced: " + "; ".join(problems)
+    sys.exit("pgha-upgrade: refused before any node is touched: " + "; ".join(problems)
              + ". Fix that, then run the deployment again.")
 print(f"pgha-upgrade: pre-checks passed: {{len(members)}} members, every replica streaming within {{max_lag}} bytes, "
       f"no transaction older than {{max_xact}} s")

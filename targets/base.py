@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pulumi
 
 from config.models import ClusterConfig, Host
 from targets.manifest import ServiceManifest
+
+if TYPE_CHECKING:
+    from targets.converge import Control
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class Process:
     reads: tuple[str, ...] | None = None
     # Shell run before a change is sent to the running process (e.g. HAProxy saving its server states).
     before_change: str | None = None
+    # The packages whose new version reaches it only by `upgrade` (its binaries and the libraries it loads);
+    # "reload" where the process re-executes its binary on its reload signal (HAProxy's master).
+    packages: tuple[str, ...] = ()
+    upgrade: Literal["restart", "reload"] = "restart"
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,12 @@ class ServiceSpec:
     # Bash run on the host before the service is replaced by an upgrade (a new image): it moves the service's
     # duties elsewhere (a PostgreSQL leader switches over). Targets without replacements ignore it.
     handover: str | None = None
+    # Bash run by a new deployment's converge on data the host held before, when the stack adopts it
+    # (pgha:adopt_existing_data): after the files are written, before anything starts. It may refuse (exit
+    # non-zero) or set `defer=1`: then nothing starts now, and `start_deferred` starts the service once
+    # `deferred_until` (a shell condition) holds. An Input: it may carry secrets.
+    on_adopt: pulumi.Input[str] | None = None
+    deferred_until: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,15 +159,25 @@ def applied_facts(spec: ServiceSpec, placement: Placement) -> dict[str, Any]:
         if isinstance(text, str):
             files[f.path] = digest(text)
     every = [f.path for f in spec.files]
-    processes = {p.name: {"on_change": p.on_change, "reads": list(every if p.reads is None else p.reads)}
-                 for p in spec.processes}
+    processes = {p.name: {"on_change": p.on_change, "reads": list(every if p.reads is None else p.reads),
+                          "packages": list(p.packages), "upgrade": p.upgrade} for p in spec.processes}
     return {"role": spec.role, "files": files, "processes": processes, **spec.facts}
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 right now (a refused or silent port is no)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return int(response.status) == 200
+    except (OSError, ValueError):
+        return False
 
 
 class Target(abc.ABC):
     """A place to run services: Docker containers (dev) or bare-metal hosts over SSH (prod)."""
 
     kind: str
+    control: Control  # how the converge script starts, reloads and restarts processes on this target's hosts
 
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
@@ -192,9 +216,16 @@ class Target(abc.ABC):
         which runs it as a new one. A non-zero exit fails the deployment."""
 
     def rolling_order(self, nodes: list[Host]) -> list[Host]:
-        """The order in which a rolling change replaces PostgreSQL nodes: the replicas, then the leader (when
-        a running cluster tells which it is); the configured order otherwise."""
-        return nodes
+        """The order in which a rolling change takes PostgreSQL nodes: the replicas, then the leader (when
+        a running cluster tells which it is: the node whose Patroni answers /primary); the configured order
+        otherwise."""
+        urls = self.primary_urls(nodes)
+        leader = next((n for n, url in zip(nodes, urls, strict=True) if answers(url)), None)
+        return [n for n in nodes if n is not leader] + ([leader] if leader else [])
+
+    @abc.abstractmethod
+    def primary_urls(self, nodes: list[Host]) -> list[str]:
+        """Where the machine running the program asks each node's Patroni whether it leads (/primary)."""
 
     def client_addresses(self) -> list[str]:
         """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""

@@ -15,8 +15,10 @@ import abc
 import base64
 import shlex
 
-from render.shell import until_ok
-from targets.base import Process, ServiceSpec
+import pulumi
+
+from render.shell import HEALTH_DEADLINE_S, until_ok
+from targets.base import Process, ServiceSpec, Target
 
 
 def write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
@@ -54,14 +56,22 @@ class Control(abc.ABC):
         """Shell that starts every process of `spec` that is not running."""
 
 
-def converge_script(spec: ServiceSpec, contents: list[str], control: Control, checks: list[str] | None = None) -> str:
+# Left by a converge that adopted data but did not start its service yet (ServiceSpec.on_adopt set defer=1).
+DEFERRED = "/run/pgha/start-deferred"
+
+
+def converge_script(spec: ServiceSpec, contents: list[str], control: Control, checks: list[str] | None = None,
+                    adopt: str | None = None) -> str:
     """Idempotent: write files that changed, start what is stopped, apply changes, wait healthy.
 
     Its first argument is `create` when the command is created (a new deployment of the service there),
     `update` otherwise; `checks` run first (e.g. the refusal of data left by another deployment). A
     process that restarted is waited for even in a service that does not wait on its first deployment
-    (etcd): the next member of a rolling change starts only after this one is healthy again."""
-    parts = ["set -euo pipefail", 'mode="${1:-update}"', *(checks or []), "changed=0", "restarted=0", "held=0"]
+    (etcd): the next member of a rolling change starts only after this one is healthy again. `adopt` is the
+    spec's resolved `on_adopt` when the stack adopts data: a create that finds data held runs it before
+    anything starts."""
+    parts = ["set -euo pipefail", 'mode="${1:-update}"', *(checks or []), "changed=0", "restarted=0", "held=0",
+             "defer=0"]
     # Whether a data directory held data before this run (a replaced container or host rejoining its peers),
     # asked before anything starts: a member started below writes its data directory at once.
     parts += [f'if [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; then held=1; fi' for d in spec.data_dirs if d.holds]
@@ -97,13 +107,60 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
             f"  {prepare}{control.act(process, action)}\n"
             f"  echo {shlex.quote(f'{process.name}: {action}ed')}{restarted}\nfi"
         )
-    parts += control.start(spec)
+    starting = control.start(spec)
     if spec.health:
         wait = until_ok(spec.health)
         if spec.wait:
-            parts.append(wait)
+            starting.append(wait)
         else:
             # Also when a new container or host takes over data it held before (rejoining its peers); a first
             # deployment does not wait: its peers start after it.
-            parts.append(f'if [ "$restarted" = 1 ] || {{ [ "$mode" = create ] && [ "$held" = 1 ]; }}; then\n{wait}fi')
+            starting.append(f'if [ "$restarted" = 1 ] || {{ [ "$mode" = create ] && [ "$held" = 1 ]; }}; then\n'
+                            f'{wait}fi')
+    if adopt:
+        parts.append(f'if [ "$mode" = create ] && [ "$held" = 1 ]; then\n{adopt.rstrip()}\nfi')
+        started = "\n".join(starting)
+        parts.append(f'if [ "$defer" = 1 ]; then\n  install -d -m 0755 {shlex.quote(DEFERRED.rsplit("/", 1)[0])}\n'
+                     f'  touch {DEFERRED}\n  echo "{spec.host.name}: the start waits for the adopted cluster"\n'
+                     f'else\n{started}\nfi')
+    else:
+        parts += starting
     return "\n".join(parts) + "\n"
+
+
+def deferred_start_script(spec: ServiceSpec, control: Control, deadline_s: int) -> str:
+    """Bash (no secrets) that starts a service whose adopting converge deferred its start, once
+    `spec.deferred_until` holds, and waits for its health; nothing when nothing was deferred."""
+    if spec.deferred_until is None:
+        raise ValueError(f"{spec.host.name}: {spec.role} defers no start (no deferred_until)")
+    return "\n".join([
+        "set -euo pipefail",
+        f'if [ ! -e {DEFERRED} ]; then echo "{spec.host.name}: no start was deferred"; exit 0; fi',
+        f"deadline=$((SECONDS + {deadline_s}))",
+        f"until {spec.deferred_until}; do",
+        f'  if [ $SECONDS -ge $deadline ]; then echo "{spec.host.name}: the adopted cluster did not come up within '
+        f'{deadline_s} s: {spec.role} was not started" >&2; exit 1; fi',
+        "  sleep 1",
+        "done",
+        *control.start(spec),
+        f"rm -f {DEFERRED}",
+        until_ok(spec.health) if spec.health else ":",
+    ]) + "\n"
+
+
+def converge_output(spec: ServiceSpec, control: Control, checks: list[str], adopt: bool) -> pulumi.Output[str]:
+    """The converge script of `spec` once its files' contents are known (and, when the stack adopts data,
+    its `on_adopt`): a secret when any file or the adoption holds one."""
+    hook = spec.on_adopt if adopt else None
+    values = pulumi.Output.all(*[f.content for f in spec.files], hook if hook is not None else "")
+    script = values.apply(lambda v: converge_script(spec, [str(x) for x in v[:-1]], control, checks,
+                                                    str(v[-1]) if hook is not None else None))
+    return pulumi.Output.secret(script) if hook is not None or any(f.secret for f in spec.files) else script
+
+
+def start_deferred(target: Target, name: str, spec: ServiceSpec, depends_on: list[pulumi.Resource],
+                   parent: pulumi.Resource) -> pulumi.Resource:
+    """A step that starts `spec`'s service where its adopting converge deferred the start (after
+    `depends_on`: every member's converge), once `spec.deferred_until` holds."""
+    return target.run_step(name, spec.host, deferred_start_script(spec, target.control, HEALTH_DEADLINE_S),
+                           depends_on, parent)

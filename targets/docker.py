@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from operations import upgrade
 from render.guards import render_volume_guard
 from targets import image
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest
-from targets.converge import Control, converge_script
+from targets.converge import Control, converge_output
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 RUNNER = "/usr/local/bin/pgha-run"
@@ -31,15 +30,6 @@ RUNNER_SCRIPT = (ASSETS / "pgha-run").read_text()
 
 def _processes(spec: ServiceSpec) -> str:
     return "".join(f"{p.name}\t{p.user}\t{shlex.join(p.argv)}\n" for p in spec.processes)
-
-
-def _answers(url: str) -> bool:
-    """Whether `url` answers 200 right now (a refused or silent port is no)."""
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status) == 200
-    except (OSError, ValueError):
-        return False
 
 
 class RunnerControl(Control):
@@ -79,6 +69,7 @@ class DockerTarget(Target):
     step writes and applies, as on hosts."""
 
     kind = "docker"
+    control = RunnerControl()
 
     def __init__(self, cfg: ClusterConfig) -> None:
         super().__init__(cfg)
@@ -251,10 +242,7 @@ class DockerTarget(Target):
             )
             for step in spec.before_converge
         ]
-        contents = pulumi.Output.all(*[f.content for f in spec.files])
-        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], RunnerControl()))
-        if any(f.secret for f in spec.files):
-            script = pulumi.Output.secret(script)
+        script = converge_output(spec, self.control, [], self.cfg.adopt_existing_data)
         converge = command.local.Command(
             f"{name}-service",
             create=f"docker exec -i {where} bash -s create",
@@ -277,14 +265,10 @@ class DockerTarget(Target):
                           repr(spec.capabilities), repr(spec.health), repr([d.path for d in spec.data_dirs])])
         return {"image": self.image_tag, "boot": digest(boot)}
 
-    def rolling_order(self, nodes: list[Host]) -> list[Host]:
-        # The REST API of each PostgreSQL node is published on this machine (the one running the program):
-        # a running cluster tells its leader, which goes last. Nothing answers on a first deployment.
-        port = self.cfg.patroni.rest_api_port
-        urls = [f"http://{self.settings.publish_address}:{port + i * PUBLISH_STRIDE}/primary"
-                for i in range(len(nodes))]
-        leader = next((n for n, url in zip(nodes, urls, strict=True) if _answers(url)), None)
-        return [n for n in nodes if n is not leader] + ([leader] if leader else [])
+    def primary_urls(self, nodes: list[Host]) -> list[str]:
+        # The REST API of each PostgreSQL node is published on this machine (the one running the program).
+        return [f"http://{self.settings.publish_address}:{self._publish(self.cfg.patroni.rest_api_port, n)}/primary"
+                for n in nodes]
 
     def container_name(self, host: Host) -> str:
         """The container that stands for `host`."""

@@ -11,13 +11,16 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
+from catalog.roles import POSTGRES
 from config.models import ClusterConfig, Host
+from operations import packages as packages_op
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target
-from targets.converge import Control, converge_script, write_file
+from targets.converge import Control, converge_output, write_file
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
 UNIT_DIR = "/etc/systemd/system"
+SAME_PINS = "cat >/dev/null; echo 'pgha-upgrade: the pins are the same: nothing to check'"
 
 
 def unit_name(process: Process) -> str:
@@ -53,21 +56,22 @@ def render_unit(spec: ServiceSpec, process: Process) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_script(packages: tuple[str, ...]) -> str:
-    """Idempotent package installation that keeps Debian's packaged services from starting."""
+def install_script(packages: tuple[str, ...], pins: Mapping[str, str] | None = None) -> str:
+    """Idempotent installation of what is missing (pinned ones at their version) that keeps Debian's packaged
+    services from starting. A version change of what is installed is the packages step's (operations/packages.py)."""
     names = " ".join(packages)
+    wanted = " ".join(shlex.quote(a) for a in packages_op.pinned(packages, pins or {}))
     return f"""set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p /etc/postgresql-common
 grep -qs '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf \\
   || printf 'create_main_cluster = false\\n' >> /etc/postgresql-common/createcluster.conf
-printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
-trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+{packages_op.NO_PACKAGED_STARTS.rstrip()}
 installed=$(dpkg-query -W -f='${{db:Status-Status}}\n' {names} 2>/dev/null | grep -cx installed || true)
 if [ "$installed" -ne {len(packages)} ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \\
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {names}
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {wanted}
 fi
 for unit in {' '.join(PACKAGED_UNITS)}; do
   if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
@@ -159,6 +163,7 @@ class SshTarget(Target):
     """Places services on hosts over SSH; every step is a remote command that is safe to re-run."""
 
     kind = "ssh"
+    control = SystemdControl()
 
     def __init__(self, cfg: ClusterConfig, private_key: pulumi.Input[str]) -> None:
         super().__init__(cfg)
@@ -166,6 +171,7 @@ class SshTarget(Target):
             raise ValueError("ssh: settings are required for the ssh target")
         self.settings = cfg.ssh
         self.private_key = private_key
+        self._gate_steps: list[pulumi.Resource] | None = None
 
     def connection(self, host: Host) -> command.remote.ConnectionArgs:
         """How to reach `host`; the key stays a secret Output. Without `ssh.agent_socket_path` pulumi-command
@@ -198,7 +204,7 @@ class SshTarget(Target):
             f"{name}-install",
             connection=conn,
             create=self._shell(),
-            stdin=install_script(spec.packages),
+            stdin=install_script(spec.packages, self.settings.pins(spec.packages)),
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
@@ -214,12 +220,20 @@ class SshTarget(Target):
             )
             for step in spec.before_converge
         ]
-        contents = pulumi.Output.all(*[f.content for f in spec.files])
+        pins = self.settings.pins(spec.packages)
+        if pins:
+            # One host after the other (`after`), PostgreSQL hosts after every one's pre-check.
+            gates = self._gates(parent) if spec.role == POSTGRES.name else []
+            before.append(command.remote.Command(
+                f"{name}-packages",
+                connection=conn,
+                create=self._shell(),
+                stdin=packages_op.render_upgrade(spec, pins, self.control),
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install, *spec.after, *gates]),
+            ))
         adopt = self.cfg.adopt_existing_data
-        control, checks = SystemdControl(), _unclaimed(spec, adopt)
-        script = contents.apply(lambda values: converge_script(spec, [str(v) for v in values], control, checks))
-        if any(f.secret for f in spec.files):
-            script = pulumi.Output.secret(script)
+        script = converge_output(spec, self.control, _unclaimed(spec, adopt), adopt)
         converge = command.remote.Command(
             f"{name}-service",
             connection=conn,
@@ -242,7 +256,28 @@ class SshTarget(Target):
         return Placement(ready=converge, published={}, files=(*spec.files, *units))
 
     def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:
-        return {"packages": sorted(spec.packages)}
+        return {"packages": sorted(spec.packages), "pins": self.settings.pins(spec.packages)}
+
+    def _gates(self, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """The pre-check on every PostgreSQL host (operations/packages.py), declared once; it runs again
+        only when their pins change (its trigger), not when the check's settings do."""
+        if self._gate_steps is None:
+            pins = self.settings.pins(POSTGRES.packages)
+            self._gate_steps = [command.remote.Command(
+                f"{self.cfg.name}-{node.name}-packages-precheck",
+                connection=self.connection(node),
+                create=self._shell(),
+                update=f"{self._shell(False)} {shlex.quote(SAME_PINS)}",
+                stdin=packages_op.render_gate(self.cfg, pins),
+                triggers=[" ".join(f"{n}={v}" for n, v in pins.items())],
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=parent),
+            ) for node in self.cfg.postgres.nodes]
+        return self._gate_steps
+
+    def primary_urls(self, nodes: list[Host]) -> list[str]:
+        # The machine running the program asks each host's Patroni REST API directly.
+        return [f"http://{n.address}:{self.cfg.patroni.rest_api_port}/primary" for n in nodes]
 
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:

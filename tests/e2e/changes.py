@@ -101,6 +101,7 @@ class Prober(threading.Thread):
         super().__init__(daemon=True)
         self.endpoint, self.halt, self.tries = endpoint, threading.Event(), 0
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.monotonic() of each failure
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -108,6 +109,7 @@ class Prober(threading.Thread):
                 server(self.endpoint)
             except Exception as error:  # every failure counts
                 self.failures.append(f"{time.strftime('%X')}: {error}")
+                self.failed_at.append(time.monotonic())
             self.tries += 1
             self.halt.wait(0.1)
 

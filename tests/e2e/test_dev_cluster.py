@@ -378,7 +378,7 @@ def test_a_new_image_is_refused_while_a_transaction_is_open_then_rolls_one_node_
         pid = long_open.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         wait_for("a transaction open for 3 s", lambda: cluster.rw.query(
             "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND xact_start < now() - interval '3 seconds'", pid), 30)
-        refusal = (rf"refused before any node is replaced: transaction of pid {pid} "
+        refusal = (rf"refused before any node is touched: transaction of pid {pid} "
                    r"\(user app, application '[^']*'\) open for \d+ s \(at most 2 s\)")
         with pytest.raises(UpdateFailedError, match=refusal):
             deployments.up({**bumped, "pgha:upgrade": {"max_transaction_s": 2}})

@@ -18,11 +18,16 @@ import contextlib
 import itertools
 import json
 import re
+import tempfile
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -54,6 +59,8 @@ APT_PACKAGES = host_packages()
 CORE_UNITS = {"pgha-etcd.service", "pgha-patroni.service", "pgha-haproxy.service", "pgha-keepalived.service"}
 # What the tests measured, for later comparisons (the switchover's outage is the yardstick of item 3).
 MEASURED: dict[str, float] = {}
+# What the destroyed deployment left in its data, for the adoption (test 5).
+KEPT: dict[str, str] = {"marker": f"kept-{uuid.uuid4().hex[:8]}"}
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -403,7 +410,12 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
                                                                     cluster: ClusterUnderTest,
                                                                     deployments: changes.Deployments,
                                                                     hosts: SystemdHosts) -> None:
-    down = "pg-3"
+    # In the rolling order (the replicas, the leader last) the chain stops at the unreachable host: the last
+    # replica, so one host converges before it and the leader after it.
+    leader = cluster.patroni.leader()
+    assert leader
+    order = [n for n in PG_NODES if n != leader] + [leader]
+    down = order[-2]
     others = [n for n in [*ETCD, *PG_NODES, *HAPROXY] if n != down]
     before = snapshot(hosts)
     hosts.exec(down, "systemctl", "stop", "ssh.service")
@@ -417,10 +429,10 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
     assert step in message and PG_NODES[down] in message, message
     assert "connection refused" in message.lower(), message
     print(f"failed run: {message.splitlines()[1][:300]}")
-    # The reachable hosts were converged (a reload-only change): every service of every other host
-    # still runs, the long-running ones in the same process.
+    # A reload-only change: every service of every other host still runs, the long-running ones in the
+    # same process.
     done = {r.name for r in failed.value.update.runs if r.exit_status == 0}
-    assert done == {f"{CLUSTER}-{n}-patroni-service" for n in PG_NODES if n != down}
+    assert done == {f"{CLUSTER}-{n}-patroni-service" for n in order[:-2]}, "the hosts before it converged"
     after = snapshot(hosts)
     for node in others:
         assert set(after[node]) == set(before[node]), node
@@ -430,12 +442,13 @@ def test_unreachable_host_fails_naming_it_and_a_later_run_completes(healthy: Non
         if node in PG_NODES:
             assert after[f"{node}/postmaster"] == before[f"{node}/postmaster"], node
     wait_for("a healthy cluster with the host unreachable over SSH", cluster.healthy, scenarios.RECOVER_S)
-    desired = hosts.exec("pg-1", "cat", "/etc/patroni/dynamic.yml")
+    desired = hosts.exec(order[0], "cat", "/etc/patroni/dynamic.yml")
     assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") != desired, "the unreachable host was not changed"
     # The host is back: the next run does what is left, and only that.
     completed = runs.up(postgres=postgres_config(work_mem="6MB", shared_buffers="160MB",
                                                  maintenance_work_mem="96MB"))
-    assert sorted(completed.ran()) == sorted([step, f"{CLUSTER}-pending-restarts"])
+    assert sorted(completed.ran()) == sorted([step, f"{CLUSTER}-{leader}-patroni-service",
+                                              f"{CLUSTER}-pending-restarts"])
     assert hosts.exec(down, "cat", "/etc/patroni/dynamic.yml") == desired
     for node in PG_NODES:
         assert show(hosts, node, "maintenance_work_mem") == ["96MB"], node
@@ -454,6 +467,126 @@ def test_server_certificates_renewed_are_served_without_a_restart(healthy: None,
 def test_ca_rotation_keeps_clients_of_either_ca_verifying(healthy: None, cluster: ClusterUnderTest,
                                                          deployments: changes.Deployments, writer: Writer) -> None:
     changes.ca_rotation_with_overlap(deployments, cluster, writer)
+
+
+# A package rebuilt with a higher version (Debian's registry offers one version of most packages, and which
+# one changes with each point release): the same files, a version apt upgrades to. Served from a flat
+# repository in the host's own filesystem, signed by nobody (trusted=yes), as a local mirror would be.
+TEST_REPO = "/srv/pgha-test-repo"
+REBUILD = rf"""set -euo pipefail
+package=$1
+work=$(mktemp -d) && cd "$work"
+apt-get download -qq "$package"
+dpkg-deb -R "$package"_*.deb tree
+version="$(sed -n 's/^Version: //p' tree/DEBIAN/control)+pgha1"
+sed -i "s/^Version: .*/Version: $version/" tree/DEBIAN/control
+mkdir -p {TEST_REPO}
+dpkg-deb -b tree "{TEST_REPO}/${{package}}_${{version//:/%3a}}.deb" >/dev/null
+cd {TEST_REPO}
+: > Packages
+for deb in *.deb; do
+  dpkg-deb -f "$deb" >> Packages
+  printf 'Filename: ./%s\nSize: %s\nSHA256: %s\n\n' "$deb" "$(stat -c %s "$deb")" \
+    "$(sha256sum "$deb" | cut -d' ' -f1)" >> Packages
+done
+echo "deb [trusted=yes] file:{TEST_REPO} ./" > /etc/apt/sources.list.d/pgha-test.list
+rm -rf "$work"
+echo "$version"
+"""
+
+
+def installed(hosts: SystemdHosts, node: str, package: str) -> str:
+    return hosts.exec(node, "dpkg-query", "-W", "-f=${Version}", package).strip()
+
+
+def test_pinned_packages_roll_one_host_at_a_time_after_pre_checks_the_leader_last(
+        healthy: None, cluster: ClusterUnderTest, deployments: changes.Deployments, hosts: SystemdHosts,
+        writer: Writer) -> None:
+    """pgha:ssh.packages: a pin that is not offered is refused before anything changes; a long transaction
+    refuses the PostgreSQL upgrade before any host is touched; then patroni and haproxy move to their new
+    versions one host at a time, the PostgreSQL replicas first and the leader last after one switchover,
+    HAProxy by a reload that re-executes the new binary (new connections through the virtual IP answering
+    throughout it)."""
+    versions = {}
+    for node, package in [*((n, "patroni") for n in PG_NODES), *((n, "haproxy") for n in HAPROXY)]:
+        versions[package] = hosts.exec(node, "bash", "-c", REBUILD + "\n", "rebuild", package).strip().splitlines()[-1]
+    before = {n: installed(hosts, n, "patroni") for n in PG_NODES} | {n: installed(hosts, n, "haproxy")
+                                                                     for n in HAPROXY}
+    ssh = CONFIG["pgha:ssh"]
+    # Not offered: refused on the first HAProxy host before it changes anything.
+    with pytest.raises(UpdateFailedError, match=r"ssh.packages.haproxy: version 0.1-1 is not offered by this host's "
+                                                r"package sources \(offered: [^)]*\+pgha1[^)]*\); nothing was changed"):
+        deployments.up({"pgha:ssh": {**ssh, "packages": {"haproxy": "0.1-1"}}})
+    pinned = {"pgha:ssh": {**ssh, "packages": {"patroni": versions["patroni"], "haproxy": versions["haproxy"]}}}
+    with cluster.rw.connect() as long_open:
+        long_open.execute("BEGIN")
+        pid = long_open.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        wait_for("a transaction open for 3 s", lambda: cluster.rw.query(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND xact_start < now() - interval '3 seconds'", pid), 30)
+        with pytest.raises(UpdateFailedError, match=rf"refused before any node is touched: transaction of pid {pid} "):
+            deployments.up({**pinned, "pgha:upgrade": {"max_transaction_s": 2}})
+    assert {n: installed(hosts, n, "patroni") for n in PG_NODES} == {n: before[n] for n in PG_NODES}, \
+        "a refused upgrade changes no PostgreSQL host"
+    leader = cluster.patroni.leader()
+    assert leader
+    masters = {n: services(hosts, n)["pgha-haproxy.service"]["MainPID"] for n in HAPROXY}
+    changes.prober_sees_a_refusal(cluster)
+    old = deployments.snapshot()
+    prober = changes.Prober(cluster.rw)
+    prober.start()
+    since = time.monotonic()
+    try:
+        update = deployments.up(pinned)
+    finally:
+        prober.stop()
+    deployments.keep(pinned)
+    assert {n: installed(hosts, n, "patroni") for n in PG_NODES} == dict.fromkeys(PG_NODES, versions["patroni"])
+    assert {n: installed(hosts, n, "haproxy") for n in HAPROXY} == dict.fromkeys(HAPROXY, versions["haproxy"])
+    # HAProxy: the same master, now running the new binary (the old one's file is gone: "(deleted)").
+    for node in HAPROXY:
+        pid_now = services(hosts, node)["pgha-haproxy.service"]["MainPID"]
+        assert pid_now == masters[node], f"{node}: HAProxy reloaded, not restarted"
+        exe = hosts.exec(node, "readlink", f"/proc/{pid_now}/exe").strip()
+        assert exe == "/usr/sbin/haproxy", f"{node}: the master runs {exe!r}"
+    # One host at a time: the PostgreSQL replicas in the configured order, then the leader; HAProxy in order.
+    steps = sorted((r for r in update.runs if r.name.endswith("-packages")), key=lambda r: r.started)
+    order = [n for n in PG_NODES if n != leader] + [leader]
+    pg_steps = [r for r in steps if "-pg-" in r.name]
+    assert [r.name for r in pg_steps] == [f"{CLUSTER}-{n}-patroni-packages" for n in order], [r.name for r in steps]
+    for group in (pg_steps, [r for r in steps if "-haproxy-" in r.name]):
+        for first, second in itertools.pairwise(group):
+            assert first.started + first.seconds <= second.started, f"{first.name} and {second.name} overlapped"
+    said = {r.name: r.stdout for r in pg_steps}
+    assert "switchover to" in said[f"{CLUSTER}-{leader}-patroni-packages"], said
+    assert sum("switchover to" in out for out in said.values()) == 1, said
+    prechecks = [r.stdout for r in update.runs if r.name.endswith("-packages-precheck")]
+    assert sum("pre-checks passed" in out for out in prechecks) == 1, prechecks
+    assert cluster.patroni.leader() != leader
+    wait_for("a healthy cluster on the new packages", cluster.healthy, scenarios.RECOVER_S)
+    new = deployments.snapshot()
+    moved = changes.restarted(old, new)
+    assert {k.split("/", 1)[0] for k in moved} == set(PG_NODES) and all(f"{n}/patroni" in moved for n in PG_NODES)
+    plan = update.outputs[PLAN_OUTPUT]
+    for node in PG_NODES:
+        assert any(a.startswith(f"install: patroni unpinned -> {versions['patroni']} ") for a in plan[node]), plan
+        assert "restart: patroni (new packages: patroni; a leader switches over first)" in plan[node], plan[node]
+    for node in HAPROXY:
+        assert "reload: haproxy (new packages: haproxy)" in plan[node], plan[node]
+    # New connections through the virtual IP: none failed while HAProxy moved to its new binary; some may
+    # fail only while the leader switched over (PostgreSQL refuses them while it shuts down).
+    haproxy_runs = [r for r in steps if "-haproxy-" in r.name]
+    first, last, switched = haproxy_runs[0], haproxy_runs[-1], pg_steps[-1]
+    failures = list(zip(prober.failed_at, prober.failures, strict=True))
+    assert not [f for at, f in failures if first.started <= at <= last.started + last.seconds + 2], failures
+    assert not [f for at, f in failures if not switched.started <= at <= switched.started + switched.seconds], \
+        failures
+    outage = changes.outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"pinned packages: {update.seconds:.0f}s, 3 PostgreSQL hosts one at a time (leader {leader} last after "
+          f"one switchover), 2 HAProxy hosts by reload, longest write pause {outage:.2f}s, {prober.tries} new "
+          f"connections through the VIP, {len(failures)} refused during the switchover "
+          f"(switchover: {MEASURED.get('switchover')})")
+    assert outage <= (MEASURED.get("switchover") or changes.SWITCHOVER_S) + 2.0
 
 
 # ------------------------------------------------------------------------------------------ 5: rotation
@@ -507,6 +640,14 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
 def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: SystemdHosts,
                                                           fleet: fleet_module.Fleet) -> None:
     deleted_commands = [name for name, inputs in runs.commands().items() if inputs.get("delete")]
+    # What the data holds, for the adoption that follows: a row only this deployment wrote, the leader.
+    leader = Patroni(runs.last.outputs["patroni_rest_urls"]).leader()
+    assert leader is not None
+    hosts.exec(leader, "psql", "-d", "app", "-XqAc", "SET ROLE app; CREATE TABLE adoption_marker AS "
+               f"SELECT {KEPT['marker']!r}::text AS v, now() AS at", user="postgres")
+    KEPT.update(leader=leader, app_dsn=runs.last.outputs["app_dsn"],
+                sysid=hosts.exec(leader, "psql", "-XtAc", "SELECT system_identifier FROM pg_control_system()",
+                                 user="postgres").strip())
     destroyed = runs.stack.destroy()
     deletes = [r for r in destroyed.runs if r.action == "delete"]
     assert sorted(r.name for r in deletes) == sorted(deleted_commands) and len(deletes) == 8
@@ -549,6 +690,58 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
         status, output = fleet.ssh(node, purge)
         assert status == 0, output
         assert _missing(hosts, node, "/var/lib/etcd"), node
+
+
+def test_a_new_deployment_adopts_the_data_only_when_the_stack_says_so(hosts: SystemdHosts,
+                                                                     fleet: fleet_module.Fleet) -> None:
+    """After the destroy (PostgreSQL's data kept, etcd's purged): pgha:adopt_existing_data takes the data over
+    under the new stack's passwords and DCS namespace. First refused while the repository holds the old
+    deployment's stanza (its passphrase is gone with that stack); once that is moved aside, the node with
+    the primary's data leads, the standbys follow it, the old rows are there and only the new passwords work."""
+    import program
+
+    def running() -> list[str]:
+        return [n for n in PG_NODES if hosts.exec(n, "bash", "-c", "pgrep -x postgres || true").strip()]
+
+    adopting = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: fleet.private_key},
+                     secret_keys=[KEY])
+    adopt = {"pgha:adopt_existing_data": True}
+    with pytest.raises(UpdateFailedError, match=rf"the backup repository {REPO_PATH} holds stanza {CLUSTER}, "
+                                                "written by the deployment whose data this is") as refused:
+        adopting.up(program.main, adopt)
+    assert not running(), "no PostgreSQL started on refused data"
+    hosts.exec(next(iter(PG_NODES)), "bash", "-c", f"mv {REPO_PATH}/archive {REPO_PATH}/archive.previous && "
+               f"mv {REPO_PATH}/backup {REPO_PATH}/backup.previous")
+    update = adopting.up(program.main, adopt)
+    try:
+        patroni = Patroni(update.outputs["patroni_rest_urls"])
+        wait_for("the adopted cluster healthy", lambda: patroni.healthy(len(PG_NODES)), scenarios.RECOVER_S)
+        assert patroni.leader() == KEPT["leader"], "the node that held the primary's data leads"
+        for node in PG_NODES:
+            sysid = hosts.exec(node, "psql", "-XtAc", "SELECT system_identifier FROM pg_control_system()",
+                               user="postgres").strip()
+            assert sysid == KEPT["sysid"], f"{node}: the adopted data, not a new cluster"
+        with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
+            ca.write(update.outputs["ca_certificate"])
+            ca.flush()
+            new = replace(Endpoint.from_dsn(update.outputs["app_dsn"]), sslmode="verify-full", sslrootcert=ca.name)
+            assert new.query("SELECT v FROM adoption_marker") == [(KEPT["marker"],)], "the old rows, read through "\
+                "the virtual IP with the new password"
+            old = replace(Endpoint.from_dsn(KEPT["app_dsn"]), sslmode="verify-full", sslrootcert=ca.name)
+            assert old.password != new.password
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                old.query("SELECT 1")
+        # What each node's converge said, in the refused run (a standby converged before it: its start
+        # deferred) or in this one; a deferred start was made by the node's `-adopted` step.
+        said = {r.name: r.stdout for r in [*refused.value.update.runs, *update.runs] if r.exit_status == 0}
+        for node in PG_NODES:
+            kind = "a primary's data: its roles took" if node == KEPT["leader"] else "a standby's data"
+            converged = said[f"{CLUSTER}-{node}-patroni-service"]
+            assert f"pgha-adopt: {node}: {kind}" in converged, (node, said)
+            deferred = "it starts once the node with the primary's data leads" in converged
+            assert ("pgha-patroni: started" in said[f"{CLUSTER}-{node}-adopted"]) is deferred, (node, said)
+    finally:
+        adopting.destroy()
 
 
 def _missing(hosts: SystemdHosts, node: str, path: str) -> bool:

@@ -27,7 +27,7 @@ class EditingTarget(Target):
     def __init__(self, inner: Target, basename: str, edit: Callable[[str], str]) -> None:
         super().__init__(inner.cfg)
         self.inner, self.basename, self.edit = inner, basename, edit
-        self.kind = inner.kind
+        self.kind, self.control = inner.kind, inner.control
 
     def prepare(self, parent: pulumi.Resource) -> None:
         self.inner.prepare(parent)
@@ -49,6 +49,9 @@ class EditingTarget(Target):
 
     def client_addresses(self) -> list[str]:
         return self.inner.client_addresses()
+
+    def primary_urls(self, nodes: list[Host]) -> list[str]:
+        return self.inner.primary_urls(nodes)
 
 
 def compose(cfg: ClusterConfig, wrap: Callable[[Target], Target] | None = None) -> PostgresCluster:

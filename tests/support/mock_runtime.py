@@ -23,6 +23,7 @@ __all__ = [
     "ROOT",
     "SECRET_SIG",
     "SECRET_VALUE",
+    "SSH_KEY",
     "FakeValues",
     "Graph",
     "RecordingMonitor",
@@ -34,6 +35,9 @@ __all__ = [
     "stack_config",
 ]
 
+
+# A stand-in for the secret pgha:sshPrivateKey of the prod stack (never used to connect).
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 
 _WRITTEN = re.compile(r"<<'PGHA_EOF'\n(.*?)\nPGHA_EOF\n.*?install -D -m \S+ -o \S+ -g \S+ \"\$tmp\" (\S+)\n", re.S)
 

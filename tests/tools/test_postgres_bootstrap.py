@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from components.tls import server_addresses
 from config import ClusterConfig, Host
 from local_engine.providers import tls as certs
 from local_engine.wire import unwrap
+from operations.passwords import render_adoption
 from render import (
     render_backup_cron,
     render_backup_script,
@@ -23,6 +26,7 @@ from render import (
     render_post_bootstrap_script,
     render_post_bootstrap_sql,
 )
+from render.credentials import Credentials
 from render.paths import (
     BACKUP_CRON,
     BACKUP_SCRIPT,
@@ -275,3 +279,46 @@ def test_cron_file_runs_the_backup_script(postgres: Postgres) -> None:
         assert len(fields) == 8 and fields[5:7] == ["postgres", BACKUP_SCRIPT], line
         assert box.exec("test", "-x", fields[6]).returncode == 0
         assert fields[7] in {"full", "diff", "incr"}
+
+
+def test_adopted_data_takes_this_stacks_passwords_in_single_user_mode(postgres: Postgres) -> None:
+    """Last: what a new deployment's converge runs on a data directory it adopts (operations/passwords.py
+    render_adoption), on the data of this module's server once stopped. Refused while the repository holds
+    the stanza of the deployment that made the data; then the roles take the new passwords with no server
+    running, and the old ones are refused; a standby's data is left alone and its start deferred."""
+    cfg, box = postgres.cfg, postgres.box
+    node, pg, repo = cfg.postgres.nodes[0], cfg.postgres, cfg.backup.repo_path
+    # The roles Patroni's bootstrap makes (no Patroni here), with the old deployment's passwords.
+    box.exec(f"{PG_BIN}/psql", "-XqAc", "CREATE ROLE replicator LOGIN REPLICATION; CREATE ROLE rewind LOGIN",
+             user="postgres", check=True)
+    box.exec(f"{PG_BIN}/pg_ctl", "-D", PG_DATA, "-w", "-m", "fast", "stop", user="postgres", check=True)
+    new = dataclasses.replace(FAKE_CREDS, superuser="new super", replication="new repl", rewind="new rewind",
+                              app="new app", readonly="new ro")
+
+    def adopt(creds: Credentials, config: ClusterConfig = cfg) -> subprocess.CompletedProcess[str]:
+        script = "set -euo pipefail\ndefer=0\n" + render_adoption(config, node, creds) + 'echo "defer=$defer"\n'
+        return box.exec("bash", "-c", script, timeout=180)
+
+    refused = adopt(new)
+    assert refused.returncode == 1 and f"holds stanza {cfg.stanza}" in refused.stderr, refused.stderr
+    assert "defer=" not in refused.stdout and "password set" not in refused.stdout, "refused before any change"
+    box.sh(f"mkdir -p /tmp/old-repo && mv {repo}/archive {repo}/backup /tmp/old-repo/", check=True)
+    # A role this stack names but the data lacks: nothing changes (one transaction), and it says which.
+    ghost = cfg.model_copy(update={"postgres": pg.model_copy(update={"readonly_user": "ghost"})})
+    failed = adopt(new, ghost)
+    assert failed.returncode == 1 and "no role ghost: nothing was changed" in failed.stderr, failed.stderr
+    assert "password set" not in failed.stdout
+    adopted = adopt(new)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert "defer=0" in adopted.stdout and f"pgha-passwords: {pg.app_user} password set" in adopted.stdout
+    assert box.exec("test", "-e", f"{PG_DATA}/postmaster.pid").returncode != 0, "no server left running"
+    box.exec(f"{PG_BIN}/pg_ctl", "-D", PG_DATA, "-w", "-l", "/tmp/postgres.log", "start", user="postgres", check=True)
+    assert _psql(box, pg.app_user, new.app, pg.database, "SELECT 1") == (0, "1")
+    code, out = _psql(box, pg.app_user, FAKE_CREDS.app, pg.database, "SELECT 1")
+    assert code != 0 and "password authentication failed" in out, "the old password is refused"
+    box.exec(f"{PG_BIN}/pg_ctl", "-D", PG_DATA, "-w", "-m", "fast", "stop", user="postgres", check=True)
+    # A standby's data: nothing is changed, the start waits for a leader (none answers here).
+    box.exec("touch", f"{PG_DATA}/standby.signal", user="postgres", check=True)
+    standby = adopt(dataclasses.replace(new, app="newer app"))
+    assert standby.returncode == 0, standby.stdout + standby.stderr
+    assert "defer=1" in standby.stdout and "password set" not in standby.stdout, standby.stdout

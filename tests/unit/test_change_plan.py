@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from operations.change_plan import APPLIED_OUTPUT, PLAN_OUTPUT, node_actions, render, verbs
-from tests.support.mock_runtime import Graph, reveal, run_program
+from tests.support.mock_runtime import SSH_KEY, Graph, reveal, run_program
 
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 STACK_FILES = {"dev": "Pulumi.dev.yaml", "prod": "Pulumi.prod.yaml"}
 ETCD, PG, HAPROXY = ["etcd-1", "etcd-2", "etcd-3"], ["pg-1", "pg-2", "pg-3"], ["haproxy-1", "haproxy-2"]
 
@@ -57,8 +56,9 @@ def test_the_applied_configuration_is_plain_and_holds_no_secret(first: Graph) ->
     assert set(applied) == {*ETCD, *PG, *HAPROXY}
     shared = stack_config(first.stack)["pgha:postgres"]["parameters"]["shared_buffers"]
     assert applied["pg-1"]["parameters"]["shared_buffers"] == shared
-    assert applied["pg-1"]["processes"]["patroni"] == {"on_change": "reload", "reads": applied["pg-1"]["processes"]
-                                                       ["patroni"]["reads"]}
+    patroni = applied["pg-1"]["processes"]["patroni"]
+    assert patroni == {"on_change": "reload", "reads": patroni["reads"], "upgrade": "restart",
+                       "packages": ["postgresql-17", "patroni", "python3-etcd", "python3-psycopg2"]}
     assert "/etc/patroni/patroni.yml" in applied["pg-1"]["files"]
     text = str(applied)
     passwords = [reveal(p.outputs["result"]) for p in first.of_type("random:index/randomPassword:RandomPassword")]

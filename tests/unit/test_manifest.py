@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from catalog.manifest import PROPERTIES, SERVICE_MANIFEST
-from tests.support.mock_runtime import Graph, converge_files, is_secret, reveal, run_program
+from tests.support.mock_runtime import SSH_KEY, Graph, converge_files, is_secret, reveal, run_program
 
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 CONTAINER = "docker:index/container:Container"
 SERVICE = "command:remote:Command"
 

@@ -7,12 +7,11 @@ import ast
 import pytest
 
 from operations import pending_restarts
-from tests.support.mock_runtime import Graph, reveal, run_program
+from tests.support.mock_runtime import SSH_KEY, Graph, reveal, run_program
 
 COMMAND = "command:remote:Command"
 LOCAL = "command:local:Command"
 STEPS = ["etcd-healthy", "backup-check-pg-1", "backup-check-pg-2", "backup-check-pg-3", "pending-restarts"]
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 def prod(overrides: dict | None = None) -> Graph:

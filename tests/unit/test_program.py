@@ -12,14 +12,13 @@ import pytest
 import yaml
 
 from catalog.roles import image_packages
-from tests.support.mock_runtime import Graph, Registration, converge_files, is_secret, reveal, run_program
+from tests.support.mock_runtime import SSH_KEY, Graph, Registration, converge_files, is_secret, reveal, run_program
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
 LOCAL_COMMAND = "command:local:Command"
 PASSWORD = "random:index/randomPassword:RandomPassword"
 TLS_KEY = "tls:index/privateKey:PrivateKey"
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 COMPONENTS = {
     "pgha:index:PostgresCluster",
     "pgha:index:EtcdCluster",
@@ -460,6 +459,33 @@ def test_only_a_new_deployment_checks_for_data_left_in_the_data_directories(adop
     assert guard["update"] == ":" and ("adopting the existing volume" in guard["create"]) is adopt
     volume = dev.named("pgha-dev-pg-1-patroni-data")
     assert dev.named("pgha-dev-pg-1-patroni-data-unclaimed").urn in volume.dependencies
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_adopting_data_sets_passwords_first_and_starts_standbys_after_a_leader(stack: str) -> None:
+    """pgha:adopt_existing_data: each PostgreSQL converge runs the adoption (a secret: it holds the verifiers)
+    on held data before it starts anything, and one step per node, after every node's converge, starts a
+    standby whose start was deferred; the backup checks come after those. Without the setting neither is there."""
+    secrets = {"sshPrivateKey": SSH_KEY} if stack == "prod" else None
+    for adopt in (True, False):
+        graph = run_program(stack, {"adopt_existing_data": adopt}, secrets_config=secrets)
+        services = [graph.named(f"pgha-{stack}-pg-{i}-patroni-service") for i in (1, 2, 3)]
+        script = reveal(services[0].inputs["stdin"])
+        assert is_secret(services[0].inputs["stdin"])
+        assert ("pgha-adopt: pg-1" in script) is adopt
+        steps = [r for r in graph.resources if r.name.endswith("-adopted")]
+        if not adopt:
+            assert not steps and "start-deferred" not in script
+            continue
+        hook = script.index('if [ "$mode" = create ] && [ "$held" = 1 ]; then\nlog() { echo "pgha-adopt')
+        assert script.index("then held=1; fi") < hook < script.index('if [ "$defer" = 1 ]; then'), "before any start"
+        assert sorted(r.name for r in steps) == [f"pgha-{stack}-pg-{i}-adopted" for i in (1, 2, 3)]
+        for step in steps:
+            assert all(depends(graph, step, service) for service in services), step.name
+            assert "/run/pgha/start-deferred" in step.inputs["stdin"]
+        for i in (1, 2, 3):
+            check = graph.named(f"pgha-{stack}-backup-check-pg-{i}")
+            assert all(depends(graph, check, step) for step in steps)
 
 
 def test_a_member_that_waits_only_when_rejoining_asks_before_it_starts(dev: Graph, prod: Graph) -> None:

@@ -12,10 +12,9 @@ import pytest
 from config import ConfigError, collect, parse
 from operations.passwords import render_password_script, render_password_sql, roles
 from render.credentials import Credentials
-from tests.support.mock_runtime import Graph, is_secret, reveal, run_program, stack_config
+from tests.support.mock_runtime import SSH_KEY, Graph, is_secret, reveal, run_program, stack_config
 
 PASSWORD = "random:index/randomPassword:RandomPassword"
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only\n-----END OPENSSH PRIVATE KEY-----\n"
 CREDS = Credentials(superuser="Su1", replication="Re1", rewind="Rw1", app="Ap1", readonly="Ro1", restapi="Api1",
                     keepalived="Kp1", stats="St1", cipher="Ci1", dcs_namespace="ns")
 

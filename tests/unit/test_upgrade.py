@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from config import collect, parse
+from config import ConfigError, collect, parse
+from operations.change_plan import APPLIED_OUTPUT, PLAN_OUTPUT
 from operations.upgrade import render_handover, render_precheck
-from targets import docker as docker_target
-from tests.support.mock_runtime import Graph, run_program, stack_config
+from targets import base as target_base
+from tests.support.mock_runtime import SSH_KEY, Graph, run_program, stack_config
 
 CONTAINER = "docker:index/container:Container"
 
@@ -68,7 +69,7 @@ def test_postgres_containers_follow_one_another_each_after_its_handover_and_the_
 
 def test_the_leader_goes_last_and_published_ports_do_not_move(monkeypatch: pytest.MonkeyPatch) -> None:
     ports = {c.name: c.inputs["ports"] for c in run_program("dev").of_type(CONTAINER)}
-    monkeypatch.setattr(docker_target, "_answers", lambda url: url.endswith(":8008/primary"))  # pg-1 leads
+    monkeypatch.setattr(target_base, "answers", lambda url: url.endswith(":8008/primary"))  # pg-1 leads
     graph = run_program("dev")
     assert "pgha-dev-pg-1-patroni-service" not in deps(graph, "pgha-dev-pg-2-patroni-handover")
     assert "pgha-dev-pg-3-patroni-service" in deps(graph, "pgha-dev-pg-1-patroni-handover"), "pg-1 last"
@@ -96,7 +97,7 @@ def test_no_passwords_step_waits_for_a_converge_so_the_leaders_runs_at_once(lead
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Each node's passwords step waits for the leader's: a chain through the converges would deadlock."""
     index = {"pg-1": 0, "pg-2": 1, "pg-3": 2}
-    monkeypatch.setattr(docker_target, "_answers", lambda url: leader is not None and url.endswith(
+    monkeypatch.setattr(target_base, "answers", lambda url: leader is not None and url.endswith(
         f":{8008 + 100 * index[leader]}/primary"))
     graph = run_program("dev")
     for node in index:
@@ -105,3 +106,85 @@ def test_no_passwords_step_waits_for_a_converge_so_the_leaders_runs_at_once(lead
     # The positive control: the same closure sees the rolling chain through the converges.
     assert "pgha-dev-pg-1-patroni-service" in closure(graph, "pgha-dev-pg-3-patroni-handover") or leader is not None
     assert "pgha-dev-pg-2-patroni-passwords" in closure(graph, "pgha-dev-pg-2-patroni-service")
+
+
+# ------------------------------------------------------------------------------------------ ssh: pinned packages
+
+PINS = {"patroni": "4.0.7-3~deb13u1+pgha1", "haproxy": "3.0.11-1+deb13u5"}
+
+
+def pinned(pins: dict[str, str] | None = PINS) -> Graph:
+    ssh = {"user": "root", "packages": pins or {}}
+    return run_program("prod", {"ssh": ssh}, secrets_config={"sshPrivateKey": SSH_KEY})
+
+
+def test_pins_are_checked_against_what_pgha_installs_and_apt_version_syntax() -> None:
+    raw = collect(stack_config("prod")[0])
+    unknown = "packages.postgresql-16: not a package pgha installs; pin one of"
+    for packages, message in (({"postgresql-16": "16.1-1"}, unknown),
+                              ({"haproxy": "latest"}, "ssh.packages.haproxy: String should match pattern"),
+                              ({"haproxy": "1.0; rm -rf /"}, "ssh.packages.haproxy: String should match pattern")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse({**raw, "ssh": {**raw["ssh"], "packages": packages}})
+    cfg = parse({**raw, "ssh": {**raw["ssh"], "packages": {"haproxy": "1:2.0~rc1+b2-3"}}})
+    assert cfg.ssh is not None and cfg.ssh.pins(["keepalived", "haproxy"]) == {"haproxy": "1:2.0~rc1+b2-3"}
+
+
+def test_a_pin_rolls_one_host_at_a_time_postgresql_after_every_pre_check() -> None:
+    graph = pinned()
+    names = {r.name for r in graph.resources}
+    steps = sorted(n for n in names if n.endswith("-packages"))
+    # Only the hosts whose packages carry a pin get the step: etcd's do not.
+    assert steps == ["pgha-prod-haproxy-haproxy-1-packages", "pgha-prod-haproxy-haproxy-2-packages",
+                     *(f"pgha-prod-pg-{i}-patroni-packages" for i in (1, 2, 3))]
+    gates = [f"pgha-prod-pg-{i}-packages-precheck" for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        step = f"pgha-prod-pg-{i}-patroni-packages"
+        assert set(gates) <= set(deps(graph, step)), "every pre-check before any PostgreSQL host changes"
+        assert step in deps(graph, f"pgha-prod-pg-{i}-patroni-service"), "the packages before the converge"
+        if i > 1:
+            assert f"pgha-prod-pg-{i - 1}-patroni-service" in deps(graph, step), "one host after the other"
+        script = graph.named(step).inputs["stdin"]
+        assert "for pin in 'patroni=4.0.7-3~deb13u1+pgha1'; do" in script and "haproxy" not in script
+        assert script.index("is not offered") < script.index("pgha-handover") < script.index("--allow-downgrades")
+        assert "systemctl restart pgha-patroni" in script and "pgha-dcs-sync" not in script
+    haproxy = graph.named("pgha-prod-haproxy-haproxy-2-packages")
+    assert "pgha-prod-haproxy-haproxy-1-service" in deps(graph, haproxy.name)
+    assert not set(gates) & set(deps(graph, haproxy.name))
+    assert "systemctl reload pgha-haproxy" in haproxy.inputs["stdin"] and "handover" not in haproxy.inputs["stdin"]
+    gate = graph.named(gates[0]).inputs
+    assert gate["triggers"] == ["patroni=4.0.7-3~deb13u1+pgha1"], "it runs again only for new PostgreSQL pins"
+    assert "cat >/dev/null" in gate["update"]
+    install = graph.named("pgha-prod-pg-1-patroni-install").inputs["stdin"]
+    assert "patroni=4.0.7-3~deb13u1+pgha1" in install, "a new host installs the pinned version"
+
+
+def test_no_pin_no_step_and_the_plan_says_what_a_pin_does() -> None:
+    plain = pinned(None)
+    assert not [r.name for r in plain.resources if "packages" in r.name]
+    graph = run_program("prod", {"ssh": {"user": "root", "packages": PINS}}, secrets_config={"sshPrivateKey": SSH_KEY},
+                        previous_outputs={APPLIED_OUTPUT: plain.outputs[APPLIED_OUTPUT]})
+    plan = graph.outputs[PLAN_OUTPUT]
+    assert plan["pg-1"] == ["install: patroni unpinned -> 4.0.7-3~deb13u1+pgha1 (one host at a time, PostgreSQL "
+                            "after its pre-checks)",
+                            "restart: patroni (new packages: patroni; a leader switches over first)"]
+    assert plan["haproxy-1"] == ["install: haproxy unpinned -> 3.0.11-1+deb13u5 (one host at a time, PostgreSQL "
+                                 "after its pre-checks)", "reload: haproxy (new packages: haproxy)"]
+    assert plan["etcd-1"] == ["nothing"]
+
+
+def test_the_ssh_target_asks_each_hosts_patroni_for_the_leader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader goes last on hosts too (the program asks the REST API at the host's address); offline
+    (the mock runtime, the policy pack's evaluation) nothing but loopback is asked."""
+    from targets.ssh import SshTarget
+
+    cfg = parse(collect(stack_config("prod")[0]))
+    asked: list[str] = []
+    monkeypatch.setattr(target_base, "answers", lambda url: asked.append(url) or url.startswith("http://192.0.2.21:"))
+    order = SshTarget(cfg, SSH_KEY).rolling_order(list(cfg.postgres.nodes))
+    assert [n.name for n in order] == ["pg-2", "pg-3", "pg-1"]
+    assert asked == [f"http://192.0.2.2{i}:8008/primary" for i in (1,)], "it stops at the leader"
+    asked.clear()
+    graph = pinned()
+    assert not asked, "the offline evaluation asked a host"
+    assert "pgha-prod-pg-1-patroni-service" in deps(graph, "pgha-prod-pg-2-patroni-packages"), "configured order"
