@@ -35,6 +35,7 @@ class PatroniNodeArgs:
     after: list[pulumi.Resource] = field(default_factory=list)
 
 
+PG_CTL = f"{paths.PG_BIN}/pg_ctl -D {paths.PG_DATA}"
 # The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
 CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
 
@@ -108,6 +109,13 @@ class PatroniNode(pulumi.ComponentResource):
             # Adopting data: the roles take this stack's passwords; a standby's data starts once a leader answers.
             on_adopt=passwords.adoption_script(cfg, node, creds),
             deferred_until=passwords.leader_answers(cfg),
+            # A destroy stops the members one after another, the leader first (the rolling chain, reversed):
+            # paused, no replica is promoted meanwhile, and each data directory keeps its role for a later
+            # adoption. Paused, Patroni leaves PostgreSQL running when it stops: that is stopped last.
+            before_stop=(f"timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait "
+                         ">/dev/null 2>&1 || true"),
+            after_stop=(f"if runuser -u postgres -- {PG_CTL} status >/dev/null 2>&1; "
+                        f"then runuser -u postgres -- {PG_CTL} -m fast -w -t 60 stop; fi"),
         )
         self.spec = spec
         placement = args.target.place(f"{name}-patroni", spec, self)

@@ -85,18 +85,51 @@ def render_adoption(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
                 f"data this is and encrypted with a passphrase this stack does not have: move {repo}/archive and "
                 f"{repo}/backup aside (its backups stay restorable with the old passphrase), then deploy again")
     two = (f"{node.name}: {data} holds a primary's data, but another node already leads the adopted cluster: two "
-           "data directories claim to be the primary. Keep the newer one (pg_controldata: latest checkpoint, "
-           "timeline), move the other aside, then deploy again")
+           "data directories claim to be the primary, this one not behind. Keep the newer one (pg_controldata: "
+           "latest checkpoint, timeline), move the other aside, then deploy again")
+    addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
+    api = cfg.patroni.rest_api_port
     return f"""log() {{ echo "pgha-adopt: {node.name}: $*"; }}
+# Patroni's cache of the old deployment's dynamic configuration: with it, Patroni would start under the old
+# settings (the pause a destroy leaves among them: a paused Patroni starts no PostgreSQL).
+rm -f {data}/patroni.dynamic.json
+leader=""
+for address in {addresses}; do
+  if curl -sf -o /dev/null --max-time 3 "http://$address:{api}/primary"; then leader=$address; break; fi
+done
+if [ ! -e {data}/standby.signal ] && [ -n "$leader" ]; then
+  # A former primary beside the one that leads: one the leader's history left behind (it stopped cleanly
+  # before the leader's timeline forked from its own) rejoins as its standby; any other is refused.
+  verdict=$(LC_ALL=C python3 - "$leader" <<'PGHA_PY' || echo "unknown: the leader's history could not be read"
+import json, subprocess, sys, urllib.request
+fields = dict(line.split(":", 1) for line in subprocess.run(
+    ["{paths.PG_BIN}/pg_controldata", "-D", "{data}"], capture_output=True, text=True, check=True).stdout.splitlines()
+    if ":" in line)
+state, timeline = fields["Database cluster state"].strip(), int(fields["Latest checkpoint's TimeLineID"])
+high, low = fields["Latest checkpoint location"].strip().split("/")
+at = (int(high, 16) << 32) + int(low, 16)
+with urllib.request.urlopen(f"http://{{sys.argv[1]}}:{api}/history", timeout=5) as response:
+    forks = {{int(entry[0]): int(entry[1]) for entry in json.load(response)}}
+behind = state == "shut down" and timeline in forks and at < forks[timeline]
+print("behind" if behind else f"not behind: {{state}}, timeline {{timeline}} at {{at}}, the leader forked {{forks}}")
+PGHA_PY
+)
+  if [ "$verdict" = behind ]; then
+    log "a former primary's data, behind the leader's timeline: it rejoins as a standby"
+    runuser -u postgres -- touch {data}/standby.signal
+  else
+    echo {shlex.quote(f"pgha-adopt: {two}")} "($verdict)" >&2
+    exit 1
+  fi
+fi
 if [ -e {data}/standby.signal ]; then
-  if {leader_answers(cfg)}; then
+  if [ -n "$leader" ]; then
     log "a standby's data: it follows the cluster's leader"
   else
     log "a standby's data: it starts once the node with the primary's data leads"
     defer=1
   fi
 else
-  if {leader_answers(cfg)}; then echo {shlex.quote(f"pgha-adopt: {two}")} >&2; exit 1; fi
   for info in {repo}/archive/{stanza}/archive.info {repo}/backup/{stanza}/backup.info; do
     if [ -e "$info" ]; then echo {shlex.quote(f"pgha-adopt: {old_repo}")} >&2; exit 1; fi
   done

@@ -132,6 +132,10 @@ class ServiceSpec:
     # `deferred_until` (a shell condition) holds. An Input: it may carry secrets.
     on_adopt: pulumi.Input[str] | None = None
     deferred_until: str | None = None
+    # Bash a destroy runs on the host before and after it stops the service's processes (hosts only: a
+    # container is removed with its processes).
+    before_stop: str | None = None
+    after_stop: str | None = None
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ class SystemdControl(Control):
 
 def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
     """Stop and disable the service, remove its units and files; data only when purging."""
-    parts = ["set -u"]
+    parts = ["set -u", *filter(None, [spec.before_stop])]
     for process in spec.processes:
         if process.host_service:
             continue
@@ -135,6 +135,7 @@ def delete_script(spec: ServiceSpec, purge_data: bool) -> str:
         parts.append(f"systemctl disable --now {unit} 2>/dev/null || true")
         parts.append(f"rm -f {UNIT_DIR}/{unit}.service")
     parts.append("systemctl daemon-reload")
+    parts += filter(None, [spec.after_stop])
     parts += [f"rm -f {shlex.quote(f.path)}" for f in spec.files]
     if purge_data:
         parts += [f"rm -rf --one-file-system {shlex.quote(d.path)}" for d in spec.data_dirs]

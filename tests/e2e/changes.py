@@ -335,7 +335,10 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
     scenarios.assert_nothing_lost(writer)
     print(f"rotation of {len(ROTATABLE)} credentials: {update.seconds:.0f}s, nothing restarted, longest write "
           f"pause {outage:.2f}s")
-    assert outage < 1.0, f"a rotation paused writes for {outage:.2f}s"
+    # Nothing restarts, but the synchronous standby's WAL receiver reconnects with the new replication
+    # password (PostgreSQL restarts it when primary_conninfo changes): synchronous commits wait for it,
+    # 0.2-1.5 s measured. The bound is the issue's: no longer than a planned switchover.
+    assert outage < SWITCHOVER_S, f"a rotation paused writes for {outage:.2f}s"
     return outage
 
 

@@ -303,6 +303,7 @@ def test_adopted_data_takes_this_stacks_passwords_in_single_user_mode(postgres: 
     assert refused.returncode == 1 and f"holds stanza {cfg.stanza}" in refused.stderr, refused.stderr
     assert "defer=" not in refused.stdout and "password set" not in refused.stdout, "refused before any change"
     box.sh(f"mkdir -p /tmp/old-repo && mv {repo}/archive {repo}/backup /tmp/old-repo/", check=True)
+    box.exec("sh", "-c", f"echo '{{\"pause\": true}}' > {PG_DATA}/patroni.dynamic.json", user="postgres", check=True)
     # A role this stack names but the data lacks: nothing changes (one transaction), and it says which.
     ghost = cfg.model_copy(update={"postgres": pg.model_copy(update={"readonly_user": "ghost"})})
     failed = adopt(new, ghost)
@@ -312,6 +313,7 @@ def test_adopted_data_takes_this_stacks_passwords_in_single_user_mode(postgres: 
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     assert "defer=0" in adopted.stdout and f"pgha-passwords: {pg.app_user} password set" in adopted.stdout
     assert box.exec("test", "-e", f"{PG_DATA}/postmaster.pid").returncode != 0, "no server left running"
+    assert box.exec("test", "-e", f"{PG_DATA}/patroni.dynamic.json").returncode != 0, "the old settings' cache"
     box.exec(f"{PG_BIN}/pg_ctl", "-D", PG_DATA, "-w", "-l", "/tmp/postgres.log", "start", user="postgres", check=True)
     assert _psql(box, pg.app_user, new.app, pg.database, "SELECT 1") == (0, "1")
     code, out = _psql(box, pg.app_user, FAKE_CREDS.app, pg.database, "SELECT 1")

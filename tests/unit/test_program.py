@@ -269,6 +269,11 @@ def test_ssh_commands(prod: Graph) -> None:
     assert "ExecStart=/usr/bin/patroni /etc/patroni/patroni.yml" in unit
     delete = service["delete"]
     assert "systemctl disable --now pgha-patroni" in delete and "rm -rf" not in delete  # data kept by default
+    # Paused first, so no replica is promoted while the members stop one after another; PostgreSQL, which a
+    # paused Patroni leaves running, stopped last: each data directory keeps its role for an adoption.
+    pause, stop, pg_stop = (delete.index(t) for t in ("pause --wait", "systemctl disable --now pgha-patroni",
+                                                      "-m fast -w -t 60 stop"))
+    assert pause < stop < pg_stop
     patroni = yaml.safe_load(files["/etc/patroni/patroni.yml"])
     assert patroni["name"] == "pg-1" and patroni["scope"] == "pgha-prod"
 
