@@ -64,12 +64,22 @@ def members():
         return {{m["name"]: m for m in json.load(response)["members"]}}
 
 
-current = members()
-if current.get(me, {{}}).get("role") not in {leader_roles}:
-    print(f"pgha-handover: {{me}} is not the leader: nothing to hand over")
-    sys.exit(0)
-streaming = [m for m in current.values() if m["name"] != me and m.get("state") == "streaming"]
-sync = [m for m in streaming if m["role"] == "sync_standby"]
+with urllib.request.urlopen("http://127.0.0.1:{api}/config", timeout=5) as response:
+    synchronous = json.load(response).get("synchronous_mode") not in (None, False, "off")
+# Patroni switches over only to its synchronous standby when one is required: right after another member
+# came back (the one replaced before this one), no member may hold that role yet. Wait for one.
+settle = time.monotonic() + 60
+while True:
+    current = members()
+    if current.get(me, {{}}).get("role") not in {leader_roles}:
+        print(f"pgha-handover: {{me}} is not the leader: nothing to hand over")
+        sys.exit(0)
+    streaming = [m for m in current.values() if m["name"] != me and m.get("state") == "streaming"]
+    sync = [m for m in streaming if m["role"] in ("sync_standby", "quorum_standby")]
+    if sync or not synchronous or time.monotonic() > settle:
+        break
+    print("pgha-handover: waiting for a synchronous standby to switch over to", flush=True)
+    time.sleep(1)
 candidates = sorted(sync or streaming, key=lambda m: m.get("lag") if isinstance(m.get("lag"), int) else 1 << 62)
 if not candidates:
     sys.exit(f"pgha-handover: {{me}} leads and no replica streams: nothing to switch over to")
