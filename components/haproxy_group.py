@@ -10,6 +10,7 @@ import pulumi
 from catalog.roles import HAPROXY
 from components.secrets import render_secret, shape_of
 from config.models import ClusterConfig
+from operations import upgrade
 from render import paths
 from render.credentials import Credentials
 from render.haproxy import render_haproxy, save_state_command
@@ -101,6 +102,8 @@ class HAProxyGroup(pulumi.ComponentResource):
                 # One node at a time: the other keeps the virtual IP and the ports answering meanwhile.
                 after=tuple(self.ready[-1:]),
                 facts={"credentials": cfg.rotate.generations(carried)},
+                # Replaced, the node that holds the virtual IP gives it to its peer first.
+                handover=upgrade.render_vip_handover(cfg, node.name) if vip else None,
             )
             placement = args.target.place(f"{name}-{node.name}", spec, self)
             self.ready.append(placement.ready)

@@ -40,6 +40,29 @@ PG_CTL = f"{paths.PG_BIN}/pg_ctl -D {paths.PG_DATA}"
 CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
 
 
+def pause_before_stop(rest_port: int) -> str:
+    """Bash a destroy runs before it stops Patroni: pause the cluster, then check that this member applies
+    the pause (Patroni's /patroni says `"pause": true`), three tries. It says what happened: a destroy that
+    could not pause goes on (the hosts are going away), warning that a replica may be promoted meanwhile."""
+    paused = (f"curl -sf --max-time 3 http://127.0.0.1:{rest_port}/patroni | "
+              "python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get(\"pause\") else 1)'")
+    return f"""paused() {{ {paused}; }}
+if curl -s -o /dev/null --max-time 3 http://127.0.0.1:{rest_port}/; then
+  for try in 1 2 3; do
+    paused && break
+    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait 2>&1 |
+      sed "s/^/pgha-destroy: patronictl pause (try $try): /" || true
+  done
+  if paused; then
+    echo "pgha-destroy: Patroni paused: no replica is promoted while the members stop"
+  else
+    echo "pgha-destroy: WARNING: Patroni did not take the pause; a replica may be promoted while the members stop" >&2
+  fi
+else
+  echo "pgha-destroy: Patroni does not answer here: nothing to pause"
+fi"""
+
+
 def plan_facts(cfg: ClusterConfig) -> dict[str, Any]:
     """What the change plan says per name for a PostgreSQL node: the parameters PostgreSQL runs with (a
     restart or a reload, by each one's context) and the rest of Patroni's dynamic configuration."""
@@ -112,8 +135,7 @@ class PatroniNode(pulumi.ComponentResource):
             # A destroy stops the members one after another, the leader first (the rolling chain, reversed):
             # paused, no replica is promoted meanwhile, and each data directory keeps its role for a later
             # adoption. Paused, Patroni leaves PostgreSQL running when it stops: that is stopped last.
-            before_stop=(f"timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait "
-                         ">/dev/null 2>&1 || true"),
+            before_stop=pause_before_stop(rest_port),
             after_stop=(f"if runuser -u postgres -- {PG_CTL} status >/dev/null 2>&1; "
                         f"then runuser -u postgres -- {PG_CTL} -m fast -w -t 60 stop; fi"),
         )

@@ -10,7 +10,8 @@ the leader last after a switchover.
   a running cluster), each after the one before is back and healthy.
 - Before its container is replaced, a node that leads hands over: `patronictl switchover` to the
   synchronous standby (any streaming replica without synchronous replication), waiting until that one
-  leads. A replica has nothing to hand over.
+  leads, then until every HAProxy's checks must have marked it down (`drain_seconds`): stopped before
+  that, it would still get new read-write connections. A replica has nothing to hand over.
 """
 
 from __future__ import annotations
@@ -92,12 +93,24 @@ while time.monotonic() < deadline:
     try:
         now = members()
         if now.get(target, {{}}).get("role") in {leader_roles} and now.get(me, {{}}).get("role") not in {leader_roles}:
-            print(f"pgha-handover: {{target}} leads")
-            sys.exit(0)
+            break
     except Exception as error:
         print(f"pgha-handover: waiting for {{target}} to lead: {{error}}", flush=True)
     time.sleep(1)
-sys.exit(f"pgha-handover: {{target}} did not take over from {{me}} within 120 s")
+else:
+    sys.exit(f"pgha-handover: {{target}} did not take over from {{me}} within 120 s")
+# HAProxy learns of the new leader by its checks of /primary alone: until it has marked this node down, it
+# still sends new read-write connections here, and once this node is stopped (a removed container no longer
+# answers at all) those wait for its connect timeout. This node keeps answering 503 meanwhile.
+drain_end = time.monotonic() + {drain_s}
+while time.monotonic() < drain_end:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:{api}/primary", timeout=2).close()
+        sys.exit(f"pgha-handover: {{me}} answers /primary again after the switchover to {{target}}: stopped")
+    except OSError:  # 503 (an HTTPError), or no answer: a failed check either way
+        pass
+    time.sleep(0.2)
+print(f"pgha-handover: {{target}} leads; HAProxy's checks have marked {{me}} down ({drain_s} s)")
 """
 
 
@@ -108,7 +121,52 @@ def render_precheck(cfg: ClusterConfig) -> str:
     return f"set -euo pipefail\npython3 - {cfg.upgrade.max_transaction_s} <<'PGHA_PY'\n{script}PGHA_PY\n"
 
 
+def drain_seconds(cfg: ClusterConfig) -> float:
+    """How long after a node's /primary turns 503 every HAProxy has marked it down: the next check comes
+    within `inter`, the `fall - 1` after it every `fastinter` (a server that failed once is checked at that
+    rate), plus half a second for the checks' own time."""
+    check = cfg.haproxy.check
+    return (check.inter_ms + (check.fall - 1) * check.fastinter_ms) / 1000 + 0.5
+
+
 def render_handover(cfg: ClusterConfig, node: str) -> str:
     """Bash, run on PostgreSQL node `node` before it is replaced: a switchover away from it when it leads."""
-    script = HANDOVER.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES))
+    script = HANDOVER.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES),
+                             drain_s=drain_seconds(cfg))
     return f"set -euo pipefail\npython3 - {node} {paths.PATRONI_CONFIG} <<'PGHA_PY'\n{script}PGHA_PY\n"
+
+
+# How long a released node stays out of the VRRP group (VIP_RELEASE), and how long its peer may take the
+# address: keepalived's check fails twice a second apart, then the peer takes over on the priority-0 advert.
+VIP_RELEASE_S = 60
+VIP_MOVE_S = 30
+
+
+def render_vip_handover(cfg: ClusterConfig, node: str) -> str:
+    """Bash, run on HAProxy node `node` before it is replaced: when it holds the virtual IP, it gives the
+    address up (its keepalived check fails for VIP_RELEASE_S) and waits until another node answers on it.
+    Existing connections through this node then end at once (the peer resets them) instead of waiting on an
+    address nobody holds. Refuses, and takes its part back, when no peer took the address."""
+    ha = cfg.haproxy
+    if ha.virtual_ip is None:
+        raise ValueError("haproxy.virtual_ip: missing; only a node that may hold a virtual IP hands one over")
+    vip, port = str(ha.virtual_ip), ha.read_write_port
+    return f"""set -euo pipefail
+holds() {{ ip -o -4 addr show | grep -F ' {vip}/' >/dev/null; }}
+if ! holds; then
+  echo "pgha-handover: {node} does not hold the virtual IP {vip}: nothing to hand over"
+  exit 0
+fi
+echo "$(( $(date +%s) + {VIP_RELEASE_S} ))" > {paths.VIP_RELEASE}
+deadline=$((SECONDS + {VIP_MOVE_S}))
+until ! holds && timeout 1 bash -c 'exec 3<>/dev/tcp/{vip}/{port}' 2>/dev/null; do
+  if [ $SECONDS -ge $deadline ]; then
+    rm -f {paths.VIP_RELEASE}
+    echo "pgha-handover: no other HAProxy node took the virtual IP {vip} within {VIP_MOVE_S} s (is one running and \
+healthy?); {node} keeps it and is not replaced" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "pgha-handover: {node} handed the virtual IP {vip} to another HAProxy node"
+"""

@@ -34,6 +34,10 @@ KEEPALIVED_CONFIG: Final = "/etc/keepalived/keepalived.conf"
 # keepalived's check: HAProxy runs and routes writes to at most one server (a fresh HAProxy starts with
 # every server UP until its checks have run).
 HAPROXY_READY_SCRIPT: Final = "/usr/local/bin/pgha-haproxy-ready"
+# While it holds a future time (epoch seconds), that check fails: the node gives the virtual IP up before
+# it is replaced (operations/upgrade.py). A time, not a flag: a deployment that stops half-way leaves no
+# node out of the VRRP group for longer than that.
+VIP_RELEASE: Final = "/run/pgha-vip-release"
 
 PGBACKREST_CONFIG: Final = "/etc/pgbackrest/pgbackrest.conf"
 PGBACKREST_LOG_DIR: Final = "/var/log/pgbackrest"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 
 import pytest
 
 from config import ConfigError, collect, parse
 from operations.change_plan import APPLIED_OUTPUT, PLAN_OUTPUT
-from operations.upgrade import render_handover, render_precheck
+from operations.upgrade import drain_seconds, render_handover, render_precheck, render_vip_handover
+from render.keepalived import render_haproxy_ready
+from render.paths import VIP_RELEASE
 from targets import base as target_base
 from tests.support.mock_runtime import SSH_KEY, Graph, run_program, stack_config
 
@@ -30,6 +33,28 @@ def test_the_scripts_are_valid_python_with_the_stack_limits() -> None:
     assert "python3 - pg-2 /etc/patroni/patroni.yml" in handover
     compile(python_of(handover), "handover", "exec")
     assert render_precheck(cfg) == precheck, "the same script every run (no set ordering in it)"
+
+
+def test_the_old_leader_waits_for_haproxy_and_an_haproxy_node_gives_the_virtual_ip_up_first() -> None:
+    cfg = parse(collect(stack_config("dev")[0]))
+    check = cfg.haproxy.check
+    assert drain_seconds(cfg) == (check.inter_ms + (check.fall - 1) * check.fastinter_ms) / 1000 + 0.5
+    assert f"drain_end = time.monotonic() + {drain_seconds(cfg)}" in render_handover(cfg, "pg-1")
+    graph = run_program("dev")
+    tag = graph.of_type("docker:index/image:Image")[0].inputs["imageName"]
+    for node in ("haproxy-1", "haproxy-2"):
+        step = graph.named(f"pgha-dev-haproxy-{node}-handover")
+        assert step.inputs["triggers"] == [tag]
+        assert step.name in deps(graph, f"pgha-dev-haproxy-{node}"), "the container waits for the address to move"
+        script = step.inputs["stdin"]
+        assert f"grep -F ' {cfg.haproxy.virtual_ip}/'" in script and VIP_RELEASE in script
+        subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    ready = render_haproxy_ready()
+    assert ready.index(VIP_RELEASE) < ready.index("pgrep"), "a released node fails its check whatever HAProxy does"
+    without = parse({**collect(stack_config("dev")[0]), "haproxy": {**collect(stack_config("dev")[0])["haproxy"],
+                                                                      "virtual_ip": None}})
+    with pytest.raises(ValueError, match=r"haproxy\.virtual_ip"):
+        render_vip_handover(without, "haproxy-1")
 
 
 def test_a_new_image_revision_is_a_build_argument_and_a_new_tag() -> None:
@@ -151,7 +176,10 @@ def test_a_pin_rolls_one_host_at_a_time_postgresql_after_every_pre_check() -> No
     haproxy = graph.named("pgha-prod-haproxy-haproxy-2-packages")
     assert "pgha-prod-haproxy-haproxy-1-service" in deps(graph, haproxy.name)
     assert not set(gates) & set(deps(graph, haproxy.name))
-    assert "systemctl reload pgha-haproxy" in haproxy.inputs["stdin"] and "handover" not in haproxy.inputs["stdin"]
+    script = haproxy.inputs["stdin"]
+    assert "systemctl reload pgha-haproxy" in script
+    # A reload moves nothing; only a restart of keepalived (its package changed) gives the virtual IP up first.
+    assert re.search(r"if touched keepalived; then\n[^\n]*\nholds\(\)", script), script
     gate = graph.named(gates[0]).inputs
     assert gate["triggers"] == ["patroni=4.0.7-3~deb13u1+pgha1"], "it runs again only for new PostgreSQL pins"
     assert "cat >/dev/null" in gate["update"]
