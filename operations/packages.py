@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from config.models import ClusterConfig
 from operations.upgrade import render_precheck
-from render.shell import until_ok
+from render.shell import has_running_leader, until_ok
 from targets.base import ServiceSpec
 from targets.converge import Control
 
@@ -101,11 +101,7 @@ if ! curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then
 fi
 if curl -sf -o /dev/null --max-time 3 http://127.0.0.1:{api}/primary; then
 {render_precheck(cfg)}else
-  curl -sf --max-time 5 http://127.0.0.1:{api}/cluster | python3 -c '
-import json, sys
-members = json.load(sys.stdin).get("members", [])
-sys.exit(not any(m.get("role") == "leader" and m.get("state") == "running" for m in members))' \\
-    || {{ echo {shlex.quote(leaderless)} >&2; exit 1; }}
+  {has_running_leader(api)} || {{ echo {shlex.quote(leaderless)} >&2; exit 1; }}
   echo "pgha-upgrade: not the leader: the leader checks"
 fi
 """

@@ -60,10 +60,19 @@ def render_password_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     return "\n".join(["\\set ON_ERROR_STOP on", "SET log_statement = 'none';", _set_verifiers(cfg, creds)]) + "\n"
 
 
+def find_leader(cfg: ClusterConfig, indent: str = "") -> str:
+    """Shell that sets `leader` to the address of the PostgreSQL node whose Patroni answers as the leader
+    (/primary), empty when none does."""
+    addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
+    lines = ['leader=""', f"for address in {addresses}; do",
+             f'  if curl -sf -o /dev/null --max-time 3 "http://$address:{cfg.patroni.rest_api_port}/primary"; then '
+             "leader=$address; break; fi", "done"]
+    return "\n".join(indent + line for line in lines)
+
+
 def leader_answers(cfg: ClusterConfig) -> str:
     """A shell condition: some PostgreSQL node's Patroni answers as the leader."""
-    urls = " ".join(f"http://{n.address}:{cfg.patroni.rest_api_port}/primary" for n in cfg.postgres.nodes)
-    return f"( for url in {urls}; do curl -sf -o /dev/null --max-time 3 \"$url\" && exit 0; done; exit 1 )"
+    return f'(\n{find_leader(cfg, "  ")}\n  [ -n "$leader" ]\n)'
 
 
 def render_adoption(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
@@ -87,16 +96,12 @@ def render_adoption(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
     two = (f"{node.name}: {data} holds a primary's data, but another node already leads the adopted cluster: two "
            "data directories claim to be the primary, this one not behind. Keep the newer one (pg_controldata: "
            "latest checkpoint, timeline), move the other aside, then deploy again")
-    addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
     api = cfg.patroni.rest_api_port
     return f"""log() {{ echo "pgha-adopt: {node.name}: $*"; }}
 # Patroni's cache of the old deployment's dynamic configuration: with it, Patroni would start under the old
 # settings (the pause a destroy leaves among them: a paused Patroni starts no PostgreSQL).
 rm -f {data}/patroni.dynamic.json
-leader=""
-for address in {addresses}; do
-  if curl -sf -o /dev/null --max-time 3 "http://$address:{api}/primary"; then leader=$address; break; fi
-done
+{find_leader(cfg)}
 if [ ! -e {data}/standby.signal ] && [ -n "$leader" ]; then
   # A former primary beside the one that leads: one the leader's history left behind (it stopped cleanly
   # before the leader's timeline forked from its own) rejoins as its standby; any other is refused.
@@ -176,9 +181,7 @@ log() {{ echo "pgha-passwords: $*"; }}
 deadline=$((SECONDS + {HEALTH_DEADLINE_S - 60}))
 leader=""
 until [ -n "$leader" ]; do
-  for address in {addresses}; do
-    if curl -sf -o /dev/null --max-time 3 "http://$address:{api}/primary"; then leader=$address; break; fi
-  done
+{find_leader(cfg, "  ")}
   [ -n "$leader" ] && break
   if [ ! -e {paths.PG_DATA}/PG_VERSION ]; then
     log "no running cluster and no data on {node.name}: the roles get their passwords when the cluster bootstraps"

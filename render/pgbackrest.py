@@ -6,6 +6,7 @@ from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import Credentials
 from render.paths import BACKUP_LOCK, BACKUP_SCRIPT, PG_DATA, PG_SOCKET_DIR
+from render.shell import has_running_leader
 
 BACKUP_TYPES = ("full", "diff", "incr")
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,6 +65,7 @@ def render_backup_script(cfg: ClusterConfig) -> str:
         "pgha-backup.sh.j2",
         types=BACKUP_TYPES,
         rest_api_port=cfg.patroni.rest_api_port,
+        has_running_leader=has_running_leader(cfg.patroni.rest_api_port),
         stanza=cfg.stanza,
         lock=BACKUP_LOCK,
     )

@@ -23,3 +23,12 @@ def until_ok(check: tuple[str, ...], deadline_s: int = HEALTH_DEADLINE_S) -> str
 def step_script(*parts: str) -> str:
     """A step's whole script: strict bash, then the parts in order."""
     return "set -euo pipefail\n" + "".join(parts)
+
+
+def has_running_leader(api_port: int) -> str:
+    """A shell condition: this node's Patroni (/cluster) sees a running leader in its cluster."""
+    return (f'curl -sf --max-time 5 "http://127.0.0.1:{api_port}/cluster" | python3 -c \'\n'
+            "import json, sys\n"
+            'members = json.load(sys.stdin).get("members", [])\n'
+            'sys.exit(not any(m.get("role") == "leader" and m.get("state") == "running" for m in members))\' '
+            "2>/dev/null")

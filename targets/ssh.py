@@ -70,8 +70,7 @@ grep -qs '^create_main_cluster = false' /etc/postgresql-common/createcluster.con
 installed=$(dpkg-query -W -f='${{db:Status-Status}}\n' {names} 2>/dev/null | grep -cx installed || true)
 if [ "$installed" -ne {len(packages)} ]; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends \\
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {wanted}
+  {packages_op.APT_INSTALL} {wanted}
 fi
 for unit in {' '.join(PACKAGED_UNITS)}; do
   if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
