@@ -191,6 +191,9 @@ class DockerTarget(Target):
                     where, (_absent(where), "pgha-handover: a new container"),
                     (f"[ \"$(docker inspect -f '{{{{.Config.Image}}}}' {where})\" = {shlex.quote(self.image_tag)} ]",
                      f"pgha-handover: already on {self.image_tag}")),
+                # It runs before a replacement only (a new image: new triggers, so a new step). A changed
+                # script alone (e.g. HAProxy's check timing, which its drain waits for) is taken for the next one.
+                update="cat >/dev/null; echo 'pgha-handover: the script changed; it runs before the next replacement'",
                 stdin=spec.handover,
                 triggers=[self.image_tag],
                 add_previous_output_in_env=False,

@@ -79,6 +79,7 @@ def test_postgres_containers_follow_one_another_each_after_its_handover_and_the_
     for i, node in enumerate(("pg-1", "pg-2", "pg-3")):
         handover = graph.named(f"pgha-dev-{node}-patroni-handover")
         assert handover.inputs["triggers"] == [tag]
+        assert handover.inputs["update"].startswith("cat >/dev/null;"), "a changed script alone runs nothing"
         assert "pgha-dev-upgrade-precheck" in deps(graph, handover.name)
         assert handover.name in deps(graph, f"pgha-dev-{node}-patroni"), "the container waits for its handover"
         if i:
