@@ -281,7 +281,8 @@ class DockerHosts:
 
 def container_processes(hosts: DockerHosts, nodes: list[str], pg_nodes: list[str]) -> dict[str, str]:
     """host/process -> an identity that changes when it restarts, on the dev target: each container (id and
-    start), each process under its runner (PID), each PostgreSQL server (its start time)."""
+    start), each process under its runner (the container and its PID: a new container's runner starts its
+    processes in the same order, so they get the same PIDs), each PostgreSQL server (its start time)."""
     found: dict[str, str] = {}
     for node in nodes:
         container = hosts.container(node)
@@ -289,7 +290,7 @@ def container_processes(hosts: DockerHosts, nodes: list[str], pg_nodes: list[str
         pids = hosts.exec(node, "bash", "-c", "grep -H . /run/pgha/*.pid", check=False)
         for line in pids.split():
             path, pid = line.split(":", 1)
-            found[f"{node}/{path.rsplit('/', 1)[1].removesuffix('.pid')}"] = pid
+            found[f"{node}/{path.rsplit('/', 1)[1].removesuffix('.pid')}"] = f"{container.id[:12]} {pid}"
     for node in pg_nodes:
         found[f"{node}/postmaster"] = hosts.exec(node, "psql", "-XtAc", "SELECT pg_postmaster_start_time()",
                                                  user="postgres").strip()
