@@ -168,6 +168,13 @@ class RoleWatch(threading.Thread):
         self.halt.set()
         self.join(timeout=10)
 
+    def __enter__(self) -> RoleWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def explain(self, writer: Writer, since: float, longer_than_s: float = 1.0) -> str:
         """Every write pause after `since` longer than `longer_than_s`, with the writer's errors and the
         member changes from 2 s before it to its end (times relative to `since`)."""

@@ -386,13 +386,9 @@ def test_a_new_image_is_refused_while_a_transaction_is_open_then_rolls_one_node_
     leader = cluster.patroni.leader()
     assert leader
     before = deployments.snapshot()
-    watch = changes.RoleWatch(cluster)
-    watch.start()
-    since = time.monotonic()
-    try:
+    with changes.RoleWatch(cluster) as watch:
+        since = time.monotonic()
         update = deployments.up(bumped)
-    finally:
-        watch.stop()
     deployments.keep(bumped)
     after_ids = container_ids(stack)
     assert all(after_ids[n] != ids[n] for n in ids), "every container is recreated on the new image"

@@ -534,14 +534,12 @@ def test_pinned_packages_roll_one_host_at_a_time_after_pre_checks_the_leader_las
     old = deployments.snapshot()
     prober = changes.Prober(cluster.rw)
     prober.start()
-    watch = changes.RoleWatch(cluster)
-    watch.start()
     since = time.monotonic()
     try:
-        update = deployments.up(pinned)
+        with changes.RoleWatch(cluster) as watch:
+            update = deployments.up(pinned)
     finally:
         prober.stop()
-        watch.stop()
     deployments.keep(pinned)
     assert {n: installed(hosts, n, "patroni") for n in PG_NODES} == dict.fromkeys(PG_NODES, versions["patroni"])
     assert {n: installed(hosts, n, "haproxy") for n in HAPROXY} == dict.fromkeys(HAPROXY, versions["haproxy"])
