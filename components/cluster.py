@@ -17,7 +17,7 @@ from components.tls import ClusterCA
 from config.models import ClusterConfig
 from operations import change_plan
 from operations.backup_check import check_every_node
-from operations.etcd import wait_healthy
+from operations.etcd import prune, wait_healthy
 from operations.pending_restarts import apply_pending_restarts
 from targets import Target
 from targets.converge import start_deferred
@@ -72,6 +72,8 @@ class PostgresCluster(pulumi.ComponentResource):
             converged = list(nodes_ready)
             nodes_ready += [start_deferred(target, f"{name}-{n.spec.host.name}-adopted", n.spec, converged, self)
                             for n in self.nodes]
+        # Members the stack no longer has leave the etcd cluster once every Patroni uses only the others.
+        self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
         # Parameters that need a restart: applied replicas first, the leader last.

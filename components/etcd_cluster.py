@@ -10,7 +10,7 @@ import operations.etcd
 from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
-from render.etcd import render_etcd
+from render.etcd import client_url, render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
 from targets import DataDir, File, Listener, Placement, Process, ServiceSpec, Target
 
 
@@ -31,22 +31,32 @@ class EtcdCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(ETCD.component, name, None, opts)
         cfg = args.cfg
-        local = f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}"
         placements: list[Placement] = []
         for member in cfg.etcd.members:
+            others = ",".join(client_url(cfg, m.address) for m in cfg.etcd.members if m != member)
             spec = ServiceSpec(
                 role=ETCD.name,
                 host=member,
                 packages=ETCD.packages,
-                processes=(Process("etcd", ("/usr/bin/etcd", "--config-file", paths.ETCD_CONFIG), user="etcd",
-                                   packages=("etcd-server",)),),
-                files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd", kind="etcd"),),
+                # The bootstrap settings are read only by a member that starts empty: a membership change
+                # rewrites them everywhere and restarts no member.
+                processes=(Process("etcd", (paths.ETCD_START_SCRIPT,), user="etcd", packages=("etcd-server",),
+                                   reads=(paths.ETCD_CONFIG, paths.ETCD_START_SCRIPT)),),
+                files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd", kind="etcd"),
+                       File(paths.ETCD_CLUSTER_ENV, render_etcd_cluster(cfg, member)),
+                       File(paths.ETCD_START_SCRIPT, render_etcd_start(cfg), mode="0755"),
+                       File(paths.ETCD_HEALTH_SCRIPT, render_etcd_health(cfg), mode="0755")),
                 listeners=(Listener(cfg.etcd.client_port, str(member.address), "etcd client"),
                            Listener(cfg.etcd.client_port, "127.0.0.1", "etcd client"),
                            Listener(cfg.etcd.peer_port, str(member.address), "etcd peer")),
                 data_dirs=(DataDir("data", paths.ETCD_DATA_ROOT, "etcd", holds=f"{cfg.name}/member"),),
-                health=("etcdctl", local, "endpoint", "health"),
-                wait=False,  # a member is healthy only once a quorum of its peers is up
+                health=(paths.ETCD_HEALTH_SCRIPT,),
+                # A member is healthy only once a quorum of its peers is up: on a first deployment the members
+                # start without waiting. One that joins a running cluster (another member serves a quorum
+                # read) waits until it is healthy, a learner until it was promoted: the next one joins after.
+                wait=False,
+                wait_when=(f"etcdctl --dial-timeout=2s --command-timeout=3s --endpoints={others} "
+                           "get --consistency=l pgha-etcd-probe >/dev/null 2>&1"),
                 # One member at a time: a change restarts etcd, and two members down lose the quorum.
                 after=(placements[-1].ready,) if placements else (),
             )

@@ -385,6 +385,12 @@ class ClusterConfig(Model):
                     )
                 names[host.name] = role
         self._check_ports()
+        standbys = len(self.postgres.nodes) - 1
+        if self.patroni.synchronous_mode != "off" and self.patroni.synchronous_node_count > standbys:
+            raise ValueError(
+                f"patroni.synchronous_node_count: {self.patroni.synchronous_node_count} given with "
+                f"{len(self.postgres.nodes)} postgres.nodes; at most {standbys} (one node leads, the others are the "
+                "synchronous standby candidates)")
         if self.target == "docker":
             if self.ssh is not None:
                 raise ValueError("ssh: settings given but target is 'docker'; remove them or set target: ssh")

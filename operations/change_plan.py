@@ -30,9 +30,12 @@ from typing import Any
 import pulumi
 
 from catalog.pg_parameters import needs_restart
+from operations import topology
 
 APPLIED_OUTPUT = "applied_configuration"
 PLAN_OUTPUT = "change_plan"
+# The ordered steps of a topology change (members joining or leaving), beside the nodes in the change plan.
+TOPOLOGY_KEY = "(topology)"
 ROLLING = "one member at a time, replicas first, the leader last, in place"
 
 
@@ -163,7 +166,16 @@ def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.
     current = {n: dict(v) for n, v in applied.items()}
 
     def show(previous: Any) -> dict[str, list[str]]:
-        steps = plan(_integral(previous or {}), current)
+        old = _integral(previous or {})
+        refused = topology.refusals(old, current)
+        if refused:
+            # Raised while the program runs: the preview `pulumi up` runs first fails, nothing is deployed.
+            raise pulumi.RunError("pgha: this topology change is refused, nothing was changed:\n  "
+                                  + "\n  ".join(refused))
+        steps = plan(old, current)
+        ordered = topology.steps(old, current)
+        if ordered:
+            steps[TOPOLOGY_KEY] = ordered
         pulumi.log.info(render(name, steps), parent)
         return steps
 

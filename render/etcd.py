@@ -1,16 +1,36 @@
-"""etcd 3.5 configuration file (for `etcd --config-file`) of one member."""
+"""etcd 3.5 of one member: its configuration file, its bootstrap settings and the scripts that start it and
+tell its health.
+
+The member's own settings (`etcd.yml`, what the running process reads: a change restarts it) are kept apart
+from the bootstrap settings (`etcd-cluster.env`: the configured membership, read only when the data
+directory is empty). A membership change rewrites the second file on every member and restarts none.
+
+An empty member decides how to start when it starts (`pgha-etcd-start`): if another configured member serves
+a linearizable read (an etcd cluster with a quorum exists), it joins that cluster (`initial-cluster-state:
+existing`), first adding itself as a learner when the cluster does not list it, or replacing its own earlier
+identity when the cluster lists it as a member that has run (a host rebuilt empty); otherwise it forms a new
+cluster with the configured members (a first deployment). A learner is promoted to a voter by its health
+check once it has caught up (`pgha-etcd-health`): etcd refuses the promotion before that, so a new member
+never counts in the quorum before it holds the data.
+
+Learners rather than voters: a voter added before it has started (and caught up) raises the quorum at once,
+and a second failure during the join loses it; a learner counts only once promoted. etcd allows one learner
+at a time: the members join one after another.
+"""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from config.models import ClusterConfig, Host
-from render.common import dump_yaml, require_member
-from render.paths import etcd_data_dir
+from render.common import dump_yaml, require_member, with_header
+from render.paths import ETCD_CLUSTER_ENV, ETCD_CONFIG, etcd_data_dir
 
 # etcd's own defaults, written out so the timing Patroni depends on is visible in the file.
 HEARTBEAT_INTERVAL_MS = 100
 ELECTION_TIMEOUT_MS = 1000
+ETCDCTL = "/usr/bin/etcdctl --dial-timeout=2s --command-timeout=5s"
 
 
 def initial_cluster_token(cfg: ClusterConfig) -> str:
@@ -18,28 +38,26 @@ def initial_cluster_token(cfg: ClusterConfig) -> str:
     return f"{cfg.name}-etcd"
 
 
-def _peer_url(cfg: ClusterConfig, member: Host) -> str:
+def peer_url(cfg: ClusterConfig, member: Host) -> str:
+    """The peer URL of `member`."""
     return f"http://{member.address}:{cfg.etcd.peer_port}"
 
 
-def _client_url(cfg: ClusterConfig, address: object) -> str:
+def client_url(cfg: ClusterConfig, address: object) -> str:
+    """The client URL of a member at `address`."""
     return f"http://{address}:{cfg.etcd.client_port}"
 
 
 def render_etcd(cfg: ClusterConfig, member: Host) -> str:
-    """The YAML config file of etcd member `member` (one of cfg.etcd.members)."""
+    """The YAML config file of etcd member `member` (one of cfg.etcd.members): its own settings only."""
     require_member(member, cfg.etcd.members, "etcd.members")
     data: dict[str, Any] = {
         "name": member.name,
         "data-dir": etcd_data_dir(cfg.name),
-        "listen-peer-urls": _peer_url(cfg, member),
-        "listen-client-urls": f"{_client_url(cfg, member.address)},{_client_url(cfg, '127.0.0.1')}",
-        "initial-advertise-peer-urls": _peer_url(cfg, member),
-        "advertise-client-urls": _client_url(cfg, member.address),
-        "initial-cluster": ",".join(f"{m.name}={_peer_url(cfg, m)}" for m in cfg.etcd.members),
-        "initial-cluster-token": initial_cluster_token(cfg),
-        # Only read when the data directory is empty; a bootstrapped member ignores it.
-        "initial-cluster-state": "new",
+        "listen-peer-urls": peer_url(cfg, member),
+        "listen-client-urls": f"{client_url(cfg, member.address)},{client_url(cfg, '127.0.0.1')}",
+        "initial-advertise-peer-urls": peer_url(cfg, member),
+        "advertise-client-urls": client_url(cfg, member.address),
         "heartbeat-interval": HEARTBEAT_INTERVAL_MS,
         "election-timeout": ELECTION_TIMEOUT_MS,
         # Patroni rewrites its keys every loop_wait: without compaction the database grows until
@@ -52,3 +70,85 @@ def render_etcd(cfg: ClusterConfig, member: Host) -> str:
         "log-outputs": ["stderr"],
     }
     return dump_yaml(data)
+
+
+def render_etcd_cluster(cfg: ClusterConfig, member: Host) -> str:
+    """The bootstrap settings of `member` (shell assignments read by pgha-etcd-start and pgha-etcd-health):
+    the configured membership, and the other members' client URLs."""
+    require_member(member, cfg.etcd.members, "etcd.members")
+    values = {
+        "PGHA_ETCD_NAME": member.name,
+        "PGHA_ETCD_PEER_URL": peer_url(cfg, member),
+        "PGHA_ETCD_INITIAL_CLUSTER": ",".join(f"{m.name}={peer_url(cfg, m)}" for m in cfg.etcd.members),
+        "PGHA_ETCD_TOKEN": initial_cluster_token(cfg),
+        "PGHA_ETCD_OTHERS": ",".join(client_url(cfg, m.address) for m in cfg.etcd.members if m != member),
+    }
+    return with_header("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
+
+
+def render_etcd_start(cfg: ClusterConfig) -> str:
+    """The etcd process (run as the etcd user): a member with data starts from its files; an empty one joins
+    the running cluster or forms a new one (see the module docstring)."""
+    data = etcd_data_dir(cfg.name)
+    start = f"{data}.start.yml"
+    return with_header(f"""#!/bin/bash
+set -euo pipefail
+. {ETCD_CLUSTER_ENV}
+if [ -d {data}/member ]; then exec /usr/bin/etcd --config-file {ETCD_CONFIG}; fi
+say() {{ echo "pgha-etcd-start: $*" >&2; }}
+ctl() {{ {ETCDCTL} --endpoints="$PGHA_ETCD_OTHERS" "$@"; }}
+state=new cluster=$PGHA_ETCD_INITIAL_CLUSTER
+# A linearizable read answers only where a quorum is: an etcd cluster runs already.
+if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/null 2>&1; then
+  state=existing
+  # ID, status, name, peer URLs, client URLs, is learner
+  mine=$(ctl member list | awk -F', ' -v url="$PGHA_ETCD_PEER_URL" '$4 == url')
+  if [ -n "$mine" ] && [ -n "$(echo "$mine" | cut -d, -f5 | tr -d ' ')" ]; then
+    id=${{mine%%,*}}
+    say "the data directory is empty but the cluster lists $PGHA_ETCD_NAME as member $id, which has run:"\\
+      "removing that identity to join anew"
+    ctl member remove "$id" >&2
+    mine=""
+  fi
+  if [ -z "$mine" ]; then
+    say "joining the running cluster as a learner"
+    # etcd refuses a new member until every member has been connected for a while ("unhealthy cluster").
+    for try in $(seq 1 30); do
+      if ctl member add "$PGHA_ETCD_NAME" --peer-urls="$PGHA_ETCD_PEER_URL" --learner >&2; then break; fi
+      if [ "$try" = 30 ]; then say "the running cluster refused the new member 30 times: giving up"; exit 1; fi
+      sleep 2
+    done
+  else
+    say "the running cluster lists this member already: joining it"
+  fi
+  cluster=$(ctl member list | awk -F', ' -v url="$PGHA_ETCD_PEER_URL" -v me="$PGHA_ETCD_NAME" '
+    {{ name = ($4 == url) ? me : $3
+      if (name == "") {{ print "member " $1 " (" $4 ") was added but never started: remove it first" \\
+                           > "/dev/stderr"; exit 1 }}
+      printf "%s%s=%s", sep, name, $4; sep = "," }}')
+fi
+say "starting with initial-cluster-state $state: $cluster"
+umask 077
+{{ cat {ETCD_CONFIG}
+  printf 'initial-cluster: %s\\ninitial-cluster-state: %s\\n' "$cluster" "$state"
+  printf 'initial-cluster-token: %s\\n' "$PGHA_ETCD_TOKEN"
+}} > {start}
+exec /usr/bin/etcd --config-file {start}
+""")
+
+
+def render_etcd_health(cfg: ClusterConfig) -> str:
+    """The member's health check: it serves linearizable reads. A learner is promoted first, which etcd
+    allows only once it has caught up with the leader; until then it is not healthy."""
+    local = client_url(cfg, "127.0.0.1")
+    return with_header(f"""#!/bin/bash
+set -uo pipefail
+. {ETCD_CLUSTER_ENV}
+status=$({ETCDCTL} --endpoints={local} endpoint status) || exit 1
+# endpoint, ID, version, db size, is leader, is learner, ...
+if [ "$(echo "$status" | awk -F', ' '{{print $6}}')" = true ]; then
+  id=$(echo "$status" | awk -F', ' '{{print $2}}')
+  {ETCDCTL} --endpoints="$PGHA_ETCD_OTHERS" member promote "$id" || exit 1
+fi
+exec {ETCDCTL} --endpoints={local} endpoint health
+""")

@@ -24,6 +24,10 @@ PG_TLS_CA: Final = f"{PG_TLS_DIR}/ca.crt"
 BOOTSTRAP_SQL: Final = f"{PATRONI_CONFIG_DIR}/post-bootstrap.sql"
 
 ETCD_CONFIG: Final = "/etc/pgha/etcd.yml"
+# The configured membership, read only by a member that starts empty (render/etcd.py).
+ETCD_CLUSTER_ENV: Final = "/etc/pgha/etcd-cluster.env"
+ETCD_START_SCRIPT: Final = "/usr/local/bin/pgha-etcd-start"
+ETCD_HEALTH_SCRIPT: Final = "/usr/local/bin/pgha-etcd-health"
 ETCD_DATA_ROOT: Final = "/var/lib/etcd"
 
 HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"

@@ -115,6 +115,9 @@ class ServiceSpec:
     capabilities: tuple[str, ...] = ()
     # False for services that are only healthy together with peers (etcd): a day-2 step waits for all.
     wait: bool = True
+    # For a service that does not wait (wait=False): a shell condition, asked before anything starts, under
+    # which it waits after all (an etcd member joining a running cluster).
+    wait_when: str | None = None
     depends_on: tuple[pulumi.Resource, ...] = field(default=())
     # The previous member of a group (its `ready`): a change reaches this member only after that one took
     # it and is healthy, so a group changes one member at a time.

@@ -75,6 +75,8 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
     # Whether a data directory held data before this run (a replaced container or host rejoining its peers),
     # asked before anything starts: a member started below writes its data directory at once.
     parts += [f'if [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; then held=1; fi' for d in spec.data_dirs if d.holds]
+    if spec.wait_when and not spec.wait:
+        parts.append(f"joining=0\nif {spec.wait_when}; then joining=1; fi")
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
     for shared in spec.shared:
@@ -115,8 +117,9 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         else:
             # Also when a new container or host takes over data it held before (rejoining its peers); a first
             # deployment does not wait: its peers start after it.
-            starting.append(f'if [ "$restarted" = 1 ] || {{ [ "$mode" = create ] && [ "$held" = 1 ]; }}; then\n'
-                            f'{wait}fi')
+            joining = " || [ \"$joining\" = 1 ]" if spec.wait_when else ""
+            starting.append(f'if [ "$restarted" = 1 ] || {{ [ "$mode" = create ] && [ "$held" = 1 ]; }}'
+                            f'{joining}; then\n{wait}fi')
     if adopt:
         parts.append(f'if [ "$mode" = create ] && [ "$held" = 1 ]; then\n{adopt.rstrip()}\nfi')
         started = "\n".join(starting)

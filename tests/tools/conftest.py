@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from render import render_etcd
-from render.paths import ETCD_CONFIG
+from config.models import ClusterConfig, Host
+from render.etcd import render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
+from render.paths import ETCD_CLUSTER_ENV, ETCD_CONFIG, ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT
 from tests.golden_util import VARIANTS
 from tests.tools import docker_boxes
 from tests.tools.docker_boxes import BLOCKS, NETWORK, SUBNET, BoxFactory, Clusters, ToolsEnv, variant_config
@@ -50,16 +51,22 @@ def boxes(tools_env: ToolsEnv) -> Iterator[BoxFactory]:
         docker_boxes.docker("rm", "-f", container.name, check=False)
 
 
+def etcd_files(cfg: ClusterConfig, member: Host) -> dict[str, str]:
+    """Every file the program installs for etcd member `member`."""
+    return {ETCD_CONFIG: render_etcd(cfg, member), ETCD_CLUSTER_ENV: render_etcd_cluster(cfg, member),
+            ETCD_START_SCRIPT: render_etcd_start(cfg), ETCD_HEALTH_SCRIPT: render_etcd_health(cfg)}
+
+
 @pytest.fixture(scope="session")
 def etcd_clusters(tools_env: ToolsEnv) -> Iterator[Clusters]:
     """Every variant's etcd members running from their rendered files, each cluster healthy."""
     starts = [
         {
             "name": f"pgha-tools-{variant}-{member.name}",
-            "cmd": ("etcd", "--config-file", ETCD_CONFIG),
+            "cmd": ("bash", ETCD_START_SCRIPT),
             "network": tools_env.network,
             "ip": str(member.address),
-            "files": {ETCD_CONFIG: render_etcd(cfg, member)},
+            "files": etcd_files(cfg, member),
         }
         for variant, cfg in ((v, variant_config(v)) for v in VARIANTS)
         for member in cfg.etcd.members

@@ -500,4 +500,9 @@ def test_a_member_that_waits_only_when_rejoining_asks_before_it_starts(dev: Grap
         script = reveal(graph.named(name).inputs["stdin"]) if is_secret(graph.named(name).inputs["stdin"]) \
             else graph.named(name).inputs["stdin"]
         assert script.index("then held=1; fi") < script.index("base64 -d"), "asked before anything is written"
-        assert 'if [ "$restarted" = 1 ] || { [ "$mode" = create ] && [ "$held" = 1 ]; }; then' in script
+        assert ('if [ "$restarted" = 1 ] || { [ "$mode" = create ] && [ "$held" = 1 ]; } || [ "$joining" = 1 ]; then'
+                in script)
+        # A member joining a running cluster (another member serves a quorum read) waits too: asked before
+        # this member starts, which would count in that answer.
+        assert script.index("then joining=1; fi") < script.index("base64 -d")
+        assert "get --consistency=l" in script[:script.index("then joining=1; fi")]

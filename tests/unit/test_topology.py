@@ -1,0 +1,94 @@
+"""Topology changes between two applied configurations: the ordered steps, and the refusals said before
+anything is touched (operations/topology.py), also through the program under the mock runtime."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from config import ConfigError, parse
+from operations import topology
+from operations.change_plan import PLAN_OUTPUT, TOPOLOGY_KEY
+from tests.golden_util import variant_raw
+from tests.support.mock_runtime import run_program
+
+
+def applied(etcd: int = 3, pg: int = 3, haproxy: int = 2) -> dict[str, dict[str, Any]]:
+    hosts = {f"etcd-{i}": "etcd" for i in range(1, etcd + 1)} | {f"pg-{i}": "postgres" for i in range(1, pg + 1)}
+    hosts |= {f"haproxy-{i}": "haproxy" for i in range(1, haproxy + 1)}
+    return {h: {"role": r} for h, r in hosts.items()}
+
+
+def test_a_first_deployment_and_an_unchanged_topology_have_no_steps() -> None:
+    assert topology.steps({}, applied()) == [] and topology.refusals({}, applied()) == []
+    assert topology.steps(applied(), applied()) == [] and topology.refusals(applied(), applied()) == []
+
+
+def test_scaling_out_is_ordered_etcd_first_then_postgres_then_haproxy() -> None:
+    steps = topology.steps(applied(), applied(etcd=5, pg=5))
+    assert [s.split(":")[0].split(". ")[1] for s in steps] == ["etcd", "etcd", "postgres", "postgres", "patroni",
+                                                              "haproxy"]
+    assert "etcd-4 joins the running cluster as a learner" in steps[0] and steps[0].startswith("1. ")
+    assert topology.refusals(applied(), applied(etcd=5, pg=5)) == []
+
+
+def test_etcd_members_leave_last_and_never_a_majority() -> None:
+    steps = topology.steps(applied(etcd=5), applied(etcd=3))
+    assert steps[-2:] == ["2. etcd: etcd-4 is removed from the cluster (member remove, while the others are "
+                          "healthy), then stopped",
+                          "3. etcd: etcd-5 is removed from the cluster (member remove, while the others are "
+                          "healthy), then stopped"]
+    assert topology.refusals(applied(etcd=5), applied(etcd=3)) == []
+    old = applied(etcd=5)
+    new = {h: f for h, f in applied(etcd=5).items() if h not in ("etcd-3", "etcd-4", "etcd-5")}
+    new |= {"etcd-6": {"role": "etcd"}, "etcd-7": {"role": "etcd"}}
+    [refusal] = topology.refusals(old, new)
+    assert refusal.startswith("etcd.members: removing etcd-3, etcd-4, etcd-5 (3 of the 5 members)")
+    assert "remove at most 2 per deployment" in refusal
+
+
+def test_changes_this_version_cannot_make_safely_are_refused_by_name() -> None:
+    [pg] = topology.refusals(applied(pg=5), applied(pg=3))
+    assert pg.startswith("postgres.nodes: removing pg-4, pg-5 is not supported")
+    [added] = topology.refusals(applied(), applied(haproxy=3))
+    assert added.startswith("haproxy.nodes: adding haproxy-3 is not supported")
+    [gone] = topology.refusals(applied(haproxy=3), applied(haproxy=2))
+    assert gone.startswith("haproxy.nodes: removing haproxy-3 is not supported")
+    replaced = {h: f for h, f in applied().items() if not h.startswith("pg-")}
+    replaced |= {f"pg-{i}": {"role": "postgres"} for i in (7, 8, 9)}
+    [moved] = topology.refusals(applied(), replaced)
+    assert moved.startswith("postgres.nodes: no member of the running cluster stays (pg-1, pg-2, pg-3 all leave)")
+
+
+def _scaled(raw: dict[str, Any], etcd: int, pg: int) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    raw["etcd"]["members"] = [{"name": f"etcd-{i}", "address": f"10.89.0.{10 + i}"} for i in range(1, etcd + 1)]
+    raw["postgres"]["nodes"] = [{"name": f"pg-{i}", "address": f"10.89.0.{20 + i}"} for i in range(1, pg + 1)]
+    return raw
+
+
+def test_the_program_says_the_steps_and_refuses_in_a_preview() -> None:
+    raw = variant_raw("dev")
+    first = run_program("dev")
+    bigger = _scaled(raw, 5, 5)
+    overrides = {"pgha:etcd": bigger["etcd"], "pgha:postgres": bigger["postgres"]}
+    graph = run_program("dev", overrides, preview=True, previous_outputs=dict(first.outputs))
+    plan = graph.outputs[PLAN_OUTPUT]
+    assert plan["etcd-4"] == ["create"] and plan["pg-5"] == ["create"]
+    assert plan[TOPOLOGY_KEY][0].startswith("1. etcd: etcd-4 joins")
+    scaled = run_program("dev", overrides, previous_outputs=dict(first.outputs))
+    smaller = _scaled(raw, 5, 3)
+    with pytest.raises(Exception, match=r"postgres.nodes: removing pg-4, pg-5 is not supported"):
+        run_program("dev", {"pgha:etcd": smaller["etcd"], "pgha:postgres": smaller["postgres"]}, preview=True,
+                    previous_outputs=dict(scaled.outputs))
+
+
+def test_a_synchronous_standby_count_needs_as_many_standbys() -> None:
+    raw = copy.deepcopy(variant_raw("dev"))
+    raw["patroni"] = {**raw.get("patroni", {}), "synchronous_node_count": 3}
+    with pytest.raises(ConfigError, match=r"patroni.synchronous_node_count: 3 given with 3 postgres.nodes; at most 2"):
+        parse(raw)
+    raw["patroni"]["synchronous_mode"] = "off"
+    parse(raw)
