@@ -81,7 +81,8 @@ def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, A
     result += [f"postgres: {n} bootstraps as a replica of the leader, streams, then joins the read-only pool"
                for n in pg_joining]
     if etcd_joining or etcd_leaving:
-        result.append("patroni: every node reloads with the new etcd member list, one node at a time (no restart)")
+        result.append("patroni: every node's etcd host list is rewritten, one node at a time (a reload, no restart: a "
+                      "running Patroni follows the etcd cluster's own member list; the file counts at its next start)")
     if pg_joining:
         result.append("haproxy: the backends take the new PostgreSQL nodes, one HAProxy node at a time (reload)")
     result += [f"etcd: {m} is removed from the cluster (member remove, while the others are healthy), then stopped"

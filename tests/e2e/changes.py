@@ -518,3 +518,119 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     print(f"CA rotation: {start.seconds:.0f}s + {end.seconds:.0f}s, clients with either CA verified during the "
           f"overlap, nothing restarted, longest write pause {outage:.2f}s")
     return new_ca
+
+
+# ------------------------------------------------------------------------------------------ 6: topology
+
+
+class QuorumWatch(threading.Thread):
+    """Every 0.2 s: whether the etcd cluster serves a linearizable read through any of `endpoints` (client
+    URLs of members that stay throughout), and whether Patroni's view has a leader (its leader key)."""
+
+    def __init__(self, c: ClusterUnderTest, endpoints: list[str]) -> None:
+        super().__init__(daemon=True, name="pgha-quorum-watch")
+        self.patroni, self.endpoints, self.halt = c.patroni, endpoints, threading.Event()
+        self.samples = 0
+        self.no_quorum: list[float] = []
+        self.no_leader: list[float] = []
+
+    def quorum(self) -> bool:
+        body = b'{"key": "cGdoYS1xdW9ydW0td2F0Y2g="}'  # a linearizable range read of one key
+        for url in self.endpoints:
+            try:
+                request = urllib.request.Request(f"{url}/v3/kv/range", data=body, method="POST")
+                with urllib.request.urlopen(request, timeout=1) as response:
+                    if response.status == 200 and b'"header"' in response.read():
+                        return True
+            except OSError:
+                continue
+        return False
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            now = time.monotonic()
+            if not self.quorum():
+                self.no_quorum.append(now)
+            try:
+                leader = self.patroni.leader()
+            except (OSError, ValueError, KeyError):
+                leader = None
+            if leader is None:
+                self.no_leader.append(now)
+            self.samples += 1
+            self.halt.wait(0.2)
+
+    def __enter__(self) -> QuorumWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+
+def signal_etcd(signal: str) -> str:
+    """Bash that sends `signal` to the etcd process of a host (no procps needed)."""
+    return (f'for p in /proc/[0-9]*; do if [ "$(cat "$p/comm" 2>/dev/null)" = etcd ]; then kill -{signal} '
+            '"${p#/proc/}"; fi; done')
+
+
+def etcd_members(c: ClusterUnderTest, endpoint: str) -> dict[str, bool]:
+    """The etcd cluster's members as its first member lists them: name -> is a learner."""
+    out = c.hosts.exec(c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list")
+    # ID, status, name, peer URLs, client URLs, is learner
+    return {fields[2]: fields[5] == "true" for fields in (line.split(", ") for line in out.splitlines() if line)}
+
+
+def etcd_members_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Writer,
+                                added: list[dict[str, str]]) -> dict[str, float]:
+    """etcd 3 -> 5 -> 3 under the writer: members join one at a time as learners, promoted; the two leave by
+    `member remove` before they stop; no member that stays restarts; the etcd cluster never loses its quorum
+    and Patroni never its leader (a watch, first shown to see a quorum loss)."""
+    base = d.config["pgha:etcd"]
+    port = base.get("client_port", 2379)
+    staying = [f"http://{m['address']}:{port}" for m in base["members"]]
+    with QuorumWatch(c, staying) as control:
+        # The watch's positive control: two of the three members frozen for 2 s lose the quorum.
+        frozen = list(c.etcd[1:3])
+        for node in frozen:
+            c.hosts.exec(node, "bash", "-c", signal_etcd("STOP"))
+        try:
+            wait_for("the watch sees the quorum lost", lambda: len(control.no_quorum) >= 1, 20, interval_s=0.1)
+        finally:
+            for node in frozen:
+                c.hosts.exec(node, "bash", "-c", signal_etcd("CONT"))
+    wait_for("the etcd quorum back", lambda: QuorumWatch(c, staying).quorum(), 30)
+    wait_for("a healthy cluster after the control", c.healthy, scenarios.RECOVER_S)
+    names = [m["name"] for m in added]
+    before = d.snapshot()
+    since = time.monotonic()
+    with QuorumWatch(c, staying) as watch:
+        grow = d.up({"pgha:etcd": {**base, "members": [*base["members"], *added]}})
+        listed = etcd_members(c, staying[0])
+        assert listed == dict.fromkeys([m["name"] for m in base["members"]] + names, False), listed
+        steps = grow.outputs[PLAN_OUTPUT].get("(topology)", [])
+        assert [s for s in steps if "joins the running cluster as a learner" in s] == [
+            f"{i}. etcd: {n} joins the running cluster as a learner and is promoted once it has caught up"
+            for i, n in enumerate(names, 1)], steps
+        joins = sorted((r for r in grow.runs if any(r.name.endswith(f"-etcd-{n}-service") for n in names)),
+                       key=lambda r: r.started)
+        assert len(joins) == len(names) and joins[0].started + joins[0].seconds <= joins[1].started, \
+            "the new members join one after the other"
+        shrink = d.up({})
+        listed = etcd_members(c, staying[0])
+        assert listed == dict.fromkeys([m["name"] for m in base["members"]], False), listed
+        pruned = next(r for r in shrink.runs if r.name.endswith("-etcd-membership"))
+        assert pruned.stdout.count("removing member") == len(names), pruned.stdout
+    after = d.snapshot()
+    stayed = {k for k in before if k.split("/")[0] in {m["name"] for m in base["members"]}}
+    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+        f"no member that stays restarts: {sorted(moved)}"
+    assert watch.samples > 50, watch.samples
+    assert watch.no_quorum == [], f"the etcd quorum was lost at {[round(t - since, 1) for t in watch.no_quorum]}"
+    assert watch.no_leader == [], f"Patroni had no leader at {[round(t - since, 1) for t in watch.no_leader]}"
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"etcd 3 -> {3 + len(names)} -> 3: grow {grow.seconds:.0f}s, shrink {shrink.seconds:.0f}s, "
+          f"{watch.samples} samples with a quorum and a leader, longest write pause {outage:.2f}s")
+    return {"grow": grow.seconds, "shrink": shrink.seconds, "outage": outage}

@@ -311,6 +311,19 @@ def test_haproxy_change_one_node_at_a_time_the_vip_answering(healthy: None, stac
     assert container_ids(stack) == ids, "an HAProxy change recreates no container"
 
 
+def test_etcd_members_join_and_leave_without_losing_the_quorum(healthy: None, stack: Stack,
+                                                              cluster: ClusterUnderTest,
+                                                              deployments: changes.Deployments,
+                                                              writer: Writer) -> None:
+    figures = changes.etcd_members_join_and_leave(
+        deployments, cluster, writer, [{"name": "etcd-4", "address": "10.89.0.14"},
+                                       {"name": "etcd-5", "address": "10.89.0.15"}])
+    MEASURED.update({f"etcd_{k}": v for k, v in figures.items()})
+    gone = (f"{CLUSTER}-etcd-4", f"{CLUSTER}-etcd-5")
+    left = [c for c in docker.from_env().containers.list(all=True) if c.name in gone]
+    assert left == [], "the members that left are removed with their containers"
+
+
 # ------------------------------------------------------------------------------------------ 8
 
 

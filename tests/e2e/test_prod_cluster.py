@@ -403,6 +403,17 @@ def test_haproxy_change_one_node_at_a_time_the_vip_answering(healthy: None, clus
     changes.haproxy_one_node_at_a_time(deployments, cluster, writer)
 
 
+def test_etcd_members_join_and_leave_without_losing_the_quorum(healthy: None, cluster: ClusterUnderTest,
+                                                              deployments: changes.Deployments, hosts: SystemdHosts,
+                                                              writer: Writer) -> None:
+    # The two new members share the HAProxy hosts (other ports): the program installs etcd there.
+    added = [{"name": "etcd-4", "address": HAPROXY["haproxy-1"]}, {"name": "etcd-5", "address": HAPROXY["haproxy-2"]}]
+    changes.etcd_members_join_and_leave(deployments, cluster, writer, added)
+    for node in HAPROXY:
+        state = hosts.exec(node, "systemctl", "is-active", "pgha-etcd.service", check=False)
+        assert state.strip() != "active", f"{node}: the member that left still runs"
+
+
 # ------------------------------------------------------------------------------------------ 4: unreachable host
 
 
