@@ -8,7 +8,8 @@ directory is empty). A membership change rewrites the second file on every membe
 An empty member decides how to start when it starts (`pgha-etcd-start`): if another configured member serves
 a linearizable read (an etcd cluster with a quorum exists), it joins that cluster (`initial-cluster-state:
 existing`), first adding itself as a learner when the cluster does not list it, or replacing its own earlier
-identity when the cluster lists it as a member that has run (a host rebuilt empty); otherwise it forms a new
+identity when the cluster lists it as a member that has run (a host rebuilt empty) or under its name at
+another address (a host moved); otherwise it forms a new
 cluster with the configured members (a first deployment). A learner is promoted to a voter by its health
 check once it has caught up (`pgha-etcd-health`): etcd refuses the promotion before that, so a new member
 never counts in the quorum before it holds the data.
@@ -109,6 +110,13 @@ if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/n
       "removing that identity to join anew"
     ctl member remove "$id" >&2
     mine=""
+  fi
+  # The same name at another peer URL: this member's identity before its host moved to a new address.
+  moved=$(ctl member list | awk -F', ' -v url="$PGHA_ETCD_PEER_URL" -v me="$PGHA_ETCD_NAME" '$3 == me && $4 != url')
+  if [ -n "$moved" ]; then
+    say "the cluster lists $PGHA_ETCD_NAME at $(echo "$moved" | cut -d, -f4 | tr -d ' '), another address:" \\
+      "removing that identity (the member moved)"
+    ctl member remove "${{moved%%,*}}" >&2
   fi
   if [ -z "$mine" ]; then
     say "joining the running cluster as a learner"

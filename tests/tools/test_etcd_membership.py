@@ -1,6 +1,7 @@
 """etcd membership changes with real etcd, through the files and scripts the program installs: members join a
 running cluster as learners and are promoted by their health check, members the stack no longer has are
-removed one at a time (a majority never), and a member rebuilt empty under its name replaces its old identity.
+removed one at a time (a majority never), and a member rebuilt empty under its name, or moved to a new address,
+replaces its old identity.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ pytestmark = pytest.mark.tools
 HOSTS = (41, 42, 43, 44, 45)
 
 
-def _config(numbers: tuple[int, ...], name: str = "pgha-members") -> ClusterConfig:
+def _config(numbers: tuple[int, ...], name: str = "pgha-members", moved: dict[int, int] | None = None
+            ) -> ClusterConfig:
+    """The dev variant with etcd members etcd-N at host number N (or at `moved[N]`)."""
     raw: dict[str, Any] = variant_raw("dev")
-    raw = {**raw, "name": name,
-           "etcd": {**raw["etcd"], "members": [{"name": f"etcd-{n}", "address": f"10.89.0.{n}"} for n in numbers]}}
+    at = moved or {}
+    members = [{"name": f"etcd-{n}", "address": f"10.89.0.{at.get(n, n)}"} for n in numbers]
+    raw = {**raw, "name": name, "etcd": {**raw["etcd"], "members": members}}
     return parse(remap(raw, BLOCKS["dev"]))
 
 
@@ -95,6 +99,18 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
         assert rebuilt.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
+
+        # The member moved to a new address (its host replaced by another machine): the identity at the old
+        # address is removed, and the member joins from the new one.
+        old_id = _members(first, port)["etcd-43"]["ID"]
+        docker_boxes.docker("rm", "-f", boxes["etcd-43"].name)
+        moved = start(_config(HOSTS[:3], moved={43: 46}), 2)
+        docker_boxes.wait_for("etcd-43 moved, promoted and healthy", lambda: _healthy(moved), deadline_s=60)
+        assert "another address: removing that identity (the member moved)" in moved.logs()
+        members = _members(first, port)
+        assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
+        assert members["etcd-43"]["peerURLs"] == [f"http://{BLOCKS['dev'].network_address + 46}:2380"]
+        assert moved.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
     finally:
         for box in boxes.values():
             docker_boxes.docker("rm", "-f", box.name, check=False)
