@@ -190,8 +190,12 @@ def one_etcd_member_down_changes_nothing(c: ClusterUnderTest, writer: Writer) ->
 # What a writer sees once the primary demoted itself: HAProxy has no primary to route to (it accepts, then
 # closes the connection, or holds it past the client's connect timeout while it retries), or, until its
 # next checks mark the demoted node down, routes to a read-only one.
+# How a write through the read-write port is refused once the primary has demoted itself: the connection cut
+# or timed out, a read-only transaction, or the demoted server refusing while it restarts as a standby (HAProxy
+# still counting it up until its checks run).
 WRITE_REFUSED = (r"server closed the connection unexpectedly|SSL SYSCALL error: EOF detected|unexpected eof"
-                 r"|connection timeout expired|cannot execute CREATE TABLE in a read-only transaction")
+                 r"|connection timeout expired|cannot execute CREATE TABLE in a read-only transaction"
+                 r"|the database system is (starting up|shutting down)")
 
 
 def etcd_majority_down_never_two_primaries(c: ClusterUnderTest) -> None:
