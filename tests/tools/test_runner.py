@@ -16,8 +16,11 @@ from tests.tools.docker_boxes import ToolsEnv, wait_for
 pytestmark = pytest.mark.tools
 
 # Two processes: "steady" sleeps; "signals" logs each signal it gets (and ends on TERM).
+# It says it is ready once its traps are set: a signal sent before that would end it without a word (the runner
+# writes its pid file when it spawns it, before bash has read the traps).
 SIGNALS = ("bash -c 'trap \"echo usr1 >> /tmp/signals.log\" USR1; trap \"echo term >> /tmp/signals.log; exit 0\" TERM;"
-           " while :; do sleep 0.2; done'")
+           " touch /tmp/signals.ready; while :; do sleep 0.2; done'")
+READY = ("test", "-e", "/tmp/signals.ready")
 PROCESS_LIST = f"steady\troot\tsleep infinity\nsignals\troot\t{SIGNALS}\n"
 
 
@@ -48,7 +51,7 @@ def test_it_waits_for_the_files_then_reloads_and_restarts_one_process(runner: do
         "logs", box.name).stdout, 30)
     assert box.exec("test", "-e", "/run/pgha/steady.pid").returncode != 0, "nothing starts before the files exist"
     box.exec("touch", CONVERGED, check=True)
-    wait_for("both processes started", lambda: box.exec("test", "-s", "/run/pgha/signals.pid").returncode == 0
+    wait_for("both processes started", lambda: box.exec(*READY).returncode == 0
              and box.exec("test", "-s", "/run/pgha/steady.pid").returncode == 0, 30)
     started, steady, signals = state(box), pid(box, "steady"), pid(box, "signals")
     box.exec(RUNNER, "reload", "signals", "USR1", check=True)
@@ -67,7 +70,7 @@ def test_it_waits_for_the_files_then_reloads_and_restarts_one_process(runner: do
 def test_a_stop_passes_the_term_on_to_every_process(runner: docker_boxes.Container) -> None:
     box = runner
     box.exec("touch", CONVERGED, check=True)
-    wait_for("the processes started", lambda: box.exec("test", "-s", "/run/pgha/signals.pid").returncode == 0, 30)
+    wait_for("the processes started", lambda: box.exec(*READY).returncode == 0, 30)
     docker_boxes.docker("stop", "-t", "20", box.name)
     log = docker_boxes.docker("cp", f"{box.name}:/tmp/signals.log", "-").stdout
     assert "term" in log, "the process got the SIGTERM and ended cleanly"
