@@ -10,7 +10,7 @@ import operations.etcd
 from catalog.roles import ETCD
 from config.models import ClusterConfig
 from render import paths
-from render.etcd import client_url, render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
+from render.etcd import other_client_urls, render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
 from targets import DataDir, File, Listener, Placement, Process, ServiceSpec, Target
 
 
@@ -33,7 +33,6 @@ class EtcdCluster(pulumi.ComponentResource):
         cfg = args.cfg
         placements: list[Placement] = []
         for member in cfg.etcd.members:
-            others = ",".join(client_url(cfg, m.address) for m in cfg.etcd.members if m != member)
             spec = ServiceSpec(
                 role=ETCD.name,
                 host=member,
@@ -55,7 +54,8 @@ class EtcdCluster(pulumi.ComponentResource):
                 # start without waiting. One that joins a running cluster (another member serves a quorum
                 # read) waits until it is healthy, a learner until it was promoted: the next one joins after.
                 wait=False,
-                wait_when=(f"etcdctl --dial-timeout=2s --command-timeout=3s --endpoints={others} "
+                wait_when=(f"etcdctl --dial-timeout=2s --command-timeout=3s "
+                           f"--endpoints={other_client_urls(cfg, member)} "
                            "get --consistency=l pgha-etcd-probe >/dev/null 2>&1"),
                 # One member at a time: a change restarts etcd, and two members down lose the quorum.
                 after=(placements[-1].ready,) if placements else (),

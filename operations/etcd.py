@@ -7,14 +7,14 @@ from __future__ import annotations
 import pulumi
 
 from config.models import ClusterConfig
-from render.etcd import ETCDCTL, peer_url
+from render.etcd import ETCDCTL, client_url, peer_url
 from render.shell import step_script, until_ok
 from targets.base import Target
 
 
 def endpoints(cfg: ClusterConfig) -> list[str]:
     """Every member's client URL."""
-    return [f"http://{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]
+    return [client_url(cfg, m.address) for m in cfg.etcd.members]
 
 
 def wait_healthy(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi.Resource],
@@ -29,8 +29,9 @@ def render_prune(cfg: ClusterConfig) -> str:
     member's, one at a time: each removal only while every configured member is healthy, and the next one
     only once they are healthy again. It refuses to remove a majority of the members it finds."""
     configured = " ".join(peer_url(cfg, m) for m in cfg.etcd.members)
-    healthy = until_ok(("etcdctl", f"--endpoints={','.join(endpoints(cfg))}", "endpoint", "health"), 120)
-    return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={','.join(endpoints(cfg))} "$@"; }}
+    every = ",".join(endpoints(cfg))
+    healthy = until_ok(("etcdctl", f"--endpoints={every}", "endpoint", "health"), 120)
+    return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={every} "$@"; }}
 configured=" {configured} "
 listed=$(ctl member list)
 total=$(echo "$listed" | grep -c . || true)

@@ -41,12 +41,12 @@ def changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str,
 def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Why the change from `old` to `new` is refused (an empty list: it is allowed)."""
     problems = []
-    for role, field in GROUPS:
-        kept, _, leaving = changes(old, new).get(role, ([], [], []))
-        before = len(kept) + len(leaving)
+    fields = dict(GROUPS)
+    for role, (kept, joining, leaving) in changes(old, new).items():
+        field, before = fields[role], len(kept) + len(leaving)
         if not leaving:
-            continue
-        if role == "etcd" and 2 * len(leaving) >= before:
+            pass
+        elif role == "etcd" and 2 * len(leaving) >= before:
             problems.append(
                 f"{field}: removing {', '.join(leaving)} ({len(leaving)} of the {before} members) in one deployment "
                 f"would remove a majority of the etcd cluster; remove at most {(before - 1) // 2} per deployment")
@@ -61,8 +61,6 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
             problems.append(
                 f"{field}: removing {', '.join(leaving)} is not supported by this version yet (the virtual IP would "
                 "not be handed over first); keep it in the list")
-    for role, field in GROUPS:
-        _, joining, _ = changes(old, new).get(role, ([], [], []))
         if role == "haproxy" and joining:
             problems.append(f"{field}: adding {', '.join(joining)} is not supported by this version yet (the "
                             "keepalived peers would not be updated in a safe order); leave the list as it is")

@@ -49,6 +49,11 @@ def client_url(cfg: ClusterConfig, address: object) -> str:
     return f"http://{address}:{cfg.etcd.client_port}"
 
 
+def other_client_urls(cfg: ClusterConfig, member: Host) -> str:
+    """The client URLs of every configured member but `member`, comma-separated (as etcdctl takes them)."""
+    return ",".join(client_url(cfg, m.address) for m in cfg.etcd.members if m != member)
+
+
 def render_etcd(cfg: ClusterConfig, member: Host) -> str:
     """The YAML config file of etcd member `member` (one of cfg.etcd.members): its own settings only."""
     require_member(member, cfg.etcd.members, "etcd.members")
@@ -82,7 +87,7 @@ def render_etcd_cluster(cfg: ClusterConfig, member: Host) -> str:
         "PGHA_ETCD_PEER_URL": peer_url(cfg, member),
         "PGHA_ETCD_INITIAL_CLUSTER": ",".join(f"{m.name}={peer_url(cfg, m)}" for m in cfg.etcd.members),
         "PGHA_ETCD_TOKEN": initial_cluster_token(cfg),
-        "PGHA_ETCD_OTHERS": ",".join(client_url(cfg, m.address) for m in cfg.etcd.members if m != member),
+        "PGHA_ETCD_OTHERS": other_client_urls(cfg, member),
     }
     return with_header("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
 
