@@ -1,5 +1,5 @@
 # Entry points named in README.md.
-.PHONY: up test unit tools e2e policy-check lint destroy bench bench-changes
+.PHONY: up test unit tools e2e policy-check lint destroy bench bench-changes bench-scale-out
 
 up:            ## bring up the dev stack (Docker) with the Pulumi CLI
 	scripts/up.sh
@@ -32,3 +32,6 @@ bench:         ## failover benchmark (prints a table; see docs/BENCHMARKS.md)
 
 bench-changes: ## each change kind applied to a running dev stack under a writer (table; docs/BENCHMARKS.md)
 	.venv/bin/python -m bench.changes
+
+bench-scale-out: ## a PostgreSQL node added from a backup vs the leader, 1 and 5 GiB (SIZES=...; docs/BENCHMARKS.md)
+	.venv/bin/python -m bench.scale_out --sizes $(or $(SIZES),1024,5120)

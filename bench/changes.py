@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
+from bench import dev_stack
 from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, wait_for
 from local_engine import Stack
-from local_engine.docker_engine import remove_labelled
 from operations.change_plan import PLAN_OUTPUT, verbs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,13 +113,8 @@ def table(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    import program
-
-    remove_labelled(f"pgha.cluster={CLUSTER}")
-    stack = Stack("dev", ROOT, project="pgha")
-    stack.up(program.main)
     results: list[Result] = []
-    try:
+    with dev_stack(CLUSTER) as stack:
         kept: dict[str, Any] = {}
         for kind, overrides, keep in KINDS:
             results.append(apply(stack, kind, {**kept, **overrides}))
@@ -127,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                 kept.update(overrides)
             print(f"{kind}: {results[-1].outage_s:.2f}s outage, {len(results[-1].restarted)} restarted, "
                   f"lost {results[-1].lost}", file=sys.stderr, flush=True)
-    finally:
-        stack.destroy()
     print(table(results))
     return 1 if any(r.lost for r in results) else 0
 

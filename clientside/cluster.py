@@ -231,9 +231,11 @@ class DockerHosts:
         self.cluster = cluster
         self.prefix = f"{cluster}-" if prefix is None else prefix
         self.network = network or cluster
+        # Node -> the host it shares (a service placed on another service's host).
+        self.aliases: dict[str, str] = {}
 
     def container(self, node: str) -> Any:
-        return self.client.containers.get(f"{self.prefix}{node}")
+        return self.client.containers.get(f"{self.prefix}{self.aliases.get(node, node)}")
 
     def kill(self, node: str) -> None:
         """SIGKILL the whole container: the host is gone, as after a power loss."""

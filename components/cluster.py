@@ -11,11 +11,12 @@ from catalog.roles import CLUSTER_COMPONENT
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs
-from components.patroni_node import PatroniNode, PatroniNodeArgs
+from components.patroni_node import PROCESSES, PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
 from config.models import ClusterConfig
 from operations import change_plan
+from operations import postgres_membership as membership
 from operations.backup_check import check_every_node
 from operations.etcd import prune, wait_healthy
 from operations.pending_restarts import apply_pending_restarts
@@ -54,15 +55,24 @@ class PostgresCluster(pulumi.ComponentResource):
         self.backup = BackupRepo(
             f"{name}-backup", BackupRepoArgs(cfg, target, creds), pulumi.ResourceOptions(parent=self)
         )
+        # The running cluster's members (None when no Patroni answers): who leaves, who joins.
+        live = target.postgres_members(list(cfg.postgres.nodes))
+        # Members the stack no longer has leave first, one at a time, the leader last: their roles move to
+        # nodes that stay before those take a configuration (pg_hba) that no longer admits them.
+        self.postgres_left = membership.leave(f"{name}-postgres", cfg, target, membership.leaving(cfg, live),
+                                              PROCESSES, [self.etcd_healthy], self)
         # In the rolling order (the replicas, the leader last): a change that replaces nodes (a new image)
-        # takes them one after another; the list stays in the configured order.
+        # takes them one after another; the list stays in the configured order. Nodes that join come after
+        # the nodes that stay: they bootstrap once the leader's pg_hba admits them.
+        new = membership.joining(cfg, live)
+        kept = [n for n in cfg.postgres.nodes if n not in new]
         placed: dict[str, PatroniNode] = {}
-        for node in target.rolling_order(list(cfg.postgres.nodes)):
+        for node in [*target.rolling_order(kept, live), *new]:
             after = [placed[p].ready for p in list(placed)[-1:]]
             placed[node.name] = PatroniNode(
                 f"{name}-{node.name}",
-                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca, depends_on=[self.etcd_healthy],
-                                after=after),
+                PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca,
+                                depends_on=[self.etcd_healthy, *self.postgres_left[-1:]], after=after),
                 pulumi.ResourceOptions(parent=self),
             )
         self.nodes = [placed[n.name] for n in cfg.postgres.nodes]
@@ -74,6 +84,8 @@ class PostgresCluster(pulumi.ComponentResource):
                             for n in self.nodes]
         # Members the stack no longer has leave the etcd cluster once every Patroni uses only the others.
         self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
+        # Nodes that left are gone from Patroni's view (their member keys expired) and hold no slot.
+        self.postgres_forgotten = membership.forget(f"{name}-postgres-membership", cfg, target, nodes_ready, self)
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
         # Parameters that need a restart: applied replicas first, the leader last.
@@ -85,7 +97,8 @@ class PostgresCluster(pulumi.ComponentResource):
         )
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
-        self.change_plan = change_plan.declare(name, target.applied, self)
+        self.change_plan = change_plan.declare(name, target.applied, self,
+                                               live=None if live is None else [m.name for m in live])
         self.applied = target.applied
 
         hap = cfg.haproxy

@@ -35,6 +35,14 @@ class PatroniNodeArgs:
     after: list[pulumi.Resource] = field(default_factory=list)
 
 
+# The processes of a PostgreSQL node's service (a node that leaves stops them: operations/postgres_membership.py).
+PROCESSES = (
+    Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload",
+            packages=("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2")),
+    # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
+    Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
+    Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
+)
 PG_CTL = f"{paths.PG_BIN}/pg_ctl -D {paths.PG_DATA}"
 # The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
 CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
@@ -96,13 +104,7 @@ class PatroniNode(pulumi.ComponentResource):
             role=POSTGRES.name,
             host=node,
             packages=POSTGRES.packages,
-            processes=(
-                Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload",
-                        packages=("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2")),
-                # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
-                Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
-                Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
-            ),
+            processes=PROCESSES,
             files=(
                 File(paths.PATRONI_CONFIG, render_secret(creds, patroni_yml), mode="0600", owner="postgres",
                      secret=True, kind="patroni", shape=shape_of(patroni_yml)),

@@ -124,6 +124,10 @@ class PatroniSettings(Model):
     failsafe_mode: bool = False
     use_pg_rewind: bool = True
     use_slots: bool = True
+    # How long the leader keeps the replication slot of a member that is gone (Patroni 4's member_slots_ttl,
+    # seconds). 0: dropped once its member key expires, so a removed node holds no WAL anywhere; a replica
+    # that comes back replays what it missed from the pgBackRest archive (restore_command) before streaming.
+    member_slots_ttl: int = Field(default=0, ge=0)
     rest_api_port: Port = 8008
 
     @model_validator(mode="after")
@@ -148,6 +152,9 @@ class PostgresSettings(Model):
     app_user: Identifier = "app"
     readonly_user: Identifier = "app_ro"
     client_cidrs: list[IPv4Network] = Field(default_factory=list)
+    # Where a new replica's data comes from: the newest pgBackRest backup then the archive ("backup"; a
+    # repository without a backup falls back to the leader), or a pg_basebackup from the leader ("leader").
+    new_replicas_from: Literal["backup", "leader"] = "backup"
 
     @model_validator(mode="after")
     def _nodes(self) -> PostgresSettings:

@@ -155,9 +155,11 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.Resource) -> pulumi.Output[Any]:
+def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.Resource,
+            live: list[str] | None = None) -> pulumi.Output[Any]:
     """Read the previous deployment's applied configuration, log the plan, and return it (an Output of
-    node -> actions) for the `change_plan` output."""
+    node -> actions) for the `change_plan` output. `live`: the running PostgreSQL cluster's members, as the
+    program found them (None: no Patroni answered)."""
     ref = pulumi.StackReference(
         f"{name}-previous",
         f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
@@ -167,13 +169,13 @@ def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.
 
     def show(previous: Any) -> dict[str, list[str]]:
         old = _integral(previous or {})
-        refused = topology.refusals(old, current)
+        refused = topology.refusals(old, current, live)
         if refused:
             # Raised while the program runs: the preview `pulumi up` runs first fails, nothing is deployed.
             raise pulumi.RunError("pgha: this topology change is refused, nothing was changed:\n  "
                                   + "\n  ".join(refused))
         steps = plan(old, current)
-        ordered = topology.steps(old, current)
+        ordered = topology.steps(old, current, live)
         if ordered:
             steps[TOPOLOGY_KEY] = ordered
         pulumi.log.info(render(name, steps), parent)

@@ -38,8 +38,10 @@ def changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str,
     return result
 
 
-def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Why the change from `old` to `new` is refused (an empty list: it is allowed)."""
+def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
+             live: list[str] | None = None) -> list[str]:
+    """Why the change from `old` to `new` is refused (an empty list: it is allowed). `live` names the
+    members of the running PostgreSQL cluster (None: no Patroni answered the program)."""
     problems = []
     fields = dict(GROUPS)
     for role, (kept, joining, leaving) in changes(old, new).items():
@@ -53,10 +55,11 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
         elif not kept:
             problems.append(f"{field}: no member of the running cluster stays ({', '.join(leaving)} all leave); keep "
                             "at least one in this deployment and remove it in the next")
-        elif role == "postgres":
+        elif role == "postgres" and live is None:
             problems.append(
-                f"{field}: removing {', '.join(leaving)} is not supported by this version yet (its roles would not be "
-                "moved off it first); keep it in the list")
+                f"{field}: removing {', '.join(leaving)} needs the running cluster, to move their roles to the nodes "
+                "that stay first, and no configured node's Patroni REST API answered; bring the cluster back, or "
+                "keep them in the list for now")
         elif role == "haproxy":
             problems.append(
                 f"{field}: removing {', '.join(leaving)} is not supported by this version yet (the virtual IP would "
@@ -67,22 +70,30 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
     return problems
 
 
-def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The ordered steps of the topology change from `old` to `new` (none without one)."""
+def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
+          live: list[str] | None = None) -> list[str]:
+    """The ordered steps of the topology change from `old` to `new` (none without one). Of the PostgreSQL
+    nodes that leave, only those the running cluster lists (`live`) have roles to move off them."""
     found = changes(old, new)
     if not any(joining or leaving for _, joining, leaving in found.values()):
         return []
     _, etcd_joining, etcd_leaving = found["etcd"]
-    _, pg_joining, _ = found["postgres"]
+    _, pg_joining, pg_leaving = found["postgres"]
+    running = [n for n in pg_leaving if live is not None and n in live]
     result = [f"etcd: {m} joins the running cluster as a learner and is promoted once it has caught up"
               for m in etcd_joining]
-    result += [f"postgres: {n} bootstraps as a replica of the leader, streams, then joins the read-only pool"
-               for n in pg_joining]
+    result += [f"postgres: {n} leaves: a leader switches over first; tagged nofailover, nosync and noloadbalance "
+               "(the synchronous role moves to a node that stays, HAProxy drains it), then stopped" for n in running]
     if etcd_joining or etcd_leaving:
         result.append("patroni: every node's etcd host list is rewritten, one node at a time (a reload, no restart: a "
                       "running Patroni follows the etcd cluster's own member list; the file counts at its next start)")
-    if pg_joining:
-        result.append("haproxy: the backends take the new PostgreSQL nodes, one HAProxy node at a time (reload)")
+    result += [f"postgres: {n} bootstraps as a replica (from the newest pgBackRest backup, else with pg_basebackup "
+               "from the leader), streams, then joins the read-only pool" for n in pg_joining]
+    if pg_joining or pg_leaving:
+        result.append("haproxy: the backends follow the PostgreSQL nodes, one HAProxy node at a time (reload)")
     result += [f"etcd: {m} is removed from the cluster (member remove, while the others are healthy), then stopped"
                for m in etcd_leaving]
+    if pg_leaving:
+        result.append(f"postgres: the cluster forgets {', '.join(pg_leaving)} (their member keys expire, the leader "
+                      "drops their replication slots); their resources go last, their data as the target keeps it")
     return [f"{i}. {s}" for i, s in enumerate(result, 1)]

@@ -248,10 +248,10 @@ def run_program(
 
     # Offline: the program asks no host but this machine (the ssh target's leader probe would reach the
     # stack's real hosts; the docker target's published ports are on loopback).
-    probe = target_base.answers
-    target_base.answers = lambda url: urlsplit(url).hostname in LOOPBACK and probe(url)
+    probe = target_base.fetch_json
+    target_base.fetch_json = lambda url: probe(url) if urlsplit(url).hostname in LOOPBACK else None
     try:
         evaluate()
     finally:
-        target_base.answers = probe
+        target_base.fetch_json = probe
     return graph

@@ -110,6 +110,7 @@ def dynamic_config(cfg: ClusterConfig) -> dict[str, Any]:
         "retry_timeout": patroni.retry_timeout,
         "maximum_lag_on_failover": patroni.maximum_lag_on_failover,
         "failsafe_mode": patroni.failsafe_mode,
+        "member_slots_ttl": patroni.member_slots_ttl,
         **synchronous_settings(cfg),
         "postgresql": {
             "use_pg_rewind": patroni.use_pg_rewind,
@@ -135,6 +136,20 @@ def render_dcs_sync_script(cfg: ClusterConfig) -> str:
         interval_s=max(cfg.patroni.loop_wait, 10),
     )
     return with_header(text)
+
+
+def replica_restore_command(cfg: ClusterConfig) -> str:
+    """Patroni's `pgbackrest` replica method: restore the newest backup as a standby (delta: a data directory
+    left by an earlier try is reused); Patroni then writes its own standby.signal and primary_conninfo."""
+    return f"pgbackrest --stanza={cfg.stanza} --delta --type=standby restore"
+
+
+def replica_methods(cfg: ClusterConfig) -> dict[str, Any]:
+    """Patroni's create_replica_methods (and the pgbackrest method's settings) by postgres.new_replicas_from."""
+    if cfg.postgres.new_replicas_from == "leader":
+        return {"create_replica_methods": ["basebackup"]}
+    return {"create_replica_methods": ["pgbackrest", "basebackup"],
+            "pgbackrest": {"command": replica_restore_command(cfg), "keep_data": True, "no_params": True}}
 
 
 def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
@@ -171,7 +186,10 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
             },
             "parameters": {"unix_socket_directories": PG_SOCKET_DIR, **tls_parameters()},
             "pg_hba": list(hba),  # a copy: safe_dump would write the shared list as a YAML alias
-            "create_replica_methods": ["basebackup"],
+            # A new replica restores the latest backup from the repository and replays the archive, so the
+            # leader only streams what came after; without a backup (a first deployment) Patroni goes on to
+            # pg_basebackup from the leader, on an emptied data directory.
+            **replica_methods(cfg),
             "basebackup": {"checkpoint": "fast"},
             "recovery_conf": {"restore_command": f'pgbackrest --stanza={cfg.stanza} archive-get %f "%p"'},
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -151,6 +152,20 @@ class Placement:
     files: tuple[File, ...] = ()
 
 
+@dataclass(frozen=True)
+class Member:
+    """A member of a running PostgreSQL cluster as Patroni's /cluster lists it."""
+
+    name: str
+    address: str
+    role: str
+    state: str
+
+    @property
+    def leads(self) -> bool:
+        return self.role in ("leader", "standby_leader")
+
+
 def digest(text: str) -> str:
     """A short digest of a file's content (or shape): enough to tell a change, nothing to read back."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -171,13 +186,14 @@ def applied_facts(spec: ServiceSpec, placement: Placement) -> dict[str, Any]:
     return {"role": spec.role, "files": files, "processes": processes, **spec.facts}
 
 
-def answers(url: str) -> bool:
-    """Whether `url` answers 200 right now (a refused or silent port is no)."""
+def fetch_json(url: str) -> Any:
+    """What `url` answers with 200 right now, parsed as JSON; None for any other answer, none at all (a
+    refused or silent port) or no JSON."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status) == 200
+            return json.load(response) if int(response.status) == 200 else None
     except (OSError, ValueError):
-        return False
+        return None
 
 
 class Target(abc.ABC):
@@ -222,17 +238,33 @@ class Target(abc.ABC):
         the step is created and again whenever the script changes; a change of `triggers` replaces the step,
         which runs it as a new one. A non-zero exit fails the deployment."""
 
-    def rolling_order(self, nodes: list[Host]) -> list[Host]:
+    def rolling_order(self, nodes: list[Host], members: list[Member] | None) -> list[Host]:
         """The order in which a rolling change takes PostgreSQL nodes: the replicas, then the leader (when
-        a running cluster tells which it is: the node whose Patroni answers /primary); the configured order
-        otherwise."""
-        urls = self.primary_urls(nodes)
-        leader = next((n for n, url in zip(nodes, urls, strict=True) if answers(url)), None)
+        the running cluster's `members` tell which it is); the configured order otherwise."""
+        leader = next((n for n in nodes for m in members or [] if m.leads and m.name == n.name), None)
         return [n for n in nodes if n is not leader] + ([leader] if leader else [])
 
     @abc.abstractmethod
     def primary_urls(self, nodes: list[Host]) -> list[str]:
-        """Where the machine running the program asks each node's Patroni whether it leads (/primary)."""
+        """Where the machine running the program asks each node's Patroni whether it leads (/primary); its
+        other endpoints are beside it."""
+
+    def postgres_members(self, nodes: list[Host]) -> list[Member] | None:
+        """The members of the running cluster (Patroni's /cluster, from the first of `nodes` that answers),
+        or None when none answers (a first deployment, or a cluster that is down)."""
+        for url in self.primary_urls(nodes):
+            found = fetch_json(url.removesuffix("/primary") + "/cluster")
+            if isinstance(found, dict):
+                return [Member(str(m["name"]), str(m.get("host", "")), str(m.get("role", "")),
+                               str(m.get("state", ""))) for m in found.get("members", []) if "name" in m]
+        return None
+
+    @abc.abstractmethod
+    def retire(self, name: str, host: Host, script: str, processes: tuple[Process, ...],
+               depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+        """Declare the last step of a service that leaves its host: `script` (bash, no secrets) as root on
+        `host`, then `processes` stop for good there (its resources, deleted at the end of the deployment,
+        would stop them only then). Run again on a stopped service, it stops nothing more."""
 
     def client_addresses(self) -> list[str]:
         """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""

@@ -289,6 +289,21 @@ class DockerTarget(Target):
             opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
         )
 
+    def retire(self, name: str, host: Host, script: str, processes: tuple[Process, ...],
+               depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+        # A process that ends makes its container end, and the restart policy starts it again: the container
+        # itself stops (its runner ends every process with a SIGTERM), and an explicit stop stays stopped.
+        where = shlex.quote(self.container_name(host))
+        return command.local.Command(
+            name,
+            create=(f"docker exec -i {where} bash -s && "
+                    f"if [ \"$(docker inspect -f '{{{{.State.Running}}}}' {where})\" = true ]; then "
+                    f"docker stop -t 120 {where} >/dev/null && echo 'stopped the container {where}'; fi"),
+            stdin=script,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+        )
+
     def client_addresses(self) -> list[str]:
         publish = self.settings.publish_address
         return [] if publish.is_unspecified else [str(publish)]

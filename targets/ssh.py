@@ -279,6 +279,13 @@ class SshTarget(Target):
         # The machine running the program asks each host's Patroni REST API directly.
         return [f"http://{n.address}:{self.cfg.patroni.rest_api_port}/primary" for n in nodes]
 
+    def retire(self, name: str, host: Host, script: str, processes: tuple[Process, ...],
+               depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+        units = [unit_name(p) for p in processes if not p.host_service]
+        listed = " ".join(units)
+        stop = f"systemctl stop {listed}\necho 'pgha-leave: stopped {listed}'\n"
+        return self.run_step(name, host, f"{script.rstrip()}\n{stop}", depends_on, parent)
+
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         return command.remote.Command(

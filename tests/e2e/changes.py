@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import itertools
+import json
 import os
 import re
 import tempfile
@@ -29,6 +30,8 @@ import pytest
 from clientside.cluster import Endpoint, Writer, wait_for
 from local_engine import Update
 from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
+from operations.postgres_membership import slot_name
+from render.paths import PG_BIN, PG_DATA, PG_SOCKET_DIR
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
 
@@ -634,3 +637,99 @@ def etcd_members_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Wri
     print(f"etcd 3 -> {3 + len(names)} -> 3: grow {grow.seconds:.0f}s, shrink {shrink.seconds:.0f}s, "
           f"{watch.samples} samples with a quorum and a leader, longest write pause {outage:.2f}s")
     return {"grow": grow.seconds, "shrink": shrink.seconds, "outage": outage}
+
+
+def read_only_servers(c: ClusterUnderTest, tries: int = 24) -> set[str]:
+    """The addresses of the servers behind the read-only port over `tries` new connections (round robin)."""
+    seen = set()
+    for _ in range(tries):
+        try:
+            seen.add(server(c.ro)[0])
+        except OSError:
+            continue
+    return seen
+
+
+def leader_slots(c: ClusterUnderTest) -> set[str]:
+    """The physical replication slots the leader holds."""
+    sql = "SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'"
+    rows = c.hosts.exec(c.patroni.leader() or "", f"{PG_BIN}/psql", "-h", PG_SOCKET_DIR, "-XtA", "-c", sql,
+                        user="postgres")
+    return set(filter(None, rows.splitlines()))
+
+
+def postgres_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Writer,
+                                  added: list[dict[str, str]], stopped: Callable[[str], bool],
+                                  switchover_s: float | None = None) -> dict[str, float]:
+    """PostgreSQL 3 -> 5 -> 3 under the writer. The new nodes bootstrap from the newest pgBackRest backup,
+    after the nodes that stay, stream and join the read-only pool, the HAProxy nodes reloading one at a time.
+    Then one of them is made the leader and both leave: the leader switches over first, the synchronous role
+    moves off them, they stop, Patroni forgets them and the leader drops their slots; no node that stays
+    restarts and no acknowledged commit is lost. `stopped(node)`: whether a node's service is gone."""
+    base = d.config["pgha:postgres"]
+    kept = [n["name"] for n in base["nodes"]]
+    names = [n["name"] for n in added]
+    addresses = {n["name"]: n["address"] for n in added}
+    info = json.loads(c.hosts.exec(kept[0], "pgbackrest", f"--stanza={c.name}", "--output=json", "info",
+                                   user="postgres"))
+    assert info and info[0].get("backup"), "the repository holds a backup for the new nodes to restore"
+    before = d.snapshot()
+    since = time.monotonic()
+    grow = d.up({"pgha:postgres": {**base, "nodes": [*base["nodes"], *added]}})
+    wait_for("five members streaming", lambda: c.patroni.healthy(len(kept) + len(names)), scenarios.RECOVER_S)
+    steps = grow.outputs[PLAN_OUTPUT].get("(topology)", [])
+    assert [s.split(". ", 1)[1].split(" bootstraps")[0] for s in steps if "bootstraps as a replica" in s] == [
+        f"postgres: {n}" for n in names], steps
+    for node in names:
+        label = c.hosts.exec(node, "cat", f"{PG_DATA}/backup_label.old")
+        assert "pgBackRest" in label, f"{node} bootstrapped from a pgBackRest backup: {label}"
+    services = {r.name: r for r in grow.runs if r.name.endswith("-patroni-service")}
+    joined = min(services[f"{d.cluster}-{n}-patroni-service"].started for n in names)
+    assert all(r.started + r.seconds <= joined for n, r in services.items()
+               if any(n == f"{d.cluster}-{k}-patroni-service" for k in kept)), "the new nodes start after the others"
+    proxies = sorted((r for r in grow.runs if "-haproxy-" in r.name and r.name.endswith("-service")),
+                     key=lambda r: r.started)
+    assert len(proxies) == len(c.haproxy) and all(a.started + a.seconds <= b.started
+                                                  for a, b in itertools.pairwise(proxies)), "HAProxy one at a time"
+    wait_for("the new nodes in the read-only pool",
+             lambda: set(addresses.values()) <= read_only_servers(c), 60)
+    grow_outage = outage_of(writer, since)
+    slots = leader_slots(c)
+    assert {slot_name(n) for n in names} <= slots, f"the leader holds the new nodes' slots (the control): {slots}"
+    # A leaving leader: switch over (to the synchronous standby, the one Patroni allows) until one of the
+    # new nodes leads.
+    deadline = time.monotonic() + 180
+    while (leader := c.patroni.leader()) not in names:
+        assert time.monotonic() < deadline, f"none of {names} became the leader"
+        [sync] = c.patroni.sync_standbys()[:1] or [""]
+        if sync:
+            scenarios.patronictl(c, kept[0], "switchover", "--leader", leader or "", "--candidate", sync, "--force")
+        wait_for("a leader and a synchronous standby", lambda: c.patroni.healthy(len(kept) + len(names)),
+                 scenarios.RECOVER_S)
+    roles = {n: m["role"] for n, m in c.patroni.members().items()}
+    writer.wait_acks(20)
+    shrink_at = time.monotonic()
+    shrink = d.up({})
+    members = c.patroni.members()
+    assert sorted(members) == sorted(kept), members
+    assert c.patroni.leader() in kept and set(c.patroni.sync_standbys()) <= set(kept), members
+    left = [r for r in shrink.runs if r.name.endswith("-leave")]
+    assert [r.name for r in left] == [f"{d.cluster}-postgres-{n}-leave" for n in names if n != leader] + [
+        f"{d.cluster}-postgres-{leader}-leave"], "the replicas leave first, the leader last"
+    assert "switchover to" in left[-1].stdout and "not synchronous" in left[-1].stdout, left[-1].stdout
+    forgot = next(r for r in shrink.runs if r.name.endswith("-postgres-membership"))
+    assert "holds no slot of a member that left" in forgot.stdout, forgot.stdout
+    slots = leader_slots(c)
+    assert not {slot_name(n) for n in names} & slots, f"the leader dropped the slots of the nodes that left: {slots}"
+    assert all(stopped(n) for n in names), "the nodes that left are stopped and removed"
+    assert read_only_servers(c).isdisjoint(addresses.values()), "no read-only connection reaches a node that left"
+    after = d.snapshot()
+    stayed = {k for k in before if k.split("/")[0] in kept and k.endswith("/patroni")}
+    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+        f"no node that stays restarts Patroni: {sorted(moved)}"
+    outage = outage_of(writer, shrink_at)
+    assert_no_longer_than_a_switchover("removing a leading node", outage, switchover_s)
+    scenarios.assert_nothing_lost(writer)
+    print(f"postgres 3 -> {3 + len(names)} -> 3: grow {grow.seconds:.0f}s (longest write pause {grow_outage:.2f}s), "
+          f"shrink {shrink.seconds:.0f}s (longest write pause {outage:.2f}s), roles before the shrink {roles}")
+    return {"grow": grow.seconds, "shrink": shrink.seconds, "outage": outage, "grow_outage": grow_outage}

@@ -136,7 +136,8 @@ SAMPLES: list[tuple[str, str]] = []  # (host, `ps -eo args` output) gathered dur
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[fleet_module.Fleet]:
     require_engine()
-    hosts = fleet_module.start_fleet({**ETCD, **PG_NODES, **HAPROXY}, PG_NODES, REPO_PATH, APT_PACKAGES)
+    # The etcd hosts mount the repository too: PostgreSQL nodes added by a test share them (other ports).
+    hosts = fleet_module.start_fleet({**ETCD, **PG_NODES, **HAPROXY}, {**PG_NODES, **ETCD}, REPO_PATH, APT_PACKAGES)
     yield hosts
     if not keep_requested():
         fleet_module.cleanup()
@@ -412,6 +413,29 @@ def test_etcd_members_join_and_leave_without_losing_the_quorum(healthy: None, cl
     for node in HAPROXY:
         state = hosts.exec(node, "systemctl", "is-active", "pgha-etcd.service", check=False)
         assert state.strip() != "active", f"{node}: the member that left still runs"
+
+
+def test_postgres_nodes_join_and_leave_the_roles_moved_off_first(healthy: None, cluster: ClusterUnderTest,
+                                                                 deployments: changes.Deployments,
+                                                                 hosts: SystemdHosts, writer: Writer) -> None:
+    # The two new nodes share the etcd hosts (other ports, the repository mounted): the program installs
+    # PostgreSQL and Patroni there.
+    added = {"pg-4": "etcd-1", "pg-5": "etcd-2"}
+
+    def stopped(node: str) -> bool:
+        state = hosts.exec(added[node], "systemctl", "is-active", "pgha-patroni.service", check=False)
+        return state.strip() != "active"
+
+    # The scenario reads the new nodes' files by node name: they are the etcd hosts'.
+    hosts.aliases.update(added)
+    try:
+        figures = changes.postgres_nodes_join_and_leave(
+            deployments, cluster, writer, [{"name": n, "address": ETCD[h]} for n, h in added.items()], stopped,
+            MEASURED.get("switchover"))
+    finally:
+        for node in added:
+            hosts.aliases.pop(node, None)
+    MEASURED.update({f"postgres_{k}": v for k, v in figures.items()})
 
 
 # ------------------------------------------------------------------------------------------ 4: unreachable host

@@ -14,7 +14,7 @@ import yaml
 from components.cluster import PostgresCluster, PostgresClusterArgs
 from config.models import ClusterConfig, Host
 from program import load_config, ssh_private_key
-from targets import Placement, ServiceSpec, Storage, Target
+from targets import Placement, Process, ServiceSpec, Storage, Target
 from targets.select import make_target
 
 LITERAL_PASSWORD = "hand-written-superuser-pw"
@@ -46,6 +46,10 @@ class EditingTarget(Target):
     def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         return self.inner.run_step(name, host, script, depends_on, parent, triggers)
+
+    def retire(self, name: str, host: Host, script: str, processes: tuple[Process, ...],
+               depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+        return self.inner.retire(name, host, script, processes, depends_on, parent)
 
     def client_addresses(self) -> list[str]:
         return self.inner.client_addresses()

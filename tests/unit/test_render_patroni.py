@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config import parse
+from config import ConfigError, parse
 from render.credentials import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER
 from render.paths import PG_BIN, PG_DATA, POST_BOOTSTRAP_SCRIPT
 from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
@@ -158,8 +158,21 @@ def test_bootstrap_and_local_settings() -> None:
     assert conf["bootstrap"]["post_bootstrap"] == POST_BOOTSTRAP_SCRIPT
     pg = conf["postgresql"]
     assert (pg["data_dir"], pg["bin_dir"]) == (PG_DATA, PG_BIN)
-    assert pg["create_replica_methods"] == ["basebackup"]
+    # A new replica restores the newest backup (a delta restore keeps what an earlier try left), and goes on
+    # to pg_basebackup from the leader when the repository holds none.
+    assert pg["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    assert pg["pgbackrest"] == {"command": "pgbackrest --stanza=pgha-dev --delta --type=standby restore",
+                                "keep_data": True, "no_params": True}
     assert pg["recovery_conf"]["restore_command"] == 'pgbackrest --stanza=pgha-dev archive-get %f "%p"'
+
+
+def test_new_replicas_from_the_leader_only_when_the_stack_says_so() -> None:
+    raw = variant_raw("dev")
+    cfg = parse({**raw, "postgres": {**raw["postgres"], "new_replicas_from": "leader"}})
+    pg = yaml.safe_load(render_patroni(cfg, cfg.postgres.nodes[0], FAKE_CREDS))["postgresql"]
+    assert pg["create_replica_methods"] == ["basebackup"] and "pgbackrest" not in pg
+    with pytest.raises(ConfigError, match=r"new_replicas_from"):
+        parse({**raw, "postgres": {**raw["postgres"], "new_replicas_from": "somewhere"}})
 
 
 def test_a_non_member_is_refused() -> None:

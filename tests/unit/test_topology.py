@@ -28,8 +28,9 @@ def test_a_first_deployment_and_an_unchanged_topology_have_no_steps() -> None:
 
 def test_scaling_out_is_ordered_etcd_first_then_postgres_then_haproxy() -> None:
     steps = topology.steps(applied(), applied(etcd=5, pg=5))
-    assert [s.split(":")[0].split(". ")[1] for s in steps] == ["etcd", "etcd", "postgres", "postgres", "patroni",
+    assert [s.split(":")[0].split(". ")[1] for s in steps] == ["etcd", "etcd", "patroni", "postgres", "postgres",
                                                               "haproxy"]
+    assert "pg-4 bootstraps as a replica (from the newest pgBackRest backup, else with pg_basebackup" in steps[3]
     assert "etcd-4 joins the running cluster as a learner" in steps[0] and steps[0].startswith("1. ")
     assert topology.refusals(applied(), applied(etcd=5, pg=5)) == []
 
@@ -49,16 +50,27 @@ def test_etcd_members_leave_last_and_never_a_majority() -> None:
     assert "remove at most 2 per deployment" in refusal
 
 
+def test_postgres_nodes_leave_first_the_cluster_forgets_them_last() -> None:
+    steps = topology.steps(applied(pg=5), applied(pg=3), live=["pg-1", "pg-2", "pg-3", "pg-4", "pg-5"])
+    assert [s.split(". ", 1)[1].split(" ", 2)[:2] for s in steps] == [
+        ["postgres:", "pg-4"], ["postgres:", "pg-5"], ["haproxy:", "the"], ["postgres:", "the"]]
+    assert "a leader switches over first; tagged nofailover, nosync and noloadbalance" in steps[0]
+    assert steps[-1].startswith("4. postgres: the cluster forgets pg-4, pg-5 (their member keys expire")
+    assert topology.refusals(applied(pg=5), applied(pg=3), live=["pg-1", "pg-4"]) == []
+    # A node that stopped already (its key expired) has no roles to move: only the cluster forgets it.
+    assert not any("pg-5 leaves" in s for s in topology.steps(applied(pg=5), applied(pg=3), live=["pg-1"]))
+    [blind] = topology.refusals(applied(pg=5), applied(pg=3), live=None)
+    assert blind.startswith("postgres.nodes: removing pg-4, pg-5 needs the running cluster")
+
+
 def test_changes_this_version_cannot_make_safely_are_refused_by_name() -> None:
-    [pg] = topology.refusals(applied(pg=5), applied(pg=3))
-    assert pg.startswith("postgres.nodes: removing pg-4, pg-5 is not supported")
     [added] = topology.refusals(applied(), applied(haproxy=3))
     assert added.startswith("haproxy.nodes: adding haproxy-3 is not supported")
     [gone] = topology.refusals(applied(haproxy=3), applied(haproxy=2))
     assert gone.startswith("haproxy.nodes: removing haproxy-3 is not supported")
     replaced = {h: f for h, f in applied().items() if not h.startswith("pg-")}
     replaced |= {f"pg-{i}": {"role": "postgres"} for i in (7, 8, 9)}
-    [moved] = topology.refusals(applied(), replaced)
+    [moved] = topology.refusals(applied(), replaced, live=["pg-1", "pg-2", "pg-3"])
     assert moved.startswith("postgres.nodes: no member of the running cluster stays (pg-1, pg-2, pg-3 all leave)")
 
 
@@ -80,7 +92,8 @@ def test_the_program_says_the_steps_and_refuses_in_a_preview() -> None:
     assert plan[TOPOLOGY_KEY][0].startswith("1. etcd: etcd-4 joins")
     scaled = run_program("dev", overrides, previous_outputs=dict(first.outputs))
     smaller = _scaled(raw, 5, 3)
-    with pytest.raises(Exception, match=r"postgres.nodes: removing pg-4, pg-5 is not supported"):
+    # Under the mock runtime no Patroni answers: a removal cannot move the leaving nodes' roles, refused.
+    with pytest.raises(Exception, match=r"postgres.nodes: removing pg-4, pg-5 needs the running cluster"):
         run_program("dev", {"pgha:etcd": smaller["etcd"], "pgha:postgres": smaller["postgres"]}, preview=True,
                     previous_outputs=dict(scaled.outputs))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -93,9 +95,20 @@ def test_postgres_containers_follow_one_another_each_after_its_handover_and_the_
             assert f"{prefix}-{before}-service" in deps(graph, f"{prefix}-{after}"), after
 
 
+def cluster_led_by(leader: str | None) -> Callable[[str], Any]:
+    """A stand-in for the program's GET of Patroni's /cluster: pg-1..3, `leader` leads (None: no answer)."""
+    def fetch(url: str) -> Any:
+        if leader is None or not url.endswith("/cluster"):
+            return None
+        return {"members": [{"name": f"pg-{i}", "host": f"10.89.0.2{i}", "state": "running" if f"pg-{i}" == leader
+                             else "streaming", "role": "leader" if f"pg-{i}" == leader else "replica"}
+                            for i in (1, 2, 3)]}
+    return fetch
+
+
 def test_the_leader_goes_last_and_published_ports_do_not_move(monkeypatch: pytest.MonkeyPatch) -> None:
     ports = {c.name: c.inputs["ports"] for c in run_program("dev").of_type(CONTAINER)}
-    monkeypatch.setattr(target_base, "answers", lambda url: url.endswith(":8008/primary"))  # pg-1 leads
+    monkeypatch.setattr(target_base, "fetch_json", cluster_led_by("pg-1"))
     graph = run_program("dev")
     assert "pgha-dev-pg-1-patroni-service" not in deps(graph, "pgha-dev-pg-2-patroni-handover")
     assert "pgha-dev-pg-3-patroni-service" in deps(graph, "pgha-dev-pg-1-patroni-handover"), "pg-1 last"
@@ -123,8 +136,7 @@ def test_no_passwords_step_waits_for_a_converge_so_the_leaders_runs_at_once(lead
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Each node's passwords step waits for the leader's: a chain through the converges would deadlock."""
     index = {"pg-1": 0, "pg-2": 1, "pg-3": 2}
-    monkeypatch.setattr(target_base, "answers", lambda url: leader is not None and url.endswith(
-        f":{8008 + 100 * index[leader]}/primary"))
+    monkeypatch.setattr(target_base, "fetch_json", cluster_led_by(leader))
     graph = run_program("dev")
     for node in index:
         waits = closure(graph, f"pgha-dev-{node}-patroni-passwords")
@@ -209,10 +221,13 @@ def test_the_ssh_target_asks_each_hosts_patroni_for_the_leader(monkeypatch: pyte
 
     cfg = parse(collect(stack_config("prod")[0]))
     asked: list[str] = []
-    monkeypatch.setattr(target_base, "answers", lambda url: asked.append(url) or url.startswith("http://192.0.2.21:"))
-    order = SshTarget(cfg, SSH_KEY).rolling_order(list(cfg.postgres.nodes))
+    led = cluster_led_by("pg-1")
+    monkeypatch.setattr(target_base, "fetch_json",
+                        lambda url: asked.append(url) or (led(url) if url.startswith("http://192.0.2.22:") else None))
+    target = SshTarget(cfg, SSH_KEY)
+    order = target.rolling_order(list(cfg.postgres.nodes), target.postgres_members(list(cfg.postgres.nodes)))
     assert [n.name for n in order] == ["pg-2", "pg-3", "pg-1"]
-    assert asked == [f"http://192.0.2.2{i}:8008/primary" for i in (1,)], "it stops at the leader"
+    assert asked == [f"http://192.0.2.2{i}:8008/cluster" for i in (1, 2)], "it stops at the first that answers"
     asked.clear()
     graph = pinned()
     assert not asked, "the offline evaluation asked a host"
