@@ -58,8 +58,8 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
         elif role == "postgres" and live is None:
             problems.append(
                 f"{field}: removing {', '.join(leaving)} needs the running cluster, to move their roles to the nodes "
-                "that stay first, and no configured node's Patroni REST API answered; bring the cluster back, or "
-                "keep them in the list for now")
+                "that stay first, and no configured node's Patroni REST API answered (a preview run where the hosts "
+                "cannot be reached refuses it too); bring the cluster back, or keep them in the list for now")
         elif role == "haproxy":
             problems.append(
                 f"{field}: removing {', '.join(leaving)} is not supported by this version yet (the virtual IP would "
