@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import pulumi
@@ -10,12 +11,12 @@ import pulumi
 from catalog.roles import CLUSTER_COMPONENT
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
-from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs
+from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs, node_processes
 from components.patroni_node import PROCESSES, PatroniNode, PatroniNodeArgs
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
 from config.models import ClusterConfig
-from operations import change_plan
+from operations import change_plan, haproxy_membership
 from operations import postgres_membership as membership
 from operations.backup_check import check_every_node
 from operations.etcd import prune, wait_healthy
@@ -45,6 +46,8 @@ class PostgresCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(CLUSTER_COMPONENT, name, None, opts)
         cfg, target = args.cfg, args.target
+        # The previous deployment's applied configuration (the stack's own outputs): the change plan's "before".
+        self.before = change_plan.previous(name, self)
         self.secrets = ClusterSecrets(name, cfg.rotate, self)
         creds = self.secrets.credentials
         self.ca = ClusterCA(name, cfg, target.client_addresses(), self)
@@ -90,14 +93,22 @@ class PostgresCluster(pulumi.ComponentResource):
         self.backup_checks = check_every_node(f"{name}-backup-check", cfg, target, nodes_ready, self.backup)
         # Parameters that need a restart: applied replicas first, the leader last.
         self.pending_restarts = apply_pending_restarts(f"{name}-pending-restarts", cfg, target, nodes_ready, self)
+        # HAProxy nodes the stack no longer has hand the virtual IP over and stop before the others change.
+        vip = cfg.haproxy.virtual_ip is not None
+
+        def leave_haproxy(old: dict[str, Any]) -> Any:
+            gone = haproxy_membership.leaving(cfg, old)
+            return haproxy_membership.leave(f"{name}-haproxy", cfg, target, gone, node_processes(vip), self)
+
+        haproxy_left = self.before.apply(leave_haproxy)
         self.haproxy = HAProxyGroup(
             f"{name}-haproxy",
-            HAProxyGroupArgs(cfg, target, creds, depends_on=nodes_ready),
+            HAProxyGroupArgs(cfg, target, creds, depends_on=nodes_ready, left=haproxy_left),
             pulumi.ResourceOptions(parent=self),
         )
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
-        self.change_plan = change_plan.declare(name, target.applied, self,
+        self.change_plan = change_plan.declare(name, target.applied, self.before, self,
                                                live=None if live is None else [m.name for m in live])
         self.applied = target.applied
 

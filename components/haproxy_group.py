@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import pulumi
 
@@ -15,9 +16,11 @@ from render import paths
 from render.credentials import Credentials
 from render.haproxy import render_haproxy, save_state_command
 from render.keepalived import render_haproxy_ready, render_keepalived
-from targets import File, Listener, Process, ServiceSpec, Target
+from targets import File, HostStep, Listener, Process, ServiceSpec, Target
 
 VRRP_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
+# The first node's step that waits for the nodes that leave (HAProxyGroupArgs.left).
+LEFT_STEP = "after-leavers"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,25 @@ class HAProxyGroupArgs:
     target: Target
     credentials: pulumi.Output[Credentials]
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # Resolves once the HAProxy nodes that leave have stopped: the first node converges after it, so no node
+    # that stays drops a VRRP peer that still runs (it would take the virtual IP as well).
+    left: pulumi.Input[Any] = None
+
+
+def node_processes(vip: bool) -> tuple[Process, ...]:
+    """The processes of an HAProxy node's service: HAProxy, and keepalived where a virtual IP is set (a node
+    that leaves stops them: operations/haproxy_membership.py)."""
+    haproxy = Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
+                      on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,),
+                      before_change=save_state_command(),
+                      # The master re-executes its binary on USR2: a new HAProxy without a restart.
+                      packages=("haproxy",), upgrade="reload")
+    if not vip:
+        return (haproxy,)
+    keepalived = Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console", "--use-file",
+                                        paths.KEEPALIVED_CONFIG), on_change="reload",
+                         reads=(paths.KEEPALIVED_CONFIG,), packages=("keepalived",))
+    return (haproxy, keepalived)
 
 
 # The type this component had before it was renamed: an alias keeps existing stacks' resources (children
@@ -61,11 +83,7 @@ class HAProxyGroup(pulumi.ComponentResource):
                     shape=shape_of(partial(render_haproxy, cfg, node)),
                 )
             ]
-            processes = [Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
-                                 on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,),
-                                 before_change=save_state_command(),
-                                 # The master re-executes its binary on USR2: a new HAProxy without a restart.
-                                 packages=("haproxy",), upgrade="reload")]
+            processes = list(node_processes(vip))
             if vip:
                 files.append(
                     File(
@@ -78,11 +96,6 @@ class HAProxyGroup(pulumi.ComponentResource):
                     )
                 )
                 files.append(File(paths.HAPROXY_READY_SCRIPT, render_haproxy_ready(), mode="0755"))
-                processes.append(
-                    Process("keepalived", ("/usr/sbin/keepalived", "--dont-fork", "--log-console",
-                                           "--use-file", paths.KEEPALIVED_CONFIG), on_change="reload",
-                            reads=(paths.KEEPALIVED_CONFIG,), packages=("keepalived",))
-                )
             carried = ("stats", "keepalived") if vip else ("stats",)  # the credentials its files hold
             spec = ServiceSpec(
                 role=HAPROXY.name,
@@ -104,6 +117,8 @@ class HAProxyGroup(pulumi.ComponentResource):
                 facts={"credentials": cfg.rotate.generations(carried)},
                 # Replaced, the node that holds the virtual IP gives it to its peer first.
                 handover=upgrade.render_vip_handover(cfg, node.name) if vip else None,
+                before_converge=() if self.ready or args.left is None else (
+                    HostStep(LEFT_STEP, pulumi.Output.from_input(args.left).apply(lambda _: ":")),),
             )
             placement = args.target.place(f"{name}-{node.name}", spec, self)
             self.ready.append(placement.ready)

@@ -155,20 +155,25 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.Resource,
-            live: list[str] | None = None) -> pulumi.Output[Any]:
-    """Read the previous deployment's applied configuration, log the plan, and return it (an Output of
-    node -> actions) for the `change_plan` output. `live`: the running PostgreSQL cluster's members, as the
-    program found them (None: no Patroni answered)."""
+def previous(name: str, parent: pulumi.Resource) -> pulumi.Output[dict[str, Any]]:
+    """The previous deployment's applied configuration (host -> facts; empty on a first deployment), read
+    from the stack's own outputs."""
     ref = pulumi.StackReference(
         f"{name}-previous",
         f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
         opts=pulumi.ResourceOptions(parent=parent),
     )
+    return ref.get_output(APPLIED_OUTPUT).apply(lambda value: _integral(value or {}))
+
+
+def declare(name: str, applied: Mapping[str, Mapping[str, Any]], before: pulumi.Output[dict[str, Any]],
+            parent: pulumi.Resource, live: list[str] | None = None) -> pulumi.Output[Any]:
+    """Log the plan from the previous deployment's applied configuration (`before`) to this one, and return
+    it (an Output of node -> actions) for the `change_plan` output. `live`: the running PostgreSQL
+    cluster's members, as the program found them (None: no Patroni answered)."""
     current = {n: dict(v) for n, v in applied.items()}
 
-    def show(previous: Any) -> dict[str, list[str]]:
-        old = _integral(previous or {})
+    def show(old: dict[str, Any]) -> dict[str, list[str]]:
         refused = topology.refusals(old, current, live)
         if refused:
             # Raised while the program runs: the preview `pulumi up` runs first fails, nothing is deployed.
@@ -181,4 +186,4 @@ def declare(name: str, applied: Mapping[str, Mapping[str, Any]], parent: pulumi.
         pulumi.log.info(render(name, steps), parent)
         return steps
 
-    return ref.get_output(APPLIED_OUTPUT).apply(show)
+    return before.apply(show)

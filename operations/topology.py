@@ -60,13 +60,21 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
                 f"{field}: removing {', '.join(leaving)} needs the running cluster, to move their roles to the nodes "
                 "that stay first, and no configured node's Patroni REST API answered (a preview run where the hosts "
                 "cannot be reached refuses it too); bring the cluster back, or keep them in the list for now")
-        elif role == "haproxy":
-            problems.append(
-                f"{field}: removing {', '.join(leaving)} is not supported by this version yet (the virtual IP would "
-                "not be handed over first); keep it in the list")
+        if role == "haproxy" and leaving:
+            unknown = [h for h in leaving if not old[h].get("address")]
+            if unknown:
+                problems.append(
+                    f"{field}: removing {', '.join(unknown)} needs its address from the previous deployment, which an "
+                    "earlier pgha version did not record: deploy once with the HAProxy nodes unchanged, then remove it")
         if role == "haproxy" and joining:
-            problems.append(f"{field}: adding {', '.join(joining)} is not supported by this version yet (the "
-                            "keepalived peers would not be updated in a safe order); leave the list as it is")
+            # The nodes converge in the list's order: a new node before one that stays would start while that
+            # one does not know it as a VRRP peer (and, holding the address, would not send it adverts).
+            order = [h for h, facts in new.items() if facts.get("role") == "haproxy"]
+            for node in joining:
+                later = [k for k in order[order.index(node):] if k in kept]
+                if later:
+                    problems.append(f"{field}: {node} would start before {', '.join(later)} knows it as a VRRP "
+                                    "peer; list the new HAProxy nodes after the ones that stay")
     return problems
 
 
@@ -89,8 +97,15 @@ def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, A
                       "running Patroni follows the etcd cluster's own member list; the file counts at its next start)")
     result += [f"postgres: {n} bootstraps as a replica (from the newest pgBackRest backup, else with pg_basebackup "
                "from the leader), streams, then joins the read-only pool" for n in pg_joining]
-    if pg_joining or pg_leaving:
-        result.append("haproxy: the backends follow the PostgreSQL nodes, one HAProxy node at a time (reload)")
+    _, haproxy_joining, haproxy_leaving = found["haproxy"]
+    result += [f"haproxy: {n} hands the virtual IP over if it holds it, then stops, before the nodes that stay drop "
+               "it as a VRRP peer" for n in haproxy_leaving]
+    if pg_joining or pg_leaving or haproxy_joining or haproxy_leaving:
+        what = " and ".join(filter(None, ["follow the PostgreSQL nodes" if pg_joining or pg_leaving else "",
+                                          "take the new VRRP peers" if haproxy_joining or haproxy_leaving else ""]))
+        result.append(f"haproxy: the nodes that stay {what}, one HAProxy node at a time (reload)")
+    result += [f"haproxy: {n} starts once the nodes before it know it as a VRRP peer, a backup of lower priority "
+               "(it takes the virtual IP only when no node holds it)" for n in haproxy_joining]
     result += [f"etcd: {m} is removed from the cluster (member remove, while the others are healthy), then stopped"
                for m in etcd_leaving]
     if pg_leaving:

@@ -220,7 +220,9 @@ class Target(abc.ABC):
         the returned `ready` resource is healthy when done."""
         placement = self._place(name, spec, parent)
         ServiceManifest(f"{name}-manifest", self.cfg.name, self.kind, spec, placement, parent)
-        self.applied[spec.host.name] = {**applied_facts(spec, placement), **self.boot_facts(spec)}
+        self.applied[spec.host.name] = {**applied_facts(spec, placement), **self.boot_facts(spec),
+                                        # Where a node that leaves later is reached by its last steps.
+                                        "address": str(spec.host.address)}
         return placement
 
     def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:

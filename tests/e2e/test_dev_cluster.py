@@ -333,22 +333,32 @@ def test_backup_archiving_failover_and_point_in_time_restore(healthy: None, stac
         cluster, lambda target: restore_to(hosts, stack, target))
 
 
+def container_gone(node: str) -> bool:
+    """Whether the container of `node` is gone (stopped and removed)."""
+    return not docker.from_env().containers.list(all=True, filters={"name": f"^{CLUSTER}-{node}$"})
+
+
 def test_postgres_nodes_join_and_leave_the_roles_moved_off_first(healthy: None, stack: Stack,
                                                                  cluster: ClusterUnderTest,
                                                                  deployments: changes.Deployments,
                                                                  writer: Writer) -> None:
-    client = docker.from_env()
-
-    def stopped(node: str) -> bool:
-        return not client.containers.list(all=True, filters={"name": f"^{CLUSTER}-{node}$"})
-
     figures = changes.postgres_nodes_join_and_leave(
         deployments, cluster, writer, [{"name": "pg-4", "address": "10.89.0.24"},
                                        {"name": "pg-5", "address": "10.89.0.25"}],
-        stopped, MEASURED.get("switchover"))
+        container_gone, MEASURED.get("switchover"))
     MEASURED.update({f"postgres_{k}": v for k, v in figures.items()})
-    volumes = [v.name for v in client.volumes.list() if v.name.startswith((f"{CLUSTER}-pg-4", f"{CLUSTER}-pg-5"))]
+    gone = (f"{CLUSTER}-pg-4", f"{CLUSTER}-pg-5")
+    volumes = [v.name for v in docker.from_env().volumes.list() if v.name.startswith(gone)]
     assert volumes == [], f"on docker a node's data goes with it: {volumes}"
+
+
+def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None, stack: Stack,
+                                                                   cluster: ClusterUnderTest,
+                                                                   deployments: changes.Deployments,
+                                                                   writer: Writer) -> None:
+    figures = changes.haproxy_nodes_join_and_leave(deployments, cluster, writer, {"haproxy-3": "10.89.0.33"},
+                                                   container_gone)
+    MEASURED.update({f"haproxy_{k}": v for k, v in figures.items()})
 
 
 def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str, int]]:
