@@ -109,7 +109,7 @@ class PostgresCluster(pulumi.ComponentResource):
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
         self.change_plan = change_plan.declare(name, target.applied, self.before, self,
-                                               live=None if live is None else [m.name for m in live])
+                                               live=membership.running(live))
         self.applied = target.applied
 
         hap = cfg.haproxy

@@ -359,6 +359,9 @@ class ClusterConfig(Model):
     rotate: Rotation = Rotation()
     tls: TlsSettings = TlsSettings()
     upgrade: UpgradeSettings = UpgradeSettings()
+    # Host name -> its generation: raised after a host was rebuilt empty (or a new machine took its name and
+    # address), every command of its services runs again as on a new host. It only ever goes up.
+    host_generations: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -391,6 +394,10 @@ class ClusterConfig(Model):
                         "node names must be unique across the cluster"
                     )
                 names[host.name] = role
+        for name in self.host_generations:
+            if name not in names:
+                raise ValueError(f"host_generations.{name}: not a host of this stack; the hosts are "
+                                 f"{', '.join(names)}")
         self._check_ports()
         standbys = len(self.postgres.nodes) - 1
         if self.patroni.synchronous_mode != "off" and self.patroni.synchronous_node_count > standbys:
@@ -411,6 +418,10 @@ class ClusterConfig(Model):
                     "HAProxy nodes' network for keepalived"
                 )
         return self
+
+    def generation(self, host: Host) -> int:
+        """The host's generation (host_generations; 0 until it is raised)."""
+        return self.host_generations.get(host.name, 0)
 
     def roles(self) -> dict[str, list[Host]]:
         """Hosts by the stack-config list they come from ("etcd.members", ...), in the role table's order."""

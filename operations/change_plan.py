@@ -59,6 +59,9 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
     if new is None:
         return ["remove"]
     actions: list[str] = []
+    if old.get("generation", 0) != new.get("generation", 0):
+        actions.append(f"replace: host generation {old.get('generation', 0)} -> {new.get('generation', 0)}: every "
+                       "command of the host runs again as on a new host (it was rebuilt empty)")
     if old.get("image") != new.get("image") or old.get("boot") != new.get("boot"):
         what = "a new image" if old.get("image") != new.get("image") else "new container settings"
         actions.append(f"replace: the container is recreated ({what}); its data volume is kept")

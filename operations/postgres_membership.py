@@ -40,20 +40,28 @@ def slot_name(member: str) -> str:
 
 
 def leaving(cfg: ClusterConfig, members: list[Member] | None) -> list[Member]:
-    """The members of the running cluster the stack no longer configures, in the order they leave: the
-    replicas first, the leader last (by then the synchronous role is on a member that stays)."""
-    configured = {n.name for n in cfg.postgres.nodes}
-    # A member that stopped (its key stays until its lease ends) has no role left to move.
-    gone = [m for m in members or [] if m.name not in configured and m.state not in STOPPED]
+    """The members of the running cluster the stack no longer configures (or configures at another address),
+    in the order they leave: the replicas first, the leader last (by then the synchronous role is on a
+    member that stays)."""
+    configured = {n.name: str(n.address) for n in cfg.postgres.nodes}
+    # A member that stopped (its key stays until its lease ends) has no role left to move. A member listed at
+    # another address than its configured one moves: it leaves from the old one and joins at the new one.
+    gone = [m for m in members or [] if configured.get(m.name) != m.address and m.state not in STOPPED]
     return [m for m in gone if not m.leads] + [m for m in gone if m.leads]
 
 
+def running(members: list[Member] | None) -> list[str] | None:
+    """The names of the members that run (not stopped or crashed); None when no cluster answered."""
+    return None if members is None else [m.name for m in members if m.state not in STOPPED]
+
+
 def joining(cfg: ClusterConfig, members: list[Member] | None) -> list[Host]:
-    """The configured nodes the running cluster does not list yet (none when no cluster answers)."""
+    """The configured nodes the running cluster does not list yet, or lists at another address (none when no
+    cluster answers): a node that is new, rebuilt empty, or moved."""
     if members is None:
         return []
-    listed = {m.name for m in members}
-    return [n for n in cfg.postgres.nodes if n.name not in listed]
+    listed = {(m.name, m.address) for m in members}
+    return [n for n in cfg.postgres.nodes if (n.name, str(n.address)) not in listed]
 
 
 TAG = r"""

@@ -60,6 +60,16 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
                 f"{field}: removing {', '.join(leaving)} needs the running cluster, to move their roles to the nodes "
                 "that stay first, and no configured node's Patroni REST API answered (a preview run where the hosts "
                 "cannot be reached refuses it too); bring the cluster back, or keep them in the list for now")
+        for host in kept:
+            before_gen, after_gen = old[host].get("generation", 0), new[host].get("generation", 0)
+            if after_gen < before_gen:
+                problems.append(
+                    f"host_generations.{host}: {before_gen} -> {after_gen}; a generation only goes up (a lower one "
+                    "would run every command of the host again as on a new host, on the data it holds)")
+            elif after_gen > before_gen and role == "postgres" and live is not None and host in live:
+                problems.append(
+                    f"host_generations.{host}: raised to {after_gen} while {host} is a running member of the cluster; "
+                    "raise it only for a host rebuilt empty (its data would be refused and its service stopped)")
         if role == "haproxy" and leaving:
             unknown = [h for h in leaving if not old[h].get("address")]
             if unknown:

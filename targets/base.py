@@ -166,6 +166,13 @@ class Member:
         return self.role in ("leader", "standby_leader")
 
 
+def generation_triggers(cfg: ClusterConfig, host: Host) -> list[str]:
+    """What a host's commands (or container) carry of its generation: nothing until it is raised, so adding
+    the setting changes nothing; raised, a new value replaces them (they run again as on a new host)."""
+    generation = cfg.generation(host)
+    return [f"host generation {generation}"] if generation else []
+
+
 def digest(text: str) -> str:
     """A short digest of a file's content (or shape): enough to tell a change, nothing to read back."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -222,7 +229,8 @@ class Target(abc.ABC):
         ServiceManifest(f"{name}-manifest", self.cfg.name, self.kind, spec, placement, parent)
         self.applied[spec.host.name] = {**applied_facts(spec, placement), **self.boot_facts(spec),
                                         # Where a node that leaves later is reached by its last steps.
-                                        "address": str(spec.host.address)}
+                                        "address": str(spec.host.address),
+                                        "generation": self.cfg.generation(spec.host)}
         return placement
 
     def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:

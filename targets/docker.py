@@ -14,7 +14,7 @@ from config.models import ClusterConfig, Host
 from operations import upgrade
 from render.guards import render_volume_guard
 from targets import image
-from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest
+from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest, generation_triggers
 from targets.converge import Control, converge_output
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -195,7 +195,7 @@ class DockerTarget(Target):
                 # script alone (e.g. HAProxy's check timing, which its drain waits for) is taken for the next one.
                 update="cat >/dev/null; echo 'pgha-handover: the script changed; it runs before the next replacement'",
                 stdin=spec.handover,
-                triggers=[self.image_tag],
+                triggers=[self.image_tag, *generation_triggers(self.cfg, spec.host)],
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=first),
             ))
@@ -226,7 +226,9 @@ class DockerTarget(Target):
             else None,
             restart="unless-stopped",
             destroy_grace_seconds=STOP_GRACE_S,
-            labels=self._labels(spec.role),
+            # A raised host generation (a host rebuilt) is a new label: a new container, as on a new host.
+            labels=self._labels(spec.role) + [docker.ContainerLabelArgs(label="pgha.generation", value=g)
+                                              for g in generation_triggers(self.cfg, spec.host)],
             # Healthy only once the converge step delivered the files: that step waits, not the provider.
             wait=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=first),

@@ -14,7 +14,7 @@ import pulumi_command as command
 from catalog.roles import POSTGRES
 from config.models import ClusterConfig, Host
 from operations import packages as packages_op
-from targets.base import File, Placement, Process, ServiceSpec, Storage, Target
+from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, generation_triggers
 from targets.converge import Control, converge_output, write_file
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
@@ -200,11 +200,14 @@ class SshTarget(Target):
 
     def _place(self, name: str, spec: ServiceSpec, parent: pulumi.Resource) -> Placement:
         conn = self.connection(spec.host)
+        # A raised host generation (the host rebuilt empty) replaces every command: they run as on a new host.
+        rebuilt = generation_triggers(self.cfg, spec.host) or None
         install = command.remote.Command(
             f"{name}-install",
             connection=conn,
             create=self._shell(),
             stdin=install_script(spec.packages, self.settings.pins(spec.packages)),
+            triggers=rebuilt,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
@@ -214,6 +217,7 @@ class SshTarget(Target):
                 connection=conn,
                 create=self._shell(),
                 stdin=step.script,
+                triggers=rebuilt,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=[install],
                                             additional_secret_outputs=["stdout", "stderr"]),
@@ -229,6 +233,7 @@ class SshTarget(Target):
                 connection=conn,
                 create=self._shell(),
                 stdin=packages_op.render_upgrade(spec, pins, self.control),
+                triggers=rebuilt,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=[install, *spec.after, *gates]),
             ))
@@ -243,6 +248,7 @@ class SshTarget(Target):
             update=self._shell(True, "update"),
             stdin=script,
             delete=f"{self._shell(False)} {shlex.quote(delete_script(spec, self.settings.purge_data_on_destroy))}",
+            triggers=rebuilt,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=parent,

@@ -853,3 +853,47 @@ def primary_through(c: ClusterUnderTest, address: str) -> bool:
     # Its certificate names the PostgreSQL nodes, not the HAProxy node: the CA is checked, not the name.
     endpoint = replace(c.rw, host=address, sslmode="verify-ca" if c.rw.sslrootcert else "require")
     return server(endpoint)[1]
+
+
+def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer,
+                               rebuild: Callable[[str], None]) -> dict[str, float]:
+    """A PostgreSQL replica's host and an etcd member's host lost and rebuilt empty under the same names and
+    addresses (`rebuild`), under the writer: the next deployment, with their generations raised, installs
+    them again; the replica re-initialises from the newest backup and streams, the etcd member's old
+    identity is replaced by a new one. Nothing else restarts and no acknowledged commit is lost."""
+    leader = c.patroni.leader()
+    sync = c.patroni.sync_standbys()
+    node = next(n for n in reversed(c.pg_nodes) if n != leader and n not in sync)
+    member = c.etcd[-1]
+    endpoint = f"http://{d.config['pgha:etcd']['members'][0]['address']}:2379"
+    old_ids = {fields[2]: fields[0] for fields in (line.split(", ") for line in c.hosts.exec(
+        c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list").splitlines() if line)}
+    before = d.snapshot()
+    for host in (node, member):
+        rebuild(host)
+    wait_for(f"Patroni forgetting {node}", lambda: node not in c.patroni.members(), 120)
+    since = time.monotonic()
+    generations = {"pgha:host_generations": {node: 1, member: 1}}
+    d.keep(generations)
+    update = d.up({})
+    plan = update.outputs[PLAN_OUTPUT]
+    for host in (node, member):
+        assert any(a.startswith("replace: host generation 0 -> 1") for a in plan[host]), plan[host]
+    wait_for("three members streaming", c.healthy, scenarios.RECOVER_S)
+    label = c.hosts.exec(node, "cat", f"{PG_DATA}/backup_label.old")
+    assert "pgBackRest" in label, f"{node} re-initialised from the newest backup: {label}"
+    listed = {fields[2]: (fields[0], fields[5]) for fields in (line.split(", ") for line in c.hosts.exec(
+        c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list").splitlines() if line)}
+    assert sorted(listed) == sorted(c.etcd) and not any(learner == "true" for _, learner in listed.values()), listed
+    assert listed[member][0] != old_ids[member], f"{member} joined under a new identity (old {old_ids[member]})"
+    after = d.snapshot()
+    stayed = {k for k in before if k.split("/")[0] not in (node, member)}
+    assert not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+        f"nothing but the rebuilt hosts restarts: {sorted(moved)}"
+    again = d.up({})
+    assert not any(r.name.startswith((f"{d.cluster}-{node}-", f"{d.cluster}-etcd-{member}-")) for r in again.runs), \
+        "the raised generation stays: the next deployment runs nothing there again"
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"{node} and {member} rebuilt empty: rejoined in {update.seconds:.0f}s, longest write pause {outage:.2f}s")
+    return {"rejoin": update.seconds, "outage": outage}

@@ -361,6 +361,25 @@ def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None
     MEASURED.update({f"haproxy_{k}": v for k, v in figures.items()})
 
 
+def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, stack: Stack,
+                                                                 cluster: ClusterUnderTest,
+                                                                 deployments: changes.Deployments,
+                                                                 writer: Writer) -> None:
+    client = docker.from_env()
+
+    def rebuild(node: str) -> None:
+        # The container and its own volumes go (the shared repository stays): an empty host under the name.
+        container = client.containers.get(f"{CLUSTER}-{node}")
+        own = [m["Name"] for m in container.attrs["Mounts"]
+               if m["Type"] == "volume" and m["Name"] != f"{CLUSTER}-backup-repo"]
+        container.remove(force=True)
+        for volume in own:
+            client.volumes.get(volume).remove(force=True)
+
+    figures = changes.hosts_rebuilt_empty_rejoin(deployments, cluster, writer, rebuild)
+    MEASURED.update({f"rebuilt_{k}": v for k, v in figures.items()})
+
+
 def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str, int]]:
     """Restore the stanza to `target` into a fresh container on the same image and repository."""
     source = hosts.container("pg-1")

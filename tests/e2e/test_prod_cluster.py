@@ -457,6 +457,13 @@ def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None
     MEASURED.update({f"haproxy_{k}": v for k, v in figures.items()})
 
 
+def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, cluster: ClusterUnderTest,
+                                                                 deployments: changes.Deployments,
+                                                                 fleet: fleet_module.Fleet, writer: Writer) -> None:
+    figures = changes.hosts_rebuilt_empty_rejoin(deployments, cluster, writer, fleet.rebuild)
+    MEASURED.update({f"rebuilt_{k}": v for k, v in figures.items()})
+
+
 # ------------------------------------------------------------------------------------------ 4: unreachable host
 
 

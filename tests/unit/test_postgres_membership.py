@@ -32,6 +32,11 @@ def test_the_members_the_stack_no_longer_has_leave_the_leader_last() -> None:
     assert [m.name for m in membership.leaving(cfg_of(), stopped)] == ["pg-4"], "a stopped member has no roles"
     assert membership.leaving(cfg_of(), None) == [] and membership.joining(cfg_of(), None) == []
     assert [n.name for n in membership.joining(cfg_of(), live(("pg-1", "leader")))] == ["pg-2", "pg-3"]
+    # pg-2 listed at an old address moves: it leaves from there and joins at its configured one.
+    moved = [*live(("pg-1", "leader"), ("pg-3", "replica")), Member("pg-2", "10.89.0.99", "sync_standby", "streaming")]
+    assert [(m.name, m.address) for m in membership.leaving(cfg_of(), moved)] == [("pg-2", "10.89.0.99")]
+    assert [n.name for n in membership.joining(cfg_of(), moved)] == ["pg-2"]
+    assert membership.running(stopped) == ["pg-1", "pg-4", "pg-2", "pg-3"] and membership.running(None) is None
 
 
 def test_slot_names_follow_patronis_rule() -> None:

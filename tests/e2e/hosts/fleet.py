@@ -119,6 +119,32 @@ class Fleet:
     private_key: str
     public_key: str
     client: docker.DockerClient = field(repr=False)
+    # The hosts that mount the shared backup volume, and where.
+    backup: tuple[set[str], str] = field(default=(set(), ""), repr=False)
+
+    def boot(self, node: str) -> None:
+        """Create and start the host `node` from the image: nothing installed, only the session's SSH key."""
+        hosts, path = self.backup
+        volumes = {APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}}
+        if node in hosts:
+            volumes[BACKUP_VOLUME] = {"bind": path, "mode": "rw"}
+        api = self.client.api
+        host_config = api.create_host_config(
+            cap_add=CAPABILITIES, security_opt=SECURITY_OPT, tmpfs={"/run": "", "/run/lock": ""},
+            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}, **volumes})
+        created = api.create_container(
+            IMAGE, name=_name(node), hostname=node, labels={LABEL: "1"}, environment={"container": "docker"},
+            host_config=host_config, networking_config=api.create_networking_config(
+                {NETWORK: api.create_endpoint_config(ipv4_address=self.addresses[node])}))
+        container = self.client.containers.get(created["Id"])
+        container.put_archive("/root/.ssh", _tar({"authorized_keys": (self.public_key, 0o600)}))
+        container.start()
+
+    def rebuild(self, node: str) -> None:
+        """The host `node` lost and rebuilt empty at the same address: a fresh machine, reachable over SSH."""
+        self.container(node).remove(force=True, v=True)
+        self.boot(node)
+        self.wait_ssh(node)
 
     def container(self, node: str) -> docker.models.containers.Container:
         return self.client.containers.get(_name(node))
@@ -183,22 +209,9 @@ def start_fleet(addresses: Mapping[str, str], backup_hosts: Iterable[str], backu
     client.volumes.create(BACKUP_VOLUME, labels={LABEL: "1"})
     private, public = keypair()
     fleet = Fleet(dict(addresses), private, public, client)
-    backup_hosts = set(backup_hosts)
-    for node, address in addresses.items():
-        volumes = {APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}}
-        if node in backup_hosts:
-            volumes[BACKUP_VOLUME] = {"bind": backup_path, "mode": "rw"}
-        api = client.api
-        host_config = api.create_host_config(
-            cap_add=CAPABILITIES, security_opt=SECURITY_OPT, tmpfs={"/run": "", "/run/lock": ""},
-            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}, **volumes})
-        created = api.create_container(
-            IMAGE, name=_name(node), hostname=node, labels={LABEL: "1"}, environment={"container": "docker"},
-            host_config=host_config, networking_config=api.create_networking_config(
-                {NETWORK: api.create_endpoint_config(ipv4_address=address)}))
-        container = client.containers.get(created["Id"])
-        container.put_archive("/root/.ssh", _tar({"authorized_keys": (public, 0o600)}))
-        container.start()
+    fleet.backup = (set(backup_hosts), backup_path)
+    for node in addresses:
+        fleet.boot(node)
     for node in addresses:
         fleet.wait_ssh(node)
     if packages:
