@@ -125,9 +125,10 @@ class PatroniSettings(Model):
     use_pg_rewind: bool = True
     use_slots: bool = True
     # How long the leader keeps the replication slot of a member that is gone (Patroni 4's member_slots_ttl,
-    # seconds). 0: dropped once its member key expires, so a removed node holds no WAL anywhere; a replica
-    # that comes back replays what it missed from the pgBackRest archive (restore_command) before streaming.
-    member_slots_ttl: int = Field(default=0, ge=0)
+    # seconds; Patroni's default). With 0 a failover was seen to leave an asynchronous replica without its
+    # slot on the new leader: it fell back to the archive, replayed the old timeline past the fork and stuck.
+    # A node removed from the stack has its slot dropped at once anyway (*-postgres-membership).
+    member_slots_ttl: int = Field(default=1800, ge=0)
     rest_api_port: Port = 8008
 
     @model_validator(mode="after")

@@ -15,8 +15,9 @@ and all of them before any node that stays takes the new configuration (its pg_h
    the resources no longer declared, at the end of the deployment.
 
 `*-postgres-membership` then waits, on a node that stays, until the cluster lists only configured members
-(a stopped member's key expires after ttl) and, with `patroni.member_slots_ttl: 0`, until the leader holds
-no replication slot of a member that left.
+(a stopped member's key expires after ttl), then until the leader holds no replication slot of a member
+that left: Patroni keeps the slot of an absent member for `patroni.member_slots_ttl`, so for that moment the
+step sets it to 0 and back.
 """
 
 from __future__ import annotations
@@ -137,11 +138,11 @@ fi
 
 
 FORGET = r"""
-import json, sys, time, urllib.request
+import json, subprocess, sys, time, urllib.request
 import psycopg2, yaml
 
 configured, kept_slots = set(sys.argv[1].split(",")), set(sys.argv[2].split(","))
-wait_slots = sys.argv[3] == "1"
+retention = int(sys.argv[3])  # patroni.member_slots_ttl
 deadline = time.monotonic() + {deadline_s}
 
 
@@ -159,37 +160,56 @@ while True:
                  "expire ttl after they stop: is one of them still running?")
     time.sleep(1)
 print(f"pgha-membership: the cluster lists only configured members ({{len(configured)}})", flush=True)
-if not wait_slots:
-    print("pgha-membership: patroni.member_slots_ttl > 0: the leader keeps the slots of members that left that "
-          "long before it drops them")
-    sys.exit(0)
 with open("{conf}") as f:
     password = yaml.safe_load(f)["postgresql"]["authentication"]["superuser"]["password"]
-while True:
+
+
+def leader_and_stale():
     leader = next((m for m in members() if m["role"] == "leader" and m["state"] == "running"), None)
-    stale = None
-    if leader is not None:
-        try:
-            with psycopg2.connect(host=leader["host"], port={port}, user="{superuser}", password=password,
-                                  dbname="postgres", sslmode="verify-full", sslrootcert="{ca}",
-                                  connect_timeout=5) as conn, conn.cursor() as cur:
-                cur.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'")
-                slots = {{row[0] for row in cur.fetchall()}}
-            stale = sorted(slots - kept_slots)
-        except psycopg2.Error as error:
-            print(f"pgha-membership: asking the leader for its slots: {{error}}".strip(), flush=True)
-    if stale == []:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(f"pgha-membership: the leader still holds the replication slots {{stale}} of members that left")
-    time.sleep(1)
+    if leader is None:
+        return None, None
+    try:
+        with psycopg2.connect(host=leader["host"], port={port}, user="{superuser}", password=password,
+                              dbname="postgres", sslmode="verify-full", sslrootcert="{ca}",
+                              connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'")
+            return leader, sorted({{row[0] for row in cur.fetchall()}} - kept_slots)
+    except psycopg2.Error as error:
+        print(f"pgha-membership: asking the leader for its slots: {{error}}".strip(), flush=True)
+        return leader, None
+
+
+def retain(seconds):
+    subprocess.run(["runuser", "-u", "postgres", "--", "patronictl", "-c", "{conf}", "edit-config", "--quiet",
+                    "--force", "--set", f"member_slots_ttl={{seconds}}"], check=True, stdout=subprocess.DEVNULL)
+
+
+# The leader keeps the slot of a member that is gone for member_slots_ttl (a replica that comes back resumes
+# from it). For the members that left for good that retention is held off: 0 for as long as the leader needs
+# to drop their slots (its next loop), then the configured value again (pgha-dcs-sync restores it too).
+leader, stale = leader_and_stale()
+lowered = False
+try:
+    while stale != []:
+        if stale and retention and not lowered:
+            print(f"pgha-membership: dropping the slots {{', '.join(stale)}} of members that left", flush=True)
+            retain(0)
+            lowered = True
+        if time.monotonic() > deadline:
+            sys.exit(f"pgha-membership: the leader still holds the replication slots {{stale}} of members that left")
+        time.sleep(1)
+        leader, stale = leader_and_stale()
+finally:
+    if lowered:
+        retain(retention)
 print(f"pgha-membership: the leader ({{leader['name']}}) holds no slot of a member that left", flush=True)
 """
 
 
 def render_forget(cfg: ClusterConfig) -> str:
     """Bash, run as root on a configured node once every node converged: wait until Patroni lists only the
-    configured members, and (member_slots_ttl 0) until the leader holds no slot of another member."""
+    configured members, then until the leader holds no slot of another member (the retention of absent
+    members' slots held off for that moment)."""
     patroni = cfg.patroni
     # A member that stopped keeps its key until its lease ends (ttl); the leader drops its slot at its next
     # loop after that. A minute on top for a loaded cluster.
@@ -198,8 +218,8 @@ def render_forget(cfg: ClusterConfig) -> str:
     script = FORGET.format(api=patroni.rest_api_port, deadline_s=deadline, conf=paths.PATRONI_CONFIG,
                            port=cfg.postgres.port, superuser=SUPERUSER, ca=paths.PG_TLS_CA)
     slots = ",".join(slot_name(n.name) for n in cfg.postgres.nodes)
-    wait_slots = "1" if patroni.member_slots_ttl == 0 else "0"
-    return f"set -euo pipefail\npython3 - {names} {slots} {wait_slots} <<'PGHA_PY'\n{script}PGHA_PY\n"
+    return (f"set -euo pipefail\npython3 - {names} {slots} {patroni.member_slots_ttl} <<'PGHA_PY'\n"
+            f"{script}PGHA_PY\n")
 
 
 def leave(name: str, cfg: ClusterConfig, target: Target, members: list[Member], processes: tuple[Process, ...],

@@ -131,18 +131,21 @@ class DockerTarget(Target):
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[self.image]),
         )
 
-    def _volume(self, name: str, role: str, parent: pulumi.Resource) -> docker.Volume:
+    def _volume(self, name: str, role: str, parent: pulumi.Resource, generation: int = 0) -> docker.Volume:
+        # A host rebuilt (its generation raised) gets a volume of its own: the one it had is lost, and
+        # Docker would otherwise create an unlabeled one under the old name.
+        real = f"{name}-g{generation}" if generation else name
         # pulumi-docker adopts an existing volume of the same name silently: a guard runs first, once.
         guard = command.local.Command(
             f"{name}-unclaimed",
-            create=render_volume_guard(name, self.cfg.name, self.cfg.adopt_existing_data),
+            create=render_volume_guard(real, self.cfg.name, self.cfg.adopt_existing_data),
             update=":",  # only a new deployment (the guard's create) asks; later changes never do
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent),
         )
         return docker.Volume(
             name,
-            name=name,
+            name=real,
             labels=[
                 docker.VolumeLabelArgs(label="pgha.cluster", value=self.cfg.name),
                 docker.VolumeLabelArgs(label="pgha.role", value=role),
@@ -165,7 +168,7 @@ class DockerTarget(Target):
             raise RuntimeError("DockerTarget.prepare() must run before place()")
         mounts = []
         for data in spec.data_dirs:
-            volume = self._volume(f"{name}-{data.name}", spec.role, parent)
+            volume = self._volume(f"{name}-{data.name}", spec.role, parent, self.cfg.generation(spec.host))
             mounts.append(docker.ContainerVolumeArgs(volume_name=volume.name, container_path=data.path))
         for shared in spec.shared:
             if not isinstance(shared.resource, docker.Volume):

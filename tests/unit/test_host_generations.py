@@ -47,6 +47,10 @@ def test_a_raised_generation_is_a_new_container_on_docker() -> None:
               for r in graph.of_type("docker:index/container:Container")}
     assert labels["pgha-dev-pg-2-patroni"]["pgha.generation"] == "host generation 1"
     assert "pgha.generation" not in labels["pgha-dev-pg-1-patroni"]
+    # Its data volume is a new one too: the one it had is lost with the host.
+    names = {r.name: r.inputs["name"] for r in graph.of_type("docker:index/volume:Volume")}
+    assert names["pgha-dev-pg-2-patroni-data"] == "pgha-dev-pg-2-patroni-data-g1"
+    assert names["pgha-dev-pg-1-patroni-data"] == "pgha-dev-pg-1-patroni-data"
 
 
 def test_the_plan_says_it_and_a_generation_only_goes_up() -> None:

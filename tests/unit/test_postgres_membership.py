@@ -57,13 +57,15 @@ def test_the_scripts_are_valid_bash_and_python(variant: str) -> None:
             compile(code, "<step>", "exec")
     assert len(pythons(leave)) == 2, "the handover, then the tags"
     assert "pgha-leave: pg-4: Patroni does not answer: it left already" in leave
-    assert "python3 - pg-1,pg-2,pg-3 pg_1,pg_2,pg_3 1 <<'PGHA_PY'" in forget
+    assert "python3 - pg-1,pg-2,pg-3 pg_1,pg_2,pg_3 1800 <<'PGHA_PY'" in forget
 
 
-def test_a_member_slots_ttl_leaves_the_slots_to_patroni() -> None:
+def test_the_retention_it_restores_is_the_configured_one() -> None:
     raw = collect(stack_config("dev")[0])
-    cfg = parse({**raw, "patroni": {**raw.get("patroni", {}), "member_slots_ttl": 1800}})
-    assert "python3 - pg-1,pg-2,pg-3 pg_1,pg_2,pg_3 0 <<'PGHA_PY'" in membership.render_forget(cfg)
+    cfg = parse({**raw, "patroni": {**raw.get("patroni", {}), "member_slots_ttl": 600}})
+    forget = membership.render_forget(cfg)
+    assert "python3 - pg-1,pg-2,pg-3 pg_1,pg_2,pg_3 600 <<'PGHA_PY'" in forget
+    assert '"--set", f"member_slots_ttl={seconds}"' in forget
 
 
 def deps(graph: Graph, name: str) -> set[str]:
