@@ -779,7 +779,9 @@ class VipWatch(threading.Thread):
 
 def haproxy_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Writer, added: dict[str, str],
                                  stopped: Callable[[str], bool]) -> dict[str, float]:
-    """HAProxy 2 -> 3 -> 2 under the writer and a watch of the virtual IP (first shown to see two holders):
+    """(Not run while HAProxy membership changes are held back: operations/topology.py.)
+
+    HAProxy 2 -> 3 -> 2 under the writer and a watch of the virtual IP (first shown to see two holders):
     the new node starts after the others know it as a VRRP peer and never takes the address; made the
     holder, it hands the address over before it stops, and only then do the others drop it as a peer. The
     address never has two holders and is dark no longer than that handover."""
