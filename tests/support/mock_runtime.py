@@ -29,11 +29,18 @@ __all__ = [
     "RecordingMonitor",
     "Registration",
     "converge_files",
+    "deps",
     "is_secret",
     "reveal",
     "run_program",
     "stack_config",
 ]
+
+
+def deps(graph: Graph, name: str) -> list[str]:
+    """The names of the registered resources resource `name` depends on directly."""
+    found = graph.named(name).dependencies
+    return [r.name for r in graph.resources if r.urn in found]
 
 
 # A stand-in for the secret pgha:sshPrivateKey of the prod stack (never used to connect).

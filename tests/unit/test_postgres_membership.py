@@ -13,7 +13,7 @@ from config import collect, parse
 from operations import postgres_membership as membership
 from targets import base as target_base
 from targets.base import Member
-from tests.support.mock_runtime import Graph, run_program, stack_config
+from tests.support.mock_runtime import deps, run_program, stack_config
 
 
 def cfg_of(variant: str = "dev") -> Any:
@@ -66,12 +66,6 @@ def test_the_retention_it_restores_is_the_configured_one() -> None:
     forget = membership.render_forget(cfg)
     assert "python3 - pg-1,pg-2,pg-3 pg_1,pg_2,pg_3 600 <<'PGHA_PY'" in forget
     assert '"--set", f"member_slots_ttl={seconds}"' in forget
-
-
-def deps(graph: Graph, name: str) -> set[str]:
-    by_urn = {r.urn: r.name for r in graph.resources}
-    [resource] = [r for r in graph.resources if r.name == name]
-    return {by_urn[u] for u in resource.dependencies}
 
 
 def test_leaving_nodes_go_before_any_node_that_stays_takes_the_new_configuration(

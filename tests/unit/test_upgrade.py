@@ -17,7 +17,7 @@ from operations.upgrade import drain_seconds, render_handover, render_precheck, 
 from render.keepalived import render_haproxy_ready
 from render.paths import VIP_RELEASE
 from targets import base as target_base
-from tests.support.mock_runtime import SSH_KEY, Graph, run_program, stack_config
+from tests.support.mock_runtime import SSH_KEY, Graph, deps, run_program, stack_config
 
 CONTAINER = "docker:index/container:Container"
 
@@ -65,11 +65,6 @@ def test_a_new_image_revision_is_a_build_argument_and_a_new_tag() -> None:
     assert "PGHA_IMAGE_REVISION" not in plain["build"]["args"], "revision 0 keeps existing tags"
     assert bumped["build"]["args"]["PGHA_IMAGE_REVISION"] == "1"
     assert plain["imageName"] != bumped["imageName"]
-
-
-def deps(graph: Graph, name: str) -> list[str]:
-    found = graph.named(name).dependencies
-    return [r.name for r in graph.resources if r.urn in found]
 
 
 def test_postgres_containers_follow_one_another_each_after_its_handover_and_the_precheck() -> None:
