@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pulumi
 
 from config.models import ClusterConfig, Host
+from operations.upgrade import LEADER_ROLES
 from targets.manifest import ServiceManifest
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Member:
 
     @property
     def leads(self) -> bool:
-        return self.role in ("leader", "standby_leader")
+        return self.role in LEADER_ROLES
 
 
 def generation_triggers(cfg: ClusterConfig, host: Host) -> list[str]:
