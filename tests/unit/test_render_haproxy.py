@@ -51,6 +51,19 @@ def test_listeners_route_by_patroni_role(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_a_refused_connection_is_not_held_on_the_same_server(variant: str) -> None:
+    """HAProxy waits a turn-around of min(timeout connect, 1 s) before each retry on the same server, and on
+    every retry while one server is up: on the read-write port, 2 retries added 2 s to a switchover whenever
+    a client connected while the old leader's postmaster was down (seen as `SC ... /2` in its log)."""
+    text = render_haproxy(load(variant), load(variant).haproxy.nodes[0], FAKE_CREDS)
+    defaults = text.split("\ndefaults\n", 1)[1].split("\n\n", 1)[0]
+    assert "retries" not in defaults
+    rw, ro = _listener(text, "postgres_read_write"), _listener(text, "postgres_read_only")
+    assert "retries 0" in rw and not any(line.startswith("option redispatch") for line in rw)
+    assert "retries 1" in ro and "option redispatch 1" in ro
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_timeouts(variant: str) -> None:
     cfg = load(variant)
     text = render_haproxy(cfg, cfg.haproxy.nodes[0], FAKE_CREDS)
