@@ -20,8 +20,12 @@ pytestmark = pytest.mark.tools
 # writes its pid file when it spawns it, before bash has read the traps).
 SIGNALS = ("bash -c 'trap \"echo usr1 >> /tmp/signals.log\" USR1; trap \"echo term >> /tmp/signals.log; exit 0\" TERM;"
            " touch /tmp/signals.ready; while :; do sleep 0.2; done'")
-READY = ("test", "-e", "/tmp/signals.ready")
-PROCESS_LIST = f"steady\troot\tsleep infinity\nsignals\troot\t{SIGNALS}\n"
+# "slow" takes 2 s to end cleanly after a TERM, as Patroni does while it stops PostgreSQL and hands the
+# leader key back.
+SLOW = ("bash -c 'trap \"sleep 2; echo clean >> /tmp/slow.log; exit 0\" TERM; touch /tmp/slow.ready;"
+        " while :; do sleep 0.2; done'")
+READY = ("bash", "-c", "test -e /tmp/signals.ready && test -e /tmp/slow.ready")
+PROCESS_LIST = f"steady\troot\tsleep infinity\nsignals\troot\t{SIGNALS}\nslow\troot\t{SLOW}\n"
 
 
 @pytest.fixture
@@ -75,3 +79,21 @@ def test_a_stop_passes_the_term_on_to_every_process(runner: docker_boxes.Contain
     log = docker_boxes.docker("cp", f"{box.name}:/tmp/signals.log", "-").stdout
     assert "term" in log, "the process got the SIGTERM and ended cleanly"
     assert docker_boxes.docker("inspect", "-f", "{{.State.ExitCode}}", box.name).stdout.strip() in ("0", "143")
+
+
+@pytest.mark.parametrize("grace_s", [20, 1])
+def test_a_stop_waits_for_a_slow_clean_end(runner: docker_boxes.Container, grace_s: int) -> None:
+    """The runner passes a stop's SIGTERM on once and stays until every process has ended, even when more
+    signals arrive meanwhile (a second TERM once ended a supervisor early, and the container with it, the
+    process killed halfway). The positive control: a grace shorter than the process's clean end (docker
+    then kills it) leaves no trace of a clean end, so the check can see one that did not happen."""
+    box = runner
+    box.exec("touch", CONVERGED, check=True)
+    wait_for("the processes started", lambda: box.exec(*READY).returncode == 0, 30)
+    box.exec("kill", "-TERM", "1", check=True)  # a signal before the stop's own: the runner passes on one TERM
+    docker_boxes.docker("stop", "-t", str(grace_s), box.name)
+    log = docker_boxes.docker("cp", f"{box.name}:/tmp/slow.log", "-", check=False).stdout
+    if grace_s > 2:
+        assert "clean" in log, "the slow process ended cleanly before the container did"
+    else:
+        assert "clean" not in log, "the control: killed after 1 s, the slow process did not end cleanly"
