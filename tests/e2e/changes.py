@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -136,6 +136,22 @@ def prober_sees_a_refusal(c: ClusterUnderTest) -> None:
 def outage_of(writer: Writer, since: float) -> float:
     writer.wait_acks(20, timeout_s=FAILOVER_S)
     return writer.log.outage_around(since)
+
+
+def gap_report(writer: Writer, since: float, runs: Iterable[Any]) -> str:
+    """Where the longest write pause after `since` lay: the writer's errors in it and the deployment's steps
+    running during it, in seconds from the pause's start (for an assertion's message)."""
+    times = [t for _, t in writer.log.acked if t >= since - 1.0]
+    if len(times) < 2:
+        return "the writer acknowledged fewer than two writes"
+    start, end = max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+    lines = [f"pause {end - start:.2f}s"]
+    lines += [f"  +{t - start:5.2f}s writer: {message}" for t, message in writer.log.errors
+              if start - 0.5 <= t <= end + 0.5]
+    lines += [f"  +{r.started - start:5.2f}s..+{r.started + r.seconds - start:5.2f}s step {r.name}"
+              for r in sorted(runs, key=lambda r: r.started)
+              if r.started <= end and r.started + r.seconds >= start]
+    return "\n".join(lines)
 
 
 def assert_no_longer_than_a_switchover(what: str, outage: float, switchover_s: float | None,
@@ -728,7 +744,8 @@ def postgres_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: W
     assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
         f"no node that stays restarts Patroni: {sorted(moved)}"
     outage = outage_of(writer, shrink_at)
-    assert_no_longer_than_a_switchover("removing a leading node", outage, switchover_s)
+    assert_no_longer_than_a_switchover("removing a leading node", outage, switchover_s,
+                                       lambda: gap_report(writer, shrink_at, shrink.runs))
     scenarios.assert_nothing_lost(writer)
     print(f"postgres 3 -> {3 + len(names)} -> 3: grow {grow.seconds:.0f}s (longest write pause {grow_outage:.2f}s), "
           f"shrink {shrink.seconds:.0f}s (longest write pause {outage:.2f}s), roles before the shrink {roles}")
