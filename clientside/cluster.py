@@ -130,13 +130,18 @@ class WriteLog:
     errors: list[tuple[float, str]] = field(default_factory=list)
     in_doubt: list[int] = field(default_factory=list)
 
-    def outage_around(self, fault_at: float, until: float | None = None) -> float:
-        """The longest silence between acknowledged commits from just before the fault on: the time from
-        the last commit acknowledged before the error burst to the first one after it."""
+    def longest_pause(self, fault_at: float, until: float | None = None) -> tuple[float, float]:
+        """The longest silence between acknowledged commits from just before the fault on, as the times of
+        the last commit acknowledged before the error burst and of the first one after it."""
         times = [t for _, t in self.acked if fault_at - 1.0 <= t <= (until or float("inf"))]
         if len(times) < 2 or times[-1] <= fault_at:
             raise AssertionError("the writer has no acknowledged write on both sides of the fault")
-        return max(b - a for a, b in itertools.pairwise(times))
+        return max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+
+    def outage_around(self, fault_at: float, until: float | None = None) -> float:
+        """The length of `longest_pause`."""
+        start, end = self.longest_pause(fault_at, until)
+        return end - start
 
 
 class Writer(threading.Thread):

@@ -141,10 +141,7 @@ def outage_of(writer: Writer, since: float) -> float:
 def gap_report(writer: Writer, since: float, runs: Iterable[Any]) -> str:
     """Where the longest write pause after `since` lay: the writer's errors in it and the deployment's steps
     running during it, in seconds from the pause's start (for an assertion's message)."""
-    times = [t for _, t in writer.log.acked if t >= since - 1.0]
-    if len(times) < 2:
-        return "the writer acknowledged fewer than two writes"
-    start, end = max(itertools.pairwise(times), key=lambda pair: pair[1] - pair[0])
+    start, end = writer.log.longest_pause(since)
     lines = [f"pause {end - start:.2f}s"]
     lines += [f"  +{t - start:5.2f}s writer: {message}" for t, message in writer.log.errors
               if start - 0.5 <= t <= end + 0.5]
