@@ -156,6 +156,9 @@ class Writer(threading.Thread):
         self.log = WriteLog()
         self._halt = threading.Event()
         self._next = 1
+        # When the statement (or connection attempt) now waiting for the server began; None between them. A
+        # stall with no errors and a statement in flight is a connection whose packets go nowhere.
+        self.in_flight: float | None = None
         with endpoint.connect() as conn:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (id bigint PRIMARY KEY, at timestamptz "
                          "NOT NULL DEFAULT clock_timestamp())")
@@ -165,19 +168,23 @@ class Writer(threading.Thread):
         conn: psycopg.Connection | None = None
         while not self._halt.is_set():
             try:
+                self.in_flight = time.monotonic()
                 if conn is None or conn.closed:
                     conn = self.endpoint.connect(timeout_s=2)
                     conn.execute("SET statement_timeout = '5s'")
                 conn.execute(f"INSERT INTO {self.TABLE} (id) VALUES (%s)", (self._next,))
+                self.in_flight = None
                 self.log.acked.append((self._next, time.monotonic()))
                 self._next += 1
             except psycopg.errors.UniqueViolation:
+                self.in_flight = None
                 # The previous attempt of this id committed but its acknowledgement was lost with the
                 # connection (an in-doubt commit that survived the failover): not acked, move on.
                 self.log.in_doubt.append(self._next)
                 self._next += 1
                 continue
             except psycopg.Error as error:
+                self.in_flight = None
                 self.log.errors.append((time.monotonic(), str(error).splitlines()[0] if str(error) else repr(error)))
                 if conn is not None:
                     conn.close()
@@ -194,8 +201,10 @@ class Writer(threading.Thread):
         try:
             wait_for(f"{count} acknowledged writes", lambda: len(self.log.acked) >= target, timeout_s, 0.05)
         except AssertionError as error:
+            started = self.in_flight
+            waiting = f", a statement waiting {time.monotonic() - started:.1f}s for the server" if started else ""
             raise AssertionError(f"{error}; {count - (target - len(self.log.acked))} came, writer "
-                                 f"{'running' if self.is_alive() else 'stopped'}, last errors: "
+                                 f"{'running' if self.is_alive() else 'stopped'}{waiting}, last errors: "
                                  f"{self.log.errors[-3:]}") from None
 
     def stop(self) -> WriteLog:

@@ -31,7 +31,7 @@ from clientside.cluster import Endpoint, Writer, wait_for
 from local_engine import Update
 from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
 from operations.postgres_membership import slot_name
-from render.paths import PG_BIN, PG_DATA, PG_SOCKET_DIR
+from render.paths import KEEPALIVED_CONFIG, PG_BIN, PG_DATA, PG_SOCKET_DIR, VIP_RELEASE
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
 
@@ -755,6 +755,147 @@ def postgres_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: W
     print(f"postgres 3 -> {3 + len(names)} -> 3: grow {grow.seconds:.0f}s (longest write pause {grow_outage:.2f}s), "
           f"shrink {shrink.seconds:.0f}s (longest write pause {outage:.2f}s), roles before the shrink {roles}")
     return {"grow": grow.seconds, "shrink": shrink.seconds, "outage": outage, "grow_outage": grow_outage}
+
+
+class VipWatch(threading.Thread):
+    """Which hosts hold the virtual IP, asked on each of `hosts` in turn (a few times a second): every moment
+    two held it, and every moment none did."""
+
+    def __init__(self, c: ClusterUnderTest, hosts: list[str]) -> None:
+        super().__init__(daemon=True, name="pgha-vip-watch")
+        self.c, self.hosts, self.halt = c, hosts, threading.Event()
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+
+    def holders(self) -> tuple[str, ...]:
+        held = []
+        for node in self.hosts:
+            try:
+                if f" {self.c.vip}/" in self.c.hosts.exec(node, "ip", "-o", "-4", "addr", "show", check=False):
+                    held.append(node)
+            except Exception:  # a host that is gone holds nothing
+                continue
+        return tuple(held)
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            self.samples.append((time.monotonic(), self.holders()))
+            self.halt.wait(0.1)
+
+    @property
+    def doubled(self) -> list[tuple[float, tuple[str, ...]]]:
+        return [s for s in self.samples if len(s[1]) > 1]
+
+    def timeline(self, since: float) -> str:
+        """Each change of holders, in seconds from `since` (for an assertion's message)."""
+        lines, last = [], None
+        for at, holders in list(self.samples):
+            if holders != last:
+                lines.append(f"  +{at - since:6.2f}s holders: {', '.join(holders) or 'none'}")
+                last = holders
+        return "\n".join(lines)
+
+    def longest_dark(self) -> float:
+        """The longest time between a sample with a holder and the next sample with one."""
+        held = [t for t, holders in self.samples if holders]
+        return max((b - a for a, b in itertools.pairwise(held)), default=float("inf"))
+
+    def __enter__(self) -> VipWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.halt.set()
+        self.join(timeout=30)
+
+
+def acks_while_watched(writer: Writer, watch: VipWatch, since: float, runs: Iterable[Any]) -> None:
+    """Wait for 20 more acknowledged writes; failing, say what the virtual IP, the writer and the deployment's
+    steps did meanwhile."""
+    try:
+        writer.wait_acks(20)
+    except AssertionError as error:
+        steps = "\n".join(f"  +{r.started - since:6.2f}s..+{r.started + r.seconds - since:6.2f}s step {r.name}"
+                          for r in sorted(runs, key=lambda r: r.started))
+        errors = "\n".join(f"  +{t - since:6.2f}s writer: {m}" for t, m in writer.log.errors if t >= since)
+        raise AssertionError(f"{error}\n{watch.timeline(since)}\n{errors}\n{steps}") from None
+
+
+def haproxy_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Writer, added: dict[str, str],
+                                 stopped: Callable[[str], bool]) -> dict[str, float]:
+    """HAProxy 2 -> 3 -> 2 under the writer and a watch of the virtual IP (first shown to see two holders):
+    the new node starts after the others know it as a VRRP peer and never takes the address; made the
+    holder, it hands the address over before it stops, and only then do the others drop it as a peer. The
+    address never has two holders and is dark no longer than that handover."""
+    base = d.config["pgha:haproxy"]
+    kept = [n["name"] for n in base["nodes"]]
+    [(name, address)] = added.items()
+    every = [*kept, name]
+    with VipWatch(c, kept) as control:
+        # The positive control: the address added by hand on the node that does not hold it (no ARP sent).
+        [holder] = control.holders()
+        other = next(n for n in kept if n != holder)
+        c.hosts.exec(other, "ip", "addr", "add", f"{c.vip}/32", "dev", "eth0")
+        try:
+            wait_for("the watch sees two holders", lambda: bool(control.doubled), 10, interval_s=0.1)
+        finally:
+            c.hosts.exec(other, "ip", "addr", "del", f"{c.vip}/32", "dev", "eth0")
+    before = d.snapshot()
+    since = time.monotonic()
+    with VipWatch(c, every) as grow_watch:
+        grow = d.up({"pgha:haproxy": {**base, "nodes": [*base["nodes"], {"name": name, "address": address}]}})
+        wait_for("the new node's keepalived running", lambda: "keepalived" in c.hosts.exec(
+            name, "bash", "-c", "cat /proc/[0-9]*/comm", check=False), 30)
+        acks_while_watched(writer, grow_watch, since, grow.runs)
+    for node in kept:
+        assert f"        {address}\n" in c.hosts.exec(node, "cat", KEEPALIVED_CONFIG), f"{node} knows {name} as a peer"
+    services = sorted((r for r in grow.runs if "-haproxy-" in r.name and r.name.endswith("-service")),
+                      key=lambda r: r.started)
+    assert [r.name for r in services] == [f"{d.cluster}-haproxy-{n}-service" for n in every], services
+    assert all(a.started + a.seconds <= b.started for a, b in itertools.pairwise(services)), "one at a time"
+    assert name not in {h for _, holders in grow_watch.samples for h in holders}, "the new node never took it"
+    assert grow_watch.doubled == [], f"two holders while {name} joined: {grow_watch.doubled[:3]}"
+    assert primary_through(c, address) is False, f"{name} routes writes to the leader"
+    # Make the new node the holder: the others release the address for a while (as a handover does).
+    for node in kept:
+        c.hosts.exec(node, "bash", "-c", f"echo $(( $(date +%s) + 60 )) > {VIP_RELEASE}")
+    wait_for(f"{name} holding the virtual IP", lambda: VipWatch(c, every).holders() == (name,), 60)
+    for node in kept:
+        c.hosts.exec(node, "rm", "-f", VIP_RELEASE)
+    writer.wait_acks(20, timeout_s=FAILOVER_S)
+    shrink_at = time.monotonic()
+    with VipWatch(c, every) as watch:
+        shrink = d.up({})
+        acks_while_watched(writer, watch, shrink_at, shrink.runs)
+    [leave] = [r for r in shrink.runs if r.name.endswith("-leave")]
+    assert leave.name == f"{d.cluster}-haproxy-{name}-leave" and "handed the virtual IP" in leave.stdout, leave.stdout
+    order = sorted((r for r in shrink.runs if r.name.endswith("-service") or r is leave), key=lambda r: r.started)
+    first_kept = next(r for r in order if r.name == f"{d.cluster}-haproxy-{kept[0]}-service")
+    assert leave.started + leave.seconds <= first_kept.started, "the node that leaves stops before the others change"
+    for node in kept:
+        assert address not in c.hosts.exec(node, "cat", KEEPALIVED_CONFIG), f"{node} dropped {name} as a peer"
+    assert stopped(name), f"{name} stopped"
+    assert watch.doubled == [], f"two holders while {name} left: {watch.doubled[:3]}"
+    assert watch.samples and watch.samples[-1][1] and watch.samples[-1][1][0] in kept, watch.samples[-1:]
+    dark = watch.longest_dark()
+    assert dark <= 10, f"the virtual IP was dark for {dark:.1f}s while {name} handed it over"
+    after = d.snapshot()
+    stayed = {k for k in before if k.split("/")[0] in kept}
+    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+        f"no HAProxy node that stays restarts: {sorted(moved)}"
+    outage = outage_of(writer, shrink_at)
+    grow_outage = writer.log.outage_around(since, until=shrink_at - 1)
+    scenarios.assert_nothing_lost(writer)
+    print(f"haproxy 2 -> 3 -> 2: grow {grow.seconds:.0f}s (longest write pause {grow_outage:.2f}s), shrink "
+          f"{shrink.seconds:.0f}s with {name} holding the virtual IP (dark for {dark:.1f}s at most, longest write "
+          f"pause {outage:.2f}s), {len(grow_watch.samples) + len(watch.samples)} samples, never two holders")
+    return {"grow": grow.seconds, "shrink": shrink.seconds, "dark": dark, "outage": outage}
+
+
+def primary_through(c: ClusterUnderTest, address: str) -> bool:
+    """Whether the server behind HAProxy's read-write port on `address` is in recovery (False: the leader)."""
+    # Its certificate names the PostgreSQL nodes, not the HAProxy node: the CA is checked, not the name.
+    endpoint = replace(c.rw, host=address, sslmode="verify-ca" if c.rw.sslrootcert else "require")
+    return server(endpoint)[1]
 
 
 def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer,

@@ -352,6 +352,15 @@ def test_postgres_nodes_join_and_leave_the_roles_moved_off_first(healthy: None, 
     assert volumes == [], f"on docker a node's data goes with it: {volumes}"
 
 
+def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None, stack: Stack,
+                                                                   cluster: ClusterUnderTest,
+                                                                   deployments: changes.Deployments,
+                                                                   writer: Writer) -> None:
+    figures = changes.haproxy_nodes_join_and_leave(deployments, cluster, writer, {"haproxy-3": "10.89.0.33"},
+                                                   container_gone)
+    MEASURED.update({f"haproxy_{k}": v for k, v in figures.items()})
+
+
 def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, stack: Stack,
                                                                  cluster: ClusterUnderTest,
                                                                  deployments: changes.Deployments,

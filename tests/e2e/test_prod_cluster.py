@@ -438,6 +438,25 @@ def test_postgres_nodes_join_and_leave_the_roles_moved_off_first(healthy: None, 
     MEASURED.update({f"postgres_{k}": v for k, v in figures.items()})
 
 
+def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None, cluster: ClusterUnderTest,
+                                                                   deployments: changes.Deployments,
+                                                                   hosts: SystemdHosts, writer: Writer) -> None:
+    # The new node shares an etcd host (other ports): the program installs HAProxy and keepalived there.
+    host = "etcd-3"
+
+    def stopped(node: str) -> bool:
+        return all(hosts.exec(host, "systemctl", "is-active", unit, check=False).strip() != "active"
+                   for unit in ("pgha-haproxy.service", "pgha-keepalived.service"))
+
+    hosts.aliases["haproxy-3"] = host
+    try:
+        figures = changes.haproxy_nodes_join_and_leave(deployments, cluster, writer, {"haproxy-3": ETCD[host]},
+                                                       stopped)
+    finally:
+        hosts.aliases.pop("haproxy-3", None)
+    MEASURED.update({f"haproxy_{k}": v for k, v in figures.items()})
+
+
 def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, cluster: ClusterUnderTest,
                                                                  deployments: changes.Deployments,
                                                                  fleet: fleet_module.Fleet, writer: Writer) -> None:

@@ -63,27 +63,22 @@ def test_postgres_nodes_leave_first_the_cluster_forgets_them_last() -> None:
     assert blind.startswith("postgres.nodes: removing pg-4, pg-5 needs the running cluster")
 
 
-HELD_BACK = "adding or removing HAProxy nodes"
-
-
 def test_haproxy_nodes_leave_first_and_join_after_the_nodes_that_stay() -> None:
     old = {h: {**f, "address": "10.0.0.1"} for h, f in applied(haproxy=3).items()}
     steps = topology.steps(old, applied(haproxy=2))
     assert steps[0].startswith("1. haproxy: haproxy-3 hands the virtual IP over if it holds it, then stops")
     assert steps[1] == "2. haproxy: the nodes that stay take the new VRRP peers, one HAProxy node at a time (reload)"
-    [held] = topology.refusals(old, applied(haproxy=2))
-    assert held.startswith(f"haproxy.nodes: {HELD_BACK} (haproxy-3) is held back in this version")
-    unknown = topology.refusals(applied(haproxy=3), applied(haproxy=2))
-    assert unknown[1].startswith("haproxy.nodes: removing haproxy-3 needs its address from the previous deployment")
-    [held] = topology.refusals(applied(), applied(haproxy=3))
-    assert HELD_BACK in held
+    assert topology.refusals(old, applied(haproxy=2)) == []
+    [unknown] = topology.refusals(applied(haproxy=3), applied(haproxy=2))
+    assert unknown.startswith("haproxy.nodes: removing haproxy-3 needs its address from the previous deployment")
+    assert topology.refusals(applied(), applied(haproxy=3)) == []
     assert topology.steps(applied(), applied(haproxy=3))[-1].startswith(
         "2. haproxy: haproxy-3 starts once the nodes before it know it as a VRRP peer")
     # haproxy-1 is new, listed before haproxy-2 and haproxy-3, which stay.
     running = {h: f for h, f in applied(haproxy=3).items() if h != "haproxy-1"}
-    early = topology.refusals(running, {"haproxy-1": {"role": "haproxy"}, **running})
-    assert early[1] == ("haproxy.nodes: haproxy-1 would start before haproxy-2, haproxy-3 knows it as a VRRP peer; "
-                        "list the new HAProxy nodes after the ones that stay")
+    [early] = topology.refusals(running, {"haproxy-1": {"role": "haproxy"}, **running})
+    assert early == ("haproxy.nodes: haproxy-1 would start before haproxy-2, haproxy-3 knows it as a VRRP peer; "
+                     "list the new HAProxy nodes after the ones that stay")
 
 
 def test_no_member_of_a_group_staying_is_refused_by_name() -> None:
@@ -131,6 +126,12 @@ def test_an_haproxy_node_that_leaves_stops_before_the_first_that_stays_converges
     three = {**raw["haproxy"], "nodes": [*raw["haproxy"]["nodes"], {"name": "haproxy-3", "address": "10.89.0.33"}]}
     first = run_program("dev", {"pgha:haproxy": three})
     assert first.outputs[APPLIED_OUTPUT]["haproxy-3"]["address"] == "10.89.0.33"
-    # Held back for now: the preview refuses the change before anything runs.
-    with pytest.raises(Exception, match=HELD_BACK):
-        run_program("dev", preview=True, previous_outputs=dict(first.outputs))
+    graph = run_program("dev", previous_outputs=dict(first.outputs))
+    [leave] = [r for r in graph.resources if r.name.endswith("-leave")]
+    assert leave.name == "pgha-dev-haproxy-haproxy-3-leave"
+    assert "docker stop -t 120 pgha-dev-haproxy-3" in leave.inputs["create"]
+    assert "pgha-handover: haproxy-3 does not hold the virtual IP" in leave.inputs["stdin"]
+    gate = next(r for r in graph.resources if r.name == "pgha-dev-haproxy-haproxy-1-after-leavers")
+    by_urn = {r.urn: r.name for r in graph.resources}
+    assert leave.name in {by_urn.get(u) for u in gate.dependencies}, "the first node that stays waits for it"
+    assert graph.outputs[PLAN_OUTPUT][TOPOLOGY_KEY][0].startswith("1. haproxy: haproxy-3 hands the virtual IP over")
