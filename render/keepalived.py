@@ -16,6 +16,9 @@ AUTH_PASS_LENGTH = limits.VRRP_PASS_LENGTH
 # word, end the line or start a substitution; allow only what is plain everywhere.
 _AUTH_PASS_SAFE = re.compile(r"^[A-Za-z0-9._+/=~-]+$")
 TOP_PRIORITY = 200
+# Seconds between the holder's repeated gratuitous ARPs (vrrp_garp_master_refresh): how long a client whose
+# neighbour entry names another node keeps sending there.
+GARP_REFRESH_S = 5
 PRIORITY_STEP = 10
 
 
@@ -51,6 +54,7 @@ def render_keepalived(cfg: ClusterConfig, node: Host, creds: Credentials) -> str
     text = render_template(
         "keepalived.conf.j2",
         router_id=node.name,
+        garp_refresh=GARP_REFRESH_S,
         instance=f"pgha_{cfg.name.replace('-', '_')}",
         interface=ha.interface,
         virtual_router_id=cfg.virtual_router_id,

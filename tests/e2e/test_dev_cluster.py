@@ -227,6 +227,10 @@ def test_etcd_majority_down_never_two_primaries(healthy: None, cluster: ClusterU
 # ------------------------------------------------------------------------------------------ 6
 
 
+def test_a_client_sent_to_the_wrong_haproxy_node_is_set_right(healthy: None, cluster: ClusterUnderTest) -> None:
+    scenarios.a_client_sent_to_the_wrong_node_is_set_right(cluster)
+
+
 def test_haproxy_node_loss_moves_the_vip(healthy: None, cluster: ClusterUnderTest) -> None:
     scenarios.haproxy_node_loss_moves_the_vip(cluster)
 

@@ -337,6 +337,10 @@ def test_one_etcd_host_down_changes_nothing(healthy: None, cluster: ClusterUnder
     scenarios.one_etcd_member_down_changes_nothing(cluster, writer)
 
 
+def test_a_client_sent_to_the_wrong_haproxy_host_is_set_right(healthy: None, cluster: ClusterUnderTest) -> None:
+    scenarios.a_client_sent_to_the_wrong_node_is_set_right(cluster)
+
+
 def test_haproxy_host_loss_moves_the_vip(healthy: None, cluster: ClusterUnderTest) -> None:
     scenarios.haproxy_node_loss_moves_the_vip(cluster)
 
