@@ -167,31 +167,30 @@ class Writer(threading.Thread):
     def run(self) -> None:
         conn: psycopg.Connection | None = None
         while not self._halt.is_set():
+            pause = self.interval_s
+            self.in_flight = time.monotonic()
             try:
-                self.in_flight = time.monotonic()
                 if conn is None or conn.closed:
                     conn = self.endpoint.connect(timeout_s=2)
                     conn.execute("SET statement_timeout = '5s'")
                 conn.execute(f"INSERT INTO {self.TABLE} (id) VALUES (%s)", (self._next,))
-                self.in_flight = None
                 self.log.acked.append((self._next, time.monotonic()))
                 self._next += 1
             except psycopg.errors.UniqueViolation:
-                self.in_flight = None
                 # The previous attempt of this id committed but its acknowledgement was lost with the
                 # connection (an in-doubt commit that survived the failover): not acked, move on.
                 self.log.in_doubt.append(self._next)
                 self._next += 1
-                continue
+                pause = 0
             except psycopg.Error as error:
-                self.in_flight = None
                 self.log.errors.append((time.monotonic(), str(error).splitlines()[0] if str(error) else repr(error)))
                 if conn is not None:
                     conn.close()
                 conn = None
-                self._halt.wait(0.1)
-                continue
-            self._halt.wait(self.interval_s)
+                pause = 0.1
+            finally:
+                self.in_flight = None
+            self._halt.wait(pause)
         if conn is not None:
             conn.close()
 

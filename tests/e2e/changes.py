@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 import pytest
@@ -140,15 +140,23 @@ def outage_of(writer: Writer, since: float) -> float:
     return writer.log.outage_around(since)
 
 
+def step_line(run: Any, origin: float) -> str:
+    """A deployment step's span, in seconds from `origin` (for an assertion's message)."""
+    return f"  +{run.started - origin:6.2f}s..+{run.started + run.seconds - origin:6.2f}s step {run.name}"
+
+
+def error_line(at: float, message: str, origin: float) -> str:
+    """A writer error, in seconds from `origin` (for an assertion's message)."""
+    return f"  +{at - origin:6.2f}s writer: {message}"
+
+
 def gap_report(writer: Writer, since: float, runs: Iterable[Any]) -> str:
     """Where the longest write pause after `since` lay: the writer's errors in it and the deployment's steps
     running during it, in seconds from the pause's start (for an assertion's message)."""
     start, end = writer.log.longest_pause(since)
     lines = [f"pause {end - start:.2f}s"]
-    lines += [f"  +{t - start:5.2f}s writer: {message}" for t, message in writer.log.errors
-              if start - 0.5 <= t <= end + 0.5]
-    lines += [f"  +{r.started - start:5.2f}s..+{r.started + r.seconds - start:5.2f}s step {r.name}"
-              for r in sorted(runs, key=lambda r: r.started)
+    lines += [error_line(t, message, start) for t, message in writer.log.errors if start - 0.5 <= t <= end + 0.5]
+    lines += [step_line(r, start) for r in sorted(runs, key=lambda r: r.started)
               if r.started <= end and r.started + r.seconds >= start]
     return "\n".join(lines)
 
@@ -168,13 +176,32 @@ def assert_no_longer_than_a_switchover(what: str, outage: float, switchover_s: f
                              f"({yardstick:.2f}s measured, bound {bound:.2f}s):\n{explain()}")
 
 
-class RoleWatch(threading.Thread):
+class Watch(threading.Thread):
+    """A sampling thread used as a context manager: started on entry, halted and joined on exit."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.halt = threading.Event()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=30)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class RoleWatch(Watch):
     """Patroni's view of the members every 0.2 s (`name role/state`, the leader first), kept only when it
     changes: what a long write pause lined up with, for the message of an assertion on an outage."""
 
     def __init__(self, c: ClusterUnderTest) -> None:
-        super().__init__(daemon=True, name="pgha-role-watch")
-        self.patroni, self.halt = c.patroni, threading.Event()
+        super().__init__("pgha-role-watch")
+        self.patroni = c.patroni
         self.events: list[tuple[float, str]] = []
 
     def run(self) -> None:
@@ -187,17 +214,6 @@ class RoleWatch(threading.Thread):
             if not self.events or self.events[-1][1] != view:
                 self.events.append((time.monotonic(), view))
             self.halt.wait(0.2)
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=10)
-
-    def __enter__(self) -> RoleWatch:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     def explain(self, writer: Writer, since: float, longer_than_s: float = 1.0) -> str:
         """Every write pause after `since` longer than `longer_than_s`, with the writer's errors and the
@@ -547,13 +563,13 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
 # ------------------------------------------------------------------------------------------ 6: topology
 
 
-class QuorumWatch(threading.Thread):
+class QuorumWatch(Watch):
     """Every 0.2 s: whether the etcd cluster serves a linearizable read through any of `endpoints` (client
     URLs of members that stay throughout), and whether Patroni's view has a leader (its leader key)."""
 
     def __init__(self, c: ClusterUnderTest, endpoints: list[str]) -> None:
-        super().__init__(daemon=True, name="pgha-quorum-watch")
-        self.patroni, self.endpoints, self.halt = c.patroni, endpoints, threading.Event()
+        super().__init__("pgha-quorum-watch")
+        self.patroni, self.endpoints = c.patroni, endpoints
         self.samples = 0
         self.no_quorum: list[float] = []
         self.no_leader: list[float] = []
@@ -583,14 +599,6 @@ class QuorumWatch(threading.Thread):
                 self.no_leader.append(now)
             self.samples += 1
             self.halt.wait(0.2)
-
-    def __enter__(self) -> QuorumWatch:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.halt.set()
-        self.join(timeout=10)
 
 
 def signal_etcd(signal: str) -> str:
@@ -757,20 +765,20 @@ def postgres_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: W
     return {"grow": grow.seconds, "shrink": shrink.seconds, "outage": outage, "grow_outage": grow_outage}
 
 
-class VipWatch(threading.Thread):
+class VipWatch(Watch):
     """Which hosts hold the virtual IP, asked on each of `hosts` in turn (a few times a second): every moment
     two held it, and every moment none did."""
 
     def __init__(self, c: ClusterUnderTest, hosts: list[str]) -> None:
-        super().__init__(daemon=True, name="pgha-vip-watch")
-        self.c, self.hosts, self.halt = c, hosts, threading.Event()
+        super().__init__("pgha-vip-watch")
+        self.c, self.hosts = c, hosts
         self.samples: list[tuple[float, tuple[str, ...]]] = []
 
     def holders(self) -> tuple[str, ...]:
         held = []
         for node in self.hosts:
             try:
-                if f" {self.c.vip}/" in self.c.hosts.exec(node, "ip", "-o", "-4", "addr", "show", check=False):
+                if scenarios.holds_vip(self.c, node):
                     held.append(node)
             except Exception:  # a host that is gone holds nothing
                 continue
@@ -799,14 +807,6 @@ class VipWatch(threading.Thread):
         held = [t for t, holders in self.samples if holders]
         return max((b - a for a, b in itertools.pairwise(held)), default=float("inf"))
 
-    def __enter__(self) -> VipWatch:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.halt.set()
-        self.join(timeout=30)
-
 
 def acks_while_watched(writer: Writer, watch: VipWatch, since: float, runs: Iterable[Any]) -> None:
     """Wait for 20 more acknowledged writes; failing, say what the virtual IP, the writer and the deployment's
@@ -814,9 +814,8 @@ def acks_while_watched(writer: Writer, watch: VipWatch, since: float, runs: Iter
     try:
         writer.wait_acks(20)
     except AssertionError as error:
-        steps = "\n".join(f"  +{r.started - since:6.2f}s..+{r.started + r.seconds - since:6.2f}s step {r.name}"
-                          for r in sorted(runs, key=lambda r: r.started))
-        errors = "\n".join(f"  +{t - since:6.2f}s writer: {m}" for t, m in writer.log.errors if t >= since)
+        steps = "\n".join(step_line(r, since) for r in sorted(runs, key=lambda r: r.started))
+        errors = "\n".join(error_line(t, m, since) for t, m in writer.log.errors if t >= since)
         raise AssertionError(f"{error}\n{watch.timeline(since)}\n{errors}\n{steps}") from None
 
 
