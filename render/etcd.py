@@ -10,9 +10,12 @@ a linearizable read (an etcd cluster with a quorum exists), it joins that cluste
 existing`), first adding itself as a learner when the cluster does not list it, or replacing its own earlier
 identity when the cluster lists it as a member that has run (a host rebuilt empty) or under its name at
 another address (a host moved); otherwise it forms a new
-cluster with the configured members (a first deployment). A learner is promoted to a voter by its health
-check once it has caught up (`pgha-etcd-health`): etcd refuses the promotion before that, so a new member
-never counts in the quorum before it holds the data.
+cluster with the configured members (a first deployment). A member with data starts from it, unless the
+data was made for another peer URL (recorded beside it: its host moved with its disk, as a docker volume
+does): etcd would keep announcing the old address, so the data is set aside and the member joins as an
+empty one, replacing its identity (only while the other members hold a quorum). A learner is promoted to a
+voter by its health check once it has caught up (`pgha-etcd-health`): etcd refuses the promotion before
+that, so a new member never counts in the quorum before it holds the data.
 
 Learners rather than voters: a voter added before it has started (and caught up) raises the quorum at once,
 and a second failure during the join loses it; a learner counts only once promoted. etcd allows one learner
@@ -97,15 +100,46 @@ def render_etcd_start(cfg: ClusterConfig) -> str:
     the running cluster or forms a new one (see the module docstring)."""
     data = etcd_data_dir(cfg.name)
     start = f"{data}.start.yml"
+    marker = f"{data}.peer-url"
     return with_header(f"""#!/bin/bash
 set -euo pipefail
 . {ETCD_CLUSTER_ENV}
-if [ -d {data}/member ]; then exec /usr/bin/etcd --config-file {ETCD_CONFIG}; fi
 say() {{ echo "pgha-etcd-start: $*" >&2; }}
 ctl() {{ {ETCDCTL} --endpoints="$PGHA_ETCD_OTHERS" "$@"; }}
-state=new cluster=$PGHA_ETCD_INITIAL_CLUSTER
 # A linearizable read answers only where a quorum is: an etcd cluster runs already.
-if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/null 2>&1; then
+quorum() {{ [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/null 2>&1; }}
+# etcd refuses a membership change until it is sure of its quorum ("unhealthy cluster": every member connected
+# for 5 s; a member that stopped a moment ago still counts as connected): each is tried for a minute.
+change() {{
+  for try in $(seq 1 30); do
+    if ctl member "$@" >&2; then return 0; fi
+    sleep 2
+  done
+  say "the running cluster refused 'member $1' 30 times: giving up"
+  return 1
+}}
+umask 077
+if [ -d {data}/member ]; then
+  # The peer URL the data's identity was made for (kept beside it; data older than the file is this URL's).
+  was=$(cat {marker} 2>/dev/null || true)
+  if [ -z "$was" ] || [ "$was" = "$PGHA_ETCD_PEER_URL" ]; then
+    [ -n "$was" ] || echo "$PGHA_ETCD_PEER_URL" > {marker}
+    exec /usr/bin/etcd --config-file {ETCD_CONFIG}
+  fi
+  # The host moved with its data (a volume kept): the cluster knows this identity only at the old address,
+  # and etcd ignores a new peer URL for a member with data. The identity is replaced, as for an empty host.
+  if ! quorum; then
+    say "the data is of this member's identity at $was, and no quorum of the other members answers to join" \\
+      "them anew from $PGHA_ETCD_PEER_URL: not starting"
+    exit 1
+  fi
+  say "the data is of this member's identity at $was; the member moved to $PGHA_ETCD_PEER_URL: setting the" \\
+    "data aside ({data}.moved) to join anew"
+  rm -rf {data}.moved
+  mv {data} {data}.moved
+fi
+state=new cluster=$PGHA_ETCD_INITIAL_CLUSTER
+if quorum; then
   state=existing
   # ID, status, name, peer URLs, client URLs, is learner
   mine=$(ctl member list | awk -F', ' -v url="$PGHA_ETCD_PEER_URL" '$4 == url')
@@ -113,7 +147,7 @@ if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/n
     id=${{mine%%,*}}
     say "the data directory is empty but the cluster lists $PGHA_ETCD_NAME as member $id, which has run:"\\
       "removing that identity to join anew"
-    ctl member remove "$id" >&2
+    change remove "$id"
     mine=""
   fi
   # The same name at another peer URL: this member's identity before its host moved to a new address.
@@ -121,16 +155,11 @@ if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/n
   if [ -n "$moved" ]; then
     say "the cluster lists $PGHA_ETCD_NAME at $(echo "$moved" | cut -d, -f4 | tr -d ' '), another address:" \\
       "removing that identity (the member moved)"
-    ctl member remove "${{moved%%,*}}" >&2
+    change remove "${{moved%%,*}}"
   fi
   if [ -z "$mine" ]; then
     say "joining the running cluster as a learner"
-    # etcd refuses a new member until every member has been connected for a while ("unhealthy cluster").
-    for try in $(seq 1 30); do
-      if ctl member add "$PGHA_ETCD_NAME" --peer-urls="$PGHA_ETCD_PEER_URL" --learner >&2; then break; fi
-      if [ "$try" = 30 ]; then say "the running cluster refused the new member 30 times: giving up"; exit 1; fi
-      sleep 2
-    done
+    change add "$PGHA_ETCD_NAME" --peer-urls="$PGHA_ETCD_PEER_URL" --learner
   else
     say "the running cluster lists this member already: joining it"
   fi
@@ -141,7 +170,7 @@ if [ -n "$PGHA_ETCD_OTHERS" ] && ctl get --consistency=l pgha-etcd-probe >/dev/n
       printf "%s%s=%s", sep, name, $4; sep = "," }}')
 fi
 say "starting with initial-cluster-state $state: $cluster"
-umask 077
+echo "$PGHA_ETCD_PEER_URL" > {marker}
 {{ cat {ETCD_CONFIG}
   printf 'initial-cluster: %s\\ninitial-cluster-state: %s\\n' "$cluster" "$state"
   printf 'initial-cluster-token: %s\\n' "$PGHA_ETCD_TOKEN"

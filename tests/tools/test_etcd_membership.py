@@ -1,7 +1,7 @@
 """etcd membership changes with real etcd, through the files and scripts the program installs: members join a
 running cluster as learners and are promoted by their health check, members the stack no longer has are
-removed one at a time (a majority never), and a member rebuilt empty under its name, or moved to a new address,
-replaces its old identity.
+removed one at a time (a majority never), and a member rebuilt empty under its name, or moved to a new address
+(empty, or with its data), replaces its old identity.
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ def _healthy(box: docker_boxes.Container) -> bool:
     return box.exec("bash", ETCD_HEALTH_SCRIPT).returncode == 0
 
 
+def _until_healthy(box: docker_boxes.Container, what: str) -> None:
+    """Until `box` is a healthy voting member; failing with what its etcd said."""
+    try:
+        docker_boxes.wait_for(what, lambda: _healthy(box), deadline_s=60)
+    except AssertionError as error:
+        said = "\n".join(line for line in box.logs().splitlines() if '"level":"info"' not in line)
+        raise AssertionError(f"{error}; {box.name} said:\n{said[-4000:]}") from None
+
+
 def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> None:
     three, five = _config(HOSTS[:3]), _config(HOSTS)
     port = three.etcd.client_port
@@ -68,7 +77,7 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         for index in (3, 4):
             box = start(five, index)
             name = five.etcd.members[index].name
-            docker_boxes.wait_for(f"{name} promoted and healthy", lambda box=box: _healthy(box), deadline_s=60)
+            _until_healthy(box, f"{name} promoted and healthy")
             assert "joining the running cluster as a learner" in box.logs()
             assert "initial-cluster-state existing" in box.logs()
         members = _members(first, port)
@@ -94,7 +103,7 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         old_id = _members(first, port)["etcd-43"]["ID"]
         docker_boxes.docker("rm", "-f", boxes["etcd-43"].name)
         rebuilt = start(three, 2)
-        docker_boxes.wait_for("etcd-43 rebuilt, promoted and healthy", lambda: _healthy(rebuilt), deadline_s=60)
+        _until_healthy(rebuilt, "etcd-43 rebuilt, promoted and healthy")
         assert "removing that identity to join anew" in rebuilt.logs()
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
@@ -105,11 +114,32 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         old_id = _members(first, port)["etcd-43"]["ID"]
         docker_boxes.docker("rm", "-f", boxes["etcd-43"].name)
         moved = start(_config(HOSTS[:3], moved={43: 46}), 2)
-        docker_boxes.wait_for("etcd-43 moved, promoted and healthy", lambda: _healthy(moved), deadline_s=60)
+        _until_healthy(moved, "etcd-43 moved, promoted and healthy")
         assert "another address: removing that identity (the member moved)" in moved.logs()
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
         assert members["etcd-43"]["peerURLs"] == [f"http://{BLOCKS['dev'].network_address + 46}:2380"]
+        assert moved.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
+
+        # The control: the member restarted at the same address starts from its data, under its identity.
+        old_id = _members(first, port)["etcd-43"]["ID"]
+        docker_boxes.docker("restart", moved.name)
+        _until_healthy(moved, "etcd-43 restarted and healthy")
+        assert _members(first, port)["etcd-43"]["ID"] == old_id
+        # The member moved again, with its data (a docker volume moves with its container): etcd would keep
+        # announcing the old peer URL, so the data is set aside and the identity replaced.
+        docker_boxes.docker("stop", moved.name)
+        docker_boxes.docker("network", "disconnect", tools_env.network, moved.name)
+        docker_boxes.docker("network", "connect", "--ip", str(BLOCKS["dev"].network_address + 47), tools_env.network,
+                            moved.name)
+        again_moved = _config(HOSTS[:3], moved={43: 47})
+        moved.put(etcd_files(again_moved, again_moved.etcd.members[2]))
+        docker_boxes.docker("start", moved.name)
+        _until_healthy(moved, "etcd-43 moved with its data, promoted and healthy")
+        assert "setting the data aside" in moved.logs(), moved.logs()
+        members = _members(first, port)
+        assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
+        assert members["etcd-43"]["peerURLs"] == [f"http://{BLOCKS['dev'].network_address + 47}:2380"]
         assert moved.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
     finally:
         for box in boxes.values():

@@ -50,12 +50,15 @@ def test_every_member_lists_the_whole_cluster(variant: str) -> None:
 
 def test_an_empty_member_joins_a_running_cluster_or_forms_a_new_one() -> None:
     script = render_etcd_start(load("dev"))
-    with_data = script.index("/member ]; then exec /usr/bin/etcd --config-file /etc/pgha/etcd.yml")
-    quorum = script.index("get --consistency=l")
-    assert with_data < quorum < script.index("--learner") < script.index("exec /usr/bin/etcd --config-file /var/lib")
+    with_data = script.index("exec /usr/bin/etcd --config-file /etc/pgha/etcd.yml")
+    # Data made for another peer URL (the host moved with it) is set aside only while the others hold a quorum.
+    moved = script.index("mv /var/lib/etcd/pgha-dev /var/lib/etcd/pgha-dev.moved")
+    assert script.index("if ! quorum; then") < moved
+    assert with_data < moved < script.index("if quorum; then") < script.index("--learner") < script.index(
+        "exec /usr/bin/etcd --config-file /var/lib")
     assert "state=new cluster=$PGHA_ETCD_INITIAL_CLUSTER" in script and "state=existing" in script
     # An earlier identity that has run (client URLs published) is removed before the member joins anew.
-    assert script.index("member remove") < script.index("member add")
+    assert script.index("change remove") < script.index("change add")
 
 
 def test_clusters_never_share_a_token() -> None:
