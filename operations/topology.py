@@ -38,6 +38,17 @@ def changes(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str,
     return result
 
 
+def moved(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]], role: str
+          ) -> list[tuple[str, str, str]]:
+    """(host, old address, new address) of each member of `role` both deployments have, at another address now
+    (an earlier pgha version recorded no address: no move is seen)."""
+    if not old:
+        return []
+    return [(h, old[h]["address"], new[h]["address"]) for h in members(new, role)
+            if h in old and old[h].get("role") == role and old[h].get("address")
+            and new[h].get("address") and old[h]["address"] != new[h]["address"]]
+
+
 def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
              live: list[str] | None = None) -> list[str]:
     """Why the change from `old` to `new` is refused (an empty list: it is allowed). `live` names the
@@ -46,7 +57,17 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
     fields = dict(GROUPS)
     for role, (kept, joining, leaving) in changes(old, new).items():
         field, before = fields[role], len(kept) + len(leaving)
-        if not leaving:
+        # A member that moves replaces its identity in the etcd cluster (removed at the old address, added at
+        # the new one): it counts with the members that leave.
+        shifted = [h for h, _, _ in moved(old, new, role)] if role == "etcd" else []
+        if role == "etcd" and shifted and 2 * (len(leaving) + len(shifted)) >= before:
+            what = " and ".join(filter(None, [f"removing {', '.join(leaving)}" if leaving else "",
+                                              f"moving {', '.join(shifted)} to a new address"]))
+            problems.append(
+                f"{field}: {what} ({len(leaving) + len(shifted)} of the {before} members) in one deployment would "
+                "replace a majority of the etcd cluster (a member that moves is removed at its old address and "
+                f"added at its new one); remove or move at most {(before - 1) // 2} per deployment")
+        elif not leaving:
             pass
         elif role == "etcd" and 2 * len(leaving) >= before:
             problems.append(
@@ -93,16 +114,23 @@ def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, A
     """The ordered steps of the topology change from `old` to `new` (none without one). Of the PostgreSQL
     nodes that leave, only those the running cluster lists (`live`) have roles to move off them."""
     found = changes(old, new)
-    if not any(joining or leaving for _, joining, leaving in found.values()):
+    etcd_moved, pg_moved = moved(old, new, "etcd"), moved(old, new, "postgres")
+    if not any(joining or leaving for _, joining, leaving in found.values()) and not etcd_moved and not pg_moved:
         return []
     _, etcd_joining, etcd_leaving = found["etcd"]
     _, pg_joining, pg_leaving = found["postgres"]
     running = [n for n in pg_leaving if live is not None and n in live]
-    result = [f"etcd: {m} joins the running cluster as a learner and is promoted once it has caught up"
-              for m in etcd_joining]
+    result = [f"etcd: {m} moves from {before} to {after}: its identity at {before} is removed and it joins anew as "
+              "a learner, promoted once it has caught up (data it brings along is set aside)"
+              for m, before, after in etcd_moved]
+    result += [f"etcd: {m} joins the running cluster as a learner and is promoted once it has caught up"
+               for m in etcd_joining]
+    result += [f"postgres: {n} moves from {before} to {after}: it leaves from {before} if it still runs there (its "
+               "roles moved off first), then joins at the new address after the nodes that stay admit it"
+               for n, before, after in pg_moved]
     result += [f"postgres: {n} leaves: a leader switches over first; tagged nofailover, nosync and noloadbalance "
                "(the synchronous role moves to a node that stays, HAProxy drains it), then stopped" for n in running]
-    if etcd_joining or etcd_leaving:
+    if etcd_joining or etcd_leaving or etcd_moved:
         result.append("patroni: every node's etcd host list is rewritten, one node at a time (a reload, no restart: a "
                       "running Patroni follows the etcd cluster's own member list; the file counts at its next start)")
     result += [f"postgres: {n} bootstraps as a replica (from the newest pgBackRest backup, else with pg_basebackup "
@@ -110,8 +138,9 @@ def steps(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, A
     _, haproxy_joining, haproxy_leaving = found["haproxy"]
     result += [f"haproxy: {n} hands the virtual IP over if it holds it, then stops, before the nodes that stay drop "
                "it as a VRRP peer" for n in haproxy_leaving]
-    if pg_joining or pg_leaving or haproxy_joining or haproxy_leaving:
-        what = " and ".join(filter(None, ["follow the PostgreSQL nodes" if pg_joining or pg_leaving else "",
+    if pg_joining or pg_leaving or pg_moved or haproxy_joining or haproxy_leaving:
+        what = " and ".join(filter(None, ["follow the PostgreSQL nodes" if pg_joining or pg_leaving or pg_moved
+                                          else "",
                                           "take the new VRRP peers" if haproxy_joining or haproxy_leaving else ""]))
         result.append(f"haproxy: the nodes that stay {what}, one HAProxy node at a time (reload)")
     result += [f"haproxy: {n} starts once the nodes before it know it as a VRRP peer, a backup of lower priority "

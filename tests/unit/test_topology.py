@@ -135,3 +135,34 @@ def test_an_haproxy_node_that_leaves_stops_before_the_first_that_stays_converges
     by_urn = {r.urn: r.name for r in graph.resources}
     assert leave.name in {by_urn.get(u) for u in gate.dependencies}, "the first node that stays waits for it"
     assert graph.outputs[PLAN_OUTPUT][TOPOLOGY_KEY][0].startswith("1. haproxy: haproxy-3 hands the virtual IP over")
+
+
+def addressed(**moves: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The default topology with addresses, before and after the hosts in `moves` went to new addresses."""
+    old = {h: {**f, "address": f"10.0.0.{i}"} for i, (h, f) in enumerate(applied().items(), 1)}
+    new = {h: {**f, "address": moves.get(h.replace("-", "_"), f["address"])} for h, f in old.items()}
+    return old, new
+
+
+def test_a_host_moved_to_a_new_address_is_planned_and_an_etcd_majority_moved_is_refused() -> None:
+    old, new = addressed(etcd_3="10.0.0.99", pg_3="10.0.0.98")
+    assert topology.refusals(old, new) == []
+    steps = topology.steps(old, new)
+    assert steps[0] == ("1. etcd: etcd-3 moves from 10.0.0.3 to 10.0.0.99: its identity at 10.0.0.3 is removed and "
+                        "it joins anew as a learner, promoted once it has caught up (data it brings along is set "
+                        "aside)")
+    assert steps[1].startswith("2. postgres: pg-3 moves from 10.0.0.6 to 10.0.0.98: it leaves from 10.0.0.6")
+    assert [s.split(". ", 1)[1].split(":")[0] for s in steps[2:]] == ["patroni", "haproxy"]
+    # Two of three etcd members moved in one deployment would replace a majority; so would one moved and one
+    # removed. The same members moved one per deployment are allowed.
+    old, new = addressed(etcd_2="10.0.0.97", etcd_3="10.0.0.99")
+    [refusal] = topology.refusals(old, new)
+    assert refusal.startswith("etcd.members: moving etcd-2, etcd-3 to a new address (2 of the 3 members) in one "
+                              "deployment would replace a majority of the etcd cluster")
+    five = {h: {**f, "address": f"10.0.1.{i}"} for i, (h, f) in enumerate(applied(etcd=5).items(), 1)}
+    fewer = {h: {**f, "address": "10.0.1.99" if h == "etcd-1" else f["address"]} for h, f in five.items()
+             if h not in ("etcd-4", "etcd-5")}
+    [refusal] = topology.refusals(five, fewer)
+    assert "removing etcd-4, etcd-5 and moving etcd-1 to a new address (3 of the 5 members)" in refusal
+    # Nothing moved (or no address recorded by an earlier version): no step.
+    assert topology.steps(*addressed()) == [] and topology.steps(applied(), addressed(etcd_3="10.0.0.99")[1]) == []
