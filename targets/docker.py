@@ -56,6 +56,11 @@ def _absent(container: str) -> str:
     return f"! docker inspect {container} >/dev/null 2>&1"
 
 
+def _stopped(container: str) -> str:
+    """A shell condition: the container named `container` (quoted) exists and does not run."""
+    return f"[ \"$(docker inspect -f '{{{{.State.Running}}}}' {container})\" != true ]"
+
+
 def _exec_unless(container: str, *skips: tuple[str, str]) -> str:
     """Shell (a local command) that runs the script on its stdin with bash in `container` (quoted), unless one
     of `skips` (shell condition, message) holds: then it drains stdin and says that skip's message."""
@@ -241,8 +246,12 @@ class DockerTarget(Target):
         before = [
             command.local.Command(
                 f"{name}-{step.name}",
+                # A container that does not run is a host that is down: the step is for the nodes that run (the
+                # leader applies, the others wait). Its converge then needs it running, or it is replaced.
                 create=_exec_unless(where, (_absent(where),
-                                            f"pgha: no container {self.container_name(spec.host)} yet: a new node")),
+                                            f"pgha: no container {self.container_name(spec.host)} yet: a new node"),
+                                    (_stopped(where), f"pgha: the container {self.container_name(spec.host)} does "
+                                                      "not run (its host is down): nothing to do there")),
                 stdin=step.script,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on),

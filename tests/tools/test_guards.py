@@ -1,4 +1,5 @@
-"""The volume guard the docker target runs before it creates a volume, against the real docker CLI and engine."""
+"""The guards the docker target runs against the real docker CLI and engine: the volume guard before it creates a
+volume, and the condition a step runs under in a container that may not exist or not run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from render.guards import render_volume_guard
+from targets.docker import _absent, _exec_unless, _stopped
 from tests.tools import docker_boxes
 from tests.tools.docker_boxes import ToolsEnv
 
@@ -51,3 +53,22 @@ def test_a_volume_in_use_passes_only_when_this_cluster_uses_it(volume: str, tool
     assert (result.returncode == 0) is passes, result
     if not passes:
         assert f"(used by {volume}-user):" in result.stderr
+
+
+def test_a_node_step_runs_in_a_running_container_and_skips_one_absent_or_down(tools_env: ToolsEnv) -> None:
+    name = f"pgha-guard-{uuid.uuid4().hex[:8]}"
+    step = _exec_unless(name, (_absent(name), "absent"), (_stopped(name), "down"))
+
+    def run() -> str:
+        done = subprocess.run(["/bin/bash", "-c", step], input="echo ran in $HOSTNAME", capture_output=True, text=True,
+                              timeout=60, check=True)
+        return done.stdout.strip()
+
+    try:
+        assert run() == "absent"
+        box = docker_boxes.start(name)
+        assert run().startswith("ran in "), "a running container runs the step (the control)"
+        docker_boxes.docker("kill", box.name)
+        assert run() == "down"
+    finally:
+        docker_boxes.docker("rm", "-f", name, check=False)
