@@ -939,3 +939,78 @@ def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writ
     scenarios.assert_nothing_lost(writer)
     print(f"{node} and {member} rebuilt empty: rejoined in {update.seconds:.0f}s, longest write pause {outage:.2f}s")
     return {"rejoin": update.seconds, "outage": outage}
+
+
+def etcd_identities(c: ClusterUnderTest, endpoint: str) -> dict[str, tuple[str, str, bool]]:
+    """The etcd cluster's members as its first member lists them: name -> (ID, peer URL, is a learner)."""
+    out = c.hosts.exec(c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list")
+    # ID, status, name, peer URLs, client URLs, is learner
+    return {f[2]: (f[0], f[3], f[5] == "true") for f in (line.split(", ") for line in out.splitlines() if line)}
+
+
+MOVE_PROBE = f"{PG_DATA}/pgha-move-probe"
+
+
+def hosts_moved_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer, move: Callable[[str, str], None],
+                       spare: tuple[str, str], data_moves: bool) -> dict[str, float]:
+    """A PostgreSQL replica's host and an etcd member's host lost and replaced under their names at new
+    addresses (`move(host, address)`: the old one dead, the new one up), under the writer; then the next
+    deployment with their addresses changed (the stack's `spare` ones). The replica joins at its new address
+    (re-initialised from the newest backup on an empty host; resuming from its data where its disk moved with
+    it, `data_moves`: a docker volume), streams and serves the read-only pool; the etcd member's identity at
+    the old address is replaced by one at the new address. Nothing else restarts, a deployment after it runs
+    nothing there, and the same move back to the stack file's addresses leaves the cluster as it was."""
+    leader, sync = c.patroni.leader(), c.patroni.sync_standbys()
+    node = next(n for n in reversed(c.pg_nodes) if n != leader and n not in sync)
+    member = c.etcd[-1]
+    etcd, postgres = d.config["pgha:etcd"], d.config["pgha:postgres"]
+    home = {node: c.addresses[node], member: next(m["address"] for m in etcd["members"] if m["name"] == member)}
+    endpoint = f"http://{etcd['members'][0]['address']}:{etcd.get('client_port', 2379)}"
+    peer_port = etcd.get("peer_port", 2380)
+    c.hosts.exec(node, "touch", MOVE_PROBE, user="postgres")
+    figures: dict[str, float] = {}
+    since = time.monotonic()
+    for leg, at in (("away", dict(zip((node, member), spare, strict=True))), ("back", home)):
+        old_ids = etcd_identities(c, endpoint)
+        before = d.snapshot()
+        for host in (node, member):
+            move(host, at[host])
+        wait_for(f"Patroni forgetting {node}", lambda: node not in c.patroni.members(), 120)
+        overrides = {
+            "pgha:etcd": {**etcd, "members": [{**m, "address": at.get(m["name"], m["address"])}
+                                              for m in etcd["members"]]},
+            "pgha:postgres": {**postgres, "nodes": [{**n, "address": at.get(n["name"], n["address"])}
+                                                    for n in postgres["nodes"]]}}
+        update = d.up(overrides if leg == "away" else {})
+        c.addresses[node] = at[node]
+        steps = update.outputs[PLAN_OUTPUT].get("(topology)", [])
+        assert any(f"etcd: {member} moves from" in s and f"to {at[member]}:" in s for s in steps), steps
+        assert any(f"postgres: {node} moves from" in s and f"to {at[node]}:" in s for s in steps), steps
+        wait_for("three members streaming", c.healthy, scenarios.RECOVER_S)
+        assert c.patroni.members()[node]["host"] == at[node], c.patroni.members()[node]
+        if data_moves:
+            assert c.hosts.exec(node, "bash", "-c", f"test -e {MOVE_PROBE} && echo kept").strip() == "kept", \
+                f"{node} resumed from the data its disk brought along"
+            aside = f"/var/lib/etcd/{c.name}.moved/member"
+            assert c.hosts.exec(member, "bash", "-c", f"test -d {aside} && echo aside").strip() == "aside", \
+                f"{member}: the data it brought along, made for the old address, was set aside"
+        else:
+            label = c.hosts.exec(node, "cat", f"{PG_DATA}/backup_label.old")
+            assert "pgBackRest" in label, f"{node} re-initialised from the newest backup: {label}"
+        listed = etcd_identities(c, endpoint)
+        assert sorted(listed) == sorted(c.etcd) and not any(learner for _, _, learner in listed.values()), listed
+        assert listed[member][1] == f"http://{at[member]}:{peer_port}", listed[member]
+        assert listed[member][0] != old_ids[member][0], f"{member} joined under a new identity ({old_ids[member]})"
+        wait_for(f"{node} in the read-only pool at {at[node]}", lambda now=at[node]: now in read_only_servers(c), 60)
+        after = d.snapshot()
+        stayed = {k for k in before if k.split("/")[0] not in (node, member)}
+        assert not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+            f"nothing but the moved hosts restarts: {sorted(moved)}"
+        again = d.up(overrides if leg == "away" else {})
+        assert not again.runs, f"the next deployment runs nothing: {[r.name for r in again.runs]}"
+        figures[leg] = update.seconds
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"{node} and {member} moved to new addresses and back: rejoined in {figures['away']:.0f}s and "
+          f"{figures['back']:.0f}s, longest write pause {outage:.2f}s")
+    return {"rejoin": figures["away"], "back": figures["back"], "outage": outage}

@@ -384,6 +384,20 @@ def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, 
     MEASURED.update({f"rebuilt_{k}": v for k, v in figures.items()})
 
 
+def test_hosts_moved_to_new_addresses_rejoin_and_move_back(healthy: None, cluster: ClusterUnderTest,
+                                                           deployments: changes.Deployments,
+                                                           writer: Writer) -> None:
+    client = docker.from_env()
+
+    def move(node: str, address: str) -> None:
+        # The host dies; the deployment then creates its container at `address`, the volume (its disk) kept.
+        client.containers.get(f"{CLUSTER}-{node}").kill()
+
+    figures = changes.hosts_moved_rejoin(deployments, cluster, writer, move, ("10.89.0.26", "10.89.0.16"),
+                                         data_moves=True)
+    MEASURED.update({f"moved_{k}": v for k, v in figures.items()})
+
+
 def restore_to(hosts: DockerHosts, stack: Stack, target: str) -> list[tuple[str, int]]:
     """Restore the stanza to `target` into a fresh container on the same image and repository."""
     source = hosts.container("pg-1")

@@ -468,6 +468,14 @@ def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, 
     MEASURED.update({f"rebuilt_{k}": v for k, v in figures.items()})
 
 
+def test_hosts_moved_to_new_addresses_rejoin_and_move_back(healthy: None, cluster: ClusterUnderTest,
+                                                           deployments: changes.Deployments,
+                                                           fleet: fleet_module.Fleet, writer: Writer) -> None:
+    figures = changes.hosts_moved_rejoin(deployments, cluster, writer, fleet.move, ("10.93.0.26", "10.93.0.16"),
+                                         data_moves=False)
+    MEASURED.update({f"moved_{k}": v for k, v in figures.items()})
+
+
 # ------------------------------------------------------------------------------------------ 4: unreachable host
 
 
