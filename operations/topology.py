@@ -42,8 +42,6 @@ def moved(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, A
           ) -> list[tuple[str, str, str]]:
     """(host, old address, new address) of each member of `role` both deployments have, at another address now
     (an earlier pgha version recorded no address: no move is seen)."""
-    if not old:
-        return []
     return [(h, old[h]["address"], new[h]["address"]) for h in members(new, role)
             if h in old and old[h].get("role") == role and old[h].get("address")
             and new[h].get("address") and old[h]["address"] != new[h]["address"]]

@@ -63,9 +63,10 @@ class Deployments:
         return {f"pgha:{key}": value}
 
 
-def restarted(before: dict[str, str], after: dict[str, str]) -> set[str]:
-    """The processes whose identity changed (or that appeared or went away)."""
-    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+def restarted(before: dict[str, str], after: dict[str, str], among: Iterable[str] | None = None) -> set[str]:
+    """The processes whose identity changed (or that appeared or went away), of `among` when given."""
+    keys = before.keys() | after.keys() if among is None else set(among)
+    return {k for k in keys if before.get(k) != after.get(k)}
 
 
 def show(c: ClusterUnderTest, node: str, *names: str) -> list[str]:
@@ -607,11 +608,16 @@ def signal_etcd(signal: str) -> str:
             '"${p#/proc/}"; fi; done')
 
 
-def etcd_members(c: ClusterUnderTest, endpoint: str) -> dict[str, bool]:
-    """The etcd cluster's members as its first member lists them: name -> is a learner."""
+def etcd_identities(c: ClusterUnderTest, endpoint: str) -> dict[str, tuple[str, str, bool]]:
+    """The etcd cluster's members as its first member lists them: name -> (ID, peer URL, is a learner)."""
     out = c.hosts.exec(c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list")
     # ID, status, name, peer URLs, client URLs, is learner
-    return {fields[2]: fields[5] == "true" for fields in (line.split(", ") for line in out.splitlines() if line)}
+    return {f[2]: (f[0], f[3], f[5] == "true") for f in (line.split(", ") for line in out.splitlines() if line)}
+
+
+def etcd_members(c: ClusterUnderTest, endpoint: str) -> dict[str, bool]:
+    """The etcd cluster's members as its first member lists them: name -> is a learner."""
+    return {name: learner for name, (_, _, learner) in etcd_identities(c, endpoint).items()}
 
 
 def etcd_members_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Writer,
@@ -656,7 +662,7 @@ def etcd_members_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Wri
         assert pruned.stdout.count("removing member") == len(names), pruned.stdout
     after = d.snapshot()
     stayed = {k for k in before if k.split("/")[0] in {m["name"] for m in base["members"]}}
-    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+    assert stayed and not (moved := restarted(before, after, stayed)), \
         f"no member that stays restarts: {sorted(moved)}"
     assert watch.samples > 50, watch.samples
     assert watch.no_quorum == [], f"the etcd quorum was lost at {[round(t - since, 1) for t in watch.no_quorum]}"
@@ -754,7 +760,7 @@ def postgres_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: W
     assert read_only_servers(c).isdisjoint(addresses.values()), "no read-only connection reaches a node that left"
     after = d.snapshot()
     stayed = {k for k in before if k.split("/")[0] in kept and k.endswith("/patroni")}
-    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+    assert stayed and not (moved := restarted(before, after, stayed)), \
         f"no node that stays restarts Patroni: {sorted(moved)}"
     outage = outage_of(writer, shrink_at)
     assert_no_longer_than_a_switchover("removing a leading node", outage, switchover_s,
@@ -879,7 +885,7 @@ def haproxy_nodes_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Wr
     assert dark <= 10, f"the virtual IP was dark for {dark:.1f}s while {name} handed it over"
     after = d.snapshot()
     stayed = {k for k in before if k.split("/")[0] in kept}
-    assert stayed and not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+    assert stayed and not (moved := restarted(before, after, stayed)), \
         f"no HAProxy node that stays restarts: {sorted(moved)}"
     outage = outage_of(writer, shrink_at)
     grow_outage = writer.log.outage_around(since, until=shrink_at - 1)
@@ -908,8 +914,7 @@ def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writ
     node = next(n for n in reversed(c.pg_nodes) if n != leader and n not in sync)
     member = c.etcd[-1]
     endpoint = f"http://{d.config['pgha:etcd']['members'][0]['address']}:2379"
-    old_ids = {fields[2]: fields[0] for fields in (line.split(", ") for line in c.hosts.exec(
-        c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list").splitlines() if line)}
+    old_ids = {name: identity for name, (identity, _, _) in etcd_identities(c, endpoint).items()}
     before = d.snapshot()
     for host in (node, member):
         rebuild(host)
@@ -924,13 +929,12 @@ def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writ
     wait_for("three members streaming", c.healthy, scenarios.RECOVER_S)
     label = c.hosts.exec(node, "cat", f"{PG_DATA}/backup_label.old")
     assert "pgBackRest" in label, f"{node} re-initialised from the newest backup: {label}"
-    listed = {fields[2]: (fields[0], fields[5]) for fields in (line.split(", ") for line in c.hosts.exec(
-        c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list").splitlines() if line)}
-    assert sorted(listed) == sorted(c.etcd) and not any(learner == "true" for _, learner in listed.values()), listed
+    listed = etcd_identities(c, endpoint)
+    assert sorted(listed) == sorted(c.etcd) and not any(learner for _, _, learner in listed.values()), listed
     assert listed[member][0] != old_ids[member], f"{member} joined under a new identity (old {old_ids[member]})"
     after = d.snapshot()
     stayed = {k for k in before if k.split("/")[0] not in (node, member)}
-    assert not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+    assert not (moved := restarted(before, after, stayed)), \
         f"nothing but the rebuilt hosts restarts: {sorted(moved)}"
     again = d.up({})
     assert not any(r.name.startswith((f"{d.cluster}-{node}-", f"{d.cluster}-etcd-{member}-")) for r in again.runs), \
@@ -939,13 +943,6 @@ def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writ
     scenarios.assert_nothing_lost(writer)
     print(f"{node} and {member} rebuilt empty: rejoined in {update.seconds:.0f}s, longest write pause {outage:.2f}s")
     return {"rejoin": update.seconds, "outage": outage}
-
-
-def etcd_identities(c: ClusterUnderTest, endpoint: str) -> dict[str, tuple[str, str, bool]]:
-    """The etcd cluster's members as its first member lists them: name -> (ID, peer URL, is a learner)."""
-    out = c.hosts.exec(c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list")
-    # ID, status, name, peer URLs, client URLs, is learner
-    return {f[2]: (f[0], f[3], f[5] == "true") for f in (line.split(", ") for line in out.splitlines() if line)}
 
 
 MOVE_PROBE = f"{PG_DATA}/pgha-move-probe"
@@ -1001,10 +998,14 @@ def hosts_moved_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer, move
         assert sorted(listed) == sorted(c.etcd) and not any(learner for _, _, learner in listed.values()), listed
         assert listed[member][1] == f"http://{at[member]}:{peer_port}", listed[member]
         assert listed[member][0] != old_ids[member][0], f"{member} joined under a new identity ({old_ids[member]})"
-        wait_for(f"{node} in the read-only pool at {at[node]}", lambda now=at[node]: now in read_only_servers(c), 60)
+
+        def in_pool(address: str = at[node]) -> bool:
+            return address in read_only_servers(c)
+
+        wait_for(f"{node} in the read-only pool at {at[node]}", in_pool, 60)
         after = d.snapshot()
         stayed = {k for k in before if k.split("/")[0] not in (node, member)}
-        assert not (moved := restarted({k: before[k] for k in stayed}, {k: after.get(k, "") for k in stayed})), \
+        assert not (moved := restarted(before, after, stayed)), \
             f"nothing but the moved hosts restarts: {sorted(moved)}"
         again = d.up(overrides if leg == "away" else {})
         assert not again.runs, f"the next deployment runs nothing: {[r.name for r in again.runs]}"

@@ -387,11 +387,9 @@ def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, 
 def test_hosts_moved_to_new_addresses_rejoin_and_move_back(healthy: None, cluster: ClusterUnderTest,
                                                            deployments: changes.Deployments,
                                                            writer: Writer) -> None:
-    client = docker.from_env()
-
     def move(node: str, address: str) -> None:
         # The host dies; the deployment then creates its container at `address`, the volume (its disk) kept.
-        client.containers.get(f"{CLUSTER}-{node}").kill()
+        cluster.hosts.kill(node)
 
     figures = changes.hosts_moved_rejoin(deployments, cluster, writer, move, ("10.89.0.26", "10.89.0.16"),
                                          data_moves=True)

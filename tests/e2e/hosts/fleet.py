@@ -148,10 +148,8 @@ class Fleet:
 
     def move(self, node: str, address: str) -> None:
         """The host `node` lost, and a fresh machine under its name at `address` in its place."""
-        self.container(node).remove(force=True, v=True)
         self.addresses[node] = address
-        self.boot(node)
-        self.wait_ssh(node)
+        self.rebuild(node)
 
     def container(self, node: str) -> docker.models.containers.Container:
         return self.client.containers.get(_name(node))
