@@ -17,8 +17,12 @@ import shlex
 
 import pulumi
 
+from render.paths import PG_HOME
 from render.shell import HEALTH_DEADLINE_S, until_ok
-from targets.base import Process, ServiceSpec, Target
+from targets.base import Process, ServiceSpec, Storage, Target
+
+# The home directory of a service user the program may create itself (as the user's package would).
+HOMES = {"postgres": PG_HOME}
 
 
 def write_file(path: str, content: str, mode: str, owner: str, flag: str = "changed") -> str:
@@ -34,6 +38,50 @@ def write_file(path: str, content: str, mode: str, owner: str, flag: str = "chan
         f"  install -D -m {mode} -o {owner} -g {owner} \"$tmp\" {q}\n"
         f"else\n  chown {owner}:{owner} {q} && chmod {mode} {q}\nfi\nrm -f \"$tmp\"\n"
     )
+
+
+def shared_dir(host: str, storage: Storage) -> str:
+    """Converge shell for a directory shared by several hosts (the pgBackRest repository on NFS).
+
+    Usually a mount point that exists before the service user does, owned by root: it is made the user's.
+    Owned by other ids than the user's here it is refused, never taken: hosts whose user has other ids would
+    take it from each other in turn, and each time the other hosts' writes (WAL archiving) fail. Ids are
+    compared, not names: one name stands for other ids on another host."""
+    q, owner = shlex.quote(storage.path), storage.owner
+    refusal = (f"{host}: {storage.path} is shared and owned by uid:gid $have, but {owner} here is $want: every "
+               f"host sharing it needs the same ids for {owner} (a new host takes them from the directory when "
+               f"{owner} is created; on this one change them with usermod/groupmod)")
+    return (f"test -d {q} || install -d -m 0750 -o {owner} -g {owner} {q}\n"
+            f'have=$(stat -c %u:%g {q}); want="$(id -u {owner}):$(id -g {owner})"\n'
+            f'if [ "$have" != "$want" ]; then\n'
+            f'  if [ "${{have%%:*}}" = 0 ]; then chown {owner}:{owner} {q} && chmod 0750 {q}\n'
+            f'  else echo "{refusal}" >&2; exit 1; fi\nfi')
+
+
+def shared_owner(host: str, storage: Storage) -> str:
+    """Shell run before the packages that create the shared directory's owner are installed: on a host where
+    that user does not exist yet and the directory is another host's already, the user is created with the
+    ids that own it (Debian's packages keep a user that exists), so that the hosts agree. Ids taken here by
+    another user or group are refused before anything is installed."""
+    q, owner = shlex.quote(storage.path), storage.owner
+    where = f"{host}: {storage.path} belongs to uid:gid $uid:$gid (the hosts sharing it)"
+    return f"""if ! getent passwd {owner} >/dev/null && [ -d {q} ] && [ "$(stat -c %u {q})" != 0 ]; then
+  uid=$(stat -c %u {q}); gid=$(stat -c %g {q})
+  if taken=$(getent passwd "$uid"); then
+    echo "{where}, but uid $uid is ${{taken%%:*}}'s here: {owner} cannot have the ids of the other hosts" >&2; exit 1
+  fi
+  if taken=$(getent group "$gid") && [ "${{taken%%:*}}" != {owner} ]; then
+    echo "{where}, but gid $gid is group ${{taken%%:*}} here: {owner} cannot have the ids of the other hosts" >&2
+    exit 1
+  fi
+  if group=$(getent group {owner}) && [ "$(echo "$group" | cut -d: -f3)" != "$gid" ]; then
+    echo "{where}, but group {owner} exists here with gid $(echo "$group" | cut -d: -f3)" >&2; exit 1
+  fi
+  getent group {owner} >/dev/null || groupadd --system --gid "$gid" {owner}
+  useradd --system --uid "$uid" --gid "$gid" --home-dir {HOMES[owner]} --no-create-home --shell /bin/bash {owner}
+  echo "{host}: {owner} created with uid:gid $uid:$gid, the owner of {storage.path} on the hosts sharing it"
+fi
+"""
 
 
 class Control(abc.ABC):
@@ -79,14 +127,7 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         parts.append(f"joining=0\nif {spec.wait_when}; then joining=1; fi")
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
-    for shared in spec.shared:
-        # Usually a mount point (NFS) that exists before the service user does: make it the user's.
-        # chown only when needed, so a share prepared by hand (e.g. with root_squash) is left alone.
-        q, owner = shlex.quote(shared.path), shared.owner
-        parts.append(
-            f"test -d {q} || install -d -m 0750 -o {owner} -g {owner} {q}\n"
-            f'if [ "$(stat -c %U:%G {q})" != {owner}:{owner} ]; then chown {owner}:{owner} {q} && chmod 0750 {q}; fi'
-        )
+    parts += [shared_dir(spec.host.name, shared) for shared in spec.shared]
     flags: dict[str, str] = {}
     for i, (file, content) in enumerate(zip(spec.files, contents, strict=True)):
         flag = flags[file.path] = f"file{i}"

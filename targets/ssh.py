@@ -15,7 +15,7 @@ from catalog.roles import POSTGRES
 from config.models import ClusterConfig, Host
 from operations import packages as packages_op
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, generation_triggers
-from targets.converge import Control, converge_output, write_file
+from targets.converge import Control, converge_output, shared_owner, write_file
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
@@ -56,9 +56,10 @@ def render_unit(spec: ServiceSpec, process: Process) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_script(packages: tuple[str, ...], pins: Mapping[str, str] | None = None) -> str:
+def install_script(packages: tuple[str, ...], pins: Mapping[str, str] | None = None, owners: str = "") -> str:
     """Idempotent installation of what is missing (pinned ones at their version) that keeps Debian's packaged
-    services from starting. A version change of what is installed is the packages step's (operations/packages.py)."""
+    services from starting. A version change of what is installed is the packages step's (operations/packages.py).
+    `owners` runs first: the users of shared directories created with the ids the other hosts gave them."""
     names = " ".join(packages)
     wanted = " ".join(shlex.quote(a) for a in packages_op.pinned(packages, pins or {}))
     return f"""set -euo pipefail
@@ -66,7 +67,7 @@ export DEBIAN_FRONTEND=noninteractive
 mkdir -p /etc/postgresql-common
 grep -qs '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf \\
   || printf 'create_main_cluster = false\\n' >> /etc/postgresql-common/createcluster.conf
-{packages_op.NO_PACKAGED_STARTS.rstrip()}
+{owners}{packages_op.NO_PACKAGED_STARTS.rstrip()}
 installed=$(dpkg-query -W -f='${{db:Status-Status}}\n' {names} 2>/dev/null | grep -cx installed || true)
 if [ "$installed" -ne {len(packages)} ]; then
   apt-get update -qq
@@ -206,7 +207,8 @@ class SshTarget(Target):
             f"{name}-install",
             connection=conn,
             create=self._shell(),
-            stdin=install_script(spec.packages, self.settings.pins(spec.packages)),
+            stdin=install_script(spec.packages, self.settings.pins(spec.packages),
+                                 "".join(shared_owner(spec.host.name, s) for s in spec.shared)),
             triggers=rebuilt,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),

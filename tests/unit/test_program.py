@@ -259,6 +259,9 @@ def test_ssh_commands(prod: Graph) -> None:
     install = prod.named("pgha-prod-pg-1-patroni-install").inputs
     assert "postgresql-17" in install["stdin"] and "create_main_cluster = false" in install["stdin"]
     assert "systemctl mask" in install["stdin"]
+    # postgres takes the ids of the hosts sharing the backup repository before a package would make its own.
+    assert install["stdin"].index("useradd --system --uid") < install["stdin"].index("apt-get update")
+    assert "useradd" not in prod.named("pgha-prod-etcd-etcd-1-install").inputs["stdin"], "etcd shares no directory"
     service = prod.named("pgha-prod-pg-1-patroni-service").inputs
     assert is_secret(service["stdin"])
     files = converge_files(reveal(service["stdin"]))
