@@ -7,8 +7,10 @@ PostgreSQL node a step runs before its converge writes the new files:
 
 - the leader sets each role's SCRAM verifier (only where it differs; the plain password never reaches the
   server, so no log can show it), for the superuser, replication, rewind, application and read-only roles;
-- every node then waits until each role's new password authenticates at the leader over verified TLS, so its
-  converge starts only when the new passwords work; the old ones are refused from then on.
+- every node then waits until the new passwords of the roles members connect with (replication, rewind)
+  authenticate at the leader over verified TLS, so its converge starts only when they work; the old ones are
+  refused from then on. (pg_hba admits nothing else from a member: the superuser only over the local socket,
+  the application roles only from the HAProxy nodes and `client_cidrs`.)
 
 Connections open at that moment keep running (PostgreSQL checks a password only when a connection starts).
 The step's script holds the passwords: it is a secret, it travels on stdin, and a password appears neither on
@@ -36,6 +38,16 @@ def roles(cfg: ClusterConfig, creds: Credentials) -> list[tuple[str, str]]:
     pg = cfg.postgres
     return [(SUPERUSER, creds.superuser), (REPLICATION_USER, creds.replication), (REWIND_USER, creds.rewind),
             (pg.app_user, creds.app), (pg.readonly_user, creds.readonly)]
+
+
+def network_roles(creds: Credentials) -> dict[str, tuple[str, str, str]]:
+    """role -> (password, libpq target, a statement it may run) of the roles a member connects to another
+    member with, as pg_hba admits them from a member: replication connections as the replication role, the
+    `postgres` database as the rewind role. (The superuser only connects over the local socket and the
+    application roles only from the HAProxy nodes and `client_cidrs`: the leader sets their verifiers, nobody
+    dials them from here.)"""
+    return {REPLICATION_USER: (creds.replication, "replication=true", "IDENTIFY_SYSTEM"),
+            REWIND_USER: (creds.rewind, "dbname=postgres", "SELECT 1")}
 
 
 def _set_verifiers(cfg: ClusterConfig, creds: Credentials) -> str:
@@ -171,11 +183,12 @@ def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, c
     adopting = (f'  if ! curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then\n'
                 f'    log "data on {node.name} and no cluster runs: the adoption sets the roles\' passwords"\n'
                 "    exit 0\n  fi\n") if cfg.adopt_existing_data else ""
-    pgpass = "".join(f"*:{port}:*:{role}:{password}\n" for role, password in roles(cfg, creds))
+    network = network_roles(creds)
+    pgpass = "".join(f"*:{port}:*:{role}:{password}\n" for role, (password, _, _) in network.items())
     checks = "\n".join(
-        f"  ok \"host=$leader port={port} dbname=postgres user={shlex.quote(role)} sslmode=verify-full "
-        f"sslrootcert=$ca connect_timeout=3\" || pending+=({shlex.quote(role)})"
-        for role, _ in roles(cfg, creds))
+        f"  ok \"host=$leader port={port} user={shlex.quote(role)} {target} sslmode=verify-full "
+        f"sslrootcert=$ca connect_timeout=3\" {shlex.quote(sql)} || pending+=({shlex.quote(role)})"
+        for role, (_, target, sql) in network.items())
     return f"""set -euo pipefail
 log() {{ echo "pgha-passwords: $*"; }}
 deadline=$((SECONDS + {HEALTH_DEADLINE_S - 60}))
@@ -205,7 +218,7 @@ cat > "$pass" <<'PGHA_PGPASS'
 cat > "$ca" <<'PGHA_CA'
 {ca_pem.rstrip()}
 PGHA_CA
-ok() {{ PGPASSFILE="$pass" {paths.PG_BIN}/psql "$1" -XtAc 'SELECT 1' >/dev/null 2>&1; }}
+ok() {{ PGPASSFILE="$pass" {paths.PG_BIN}/psql "$1" -XtAc "$2" >/dev/null 2>&1; }}
 while :; do
   pending=()
 {checks}

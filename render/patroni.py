@@ -51,20 +51,24 @@ def synchronous_settings(cfg: ClusterConfig) -> dict[str, Any]:
 
 
 def pg_hba(cfg: ClusterConfig) -> list[str]:
-    """pg_hba.conf lines: peer on the socket, scram-sha-256 on every TCP rule, only known sources, and
-    TLS (`hostssl`) on every rule but loopback."""
+    """pg_hba.conf lines, by role: the superuser only over the local socket (peer); `replicator` only from the
+    PostgreSQL members (and a member's own loopback); `rewind` only from the members, to the `postgres`
+    database pg_rewind reads; the application roles only from the HAProxy nodes and `client_cidrs`. Every TCP
+    rule is scram-sha-256 and every rule off loopback `hostssl`; any other connection matches no rule."""
     method = AUTH_METHOD
+    pg = cfg.postgres
+    members = [f"{n.address}/32" for n in pg.nodes]
+    clients = [*(f"{n.address}/32" for n in cfg.haproxy.nodes), *(str(c) for c in pg.client_cidrs)]
+    app_roles = f"{pg.app_user},{pg.readonly_user}"
     rules = [
-        "local all all peer",
-        f"host all all 127.0.0.1/32 {method}",
+        # Patroni (use_unix_socket), pgBackRest and the deployment's own steps, as the postgres OS user.
+        f"local all {SUPERUSER} peer",
         # A rejoining former primary reads its timeline over a local replication connection.
         f"host replication {REPLICATION_USER} 127.0.0.1/32 {method}",
     ]
-    rules += [f"hostssl replication {REPLICATION_USER} {n.address}/32 {method}" for n in cfg.postgres.nodes]
-    # pg_rewind and Patroni's own member checks connect to the database, not as replication.
-    rules += [f"hostssl all all {n.address}/32 {method}" for n in cfg.postgres.nodes]
-    rules += [f"hostssl all all {n.address}/32 {method}" for n in cfg.haproxy.nodes]
-    rules += [f"hostssl all all {cidr} {method}" for cidr in cfg.postgres.client_cidrs]
+    rules += [f"hostssl replication {REPLICATION_USER} {m} {method}" for m in members]
+    rules += [f"hostssl postgres {REWIND_USER} {m} {method}" for m in members]
+    rules += [f"hostssl all {app_roles} {c} {method}" for c in dict.fromkeys(clients)]
     return rules
 
 
@@ -179,6 +183,8 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
             "data_dir": PG_DATA,
             "bin_dir": PG_BIN,
             "pgpass": PGPASS,
+            # Patroni's own connections as the superuser go over the socket, the only place pg_hba admits it.
+            "use_unix_socket": True,
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": creds.superuser},
                 "replication": {"username": REPLICATION_USER, "password": creds.replication, **verified_tls()},

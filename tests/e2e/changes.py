@@ -27,10 +27,11 @@ from typing import Any, Self
 import psycopg
 import pytest
 
-from clientside.cluster import Endpoint, Writer, wait_for
+from clientside.cluster import Endpoint, Writer, trust, wait_for
 from local_engine import Update
 from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
 from operations.postgres_membership import slot_name
+from render.bootstrap import scram_sha256_verifier
 from render.paths import KEEPALIVED_CONFIG, PG_BIN, PG_DATA, PG_SOCKET_DIR, VIP_RELEASE
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
@@ -401,21 +402,31 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
     assert {f"{d.cluster}-{n}-patroni-passwords" for n in c.pg_nodes} <= ran
     # The application roles: the DSN outputs carry the new passwords; the old ones are refused.
     for output, role in (("app_dsn", "app"), ("readonly_dsn", "readonly")):
-        endpoint = Endpoint.from_dsn(update.outputs[output])
+        endpoint = Endpoint.from_dsn(update.outputs[output], c.rw.sslrootcert)
         assert endpoint.password == new[role] and output in update.secret_outputs
         assert server(endpoint)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             replace(endpoint, password=old[role]).connect()
-    # Patroni's roles, at the leader, from another member over verified TLS.
+    # Patroni's roles, at the leader, from another member over verified TLS, as pg_hba admits them from a member:
+    # replication connections as replicator, the postgres database as rewind.
     leader = c.patroni.leader()
     assert leader
     other = next(n for n in c.pg_nodes if n != leader)
-    for credential, user in (("superuser", "postgres"), ("replication", "replicator"), ("rewind", "rewind")):
-        def psql(password: str, user: str = user) -> str:
-            dsn = f"host={c.addresses[leader]} dbname=postgres user={user} sslmode=verify-full sslrootcert={CA}"
-            return c.hosts.exec(other, PSQL, dsn, "-XtAc", "SELECT 1", check=False, env={"PGPASSWORD": password})
-        assert psql(new[credential]).strip() == "1", credential
+    for credential, user, target, sql in (("replication", "replicator", "replication=true", "IDENTIFY_SYSTEM"),
+                                          ("rewind", "rewind", "dbname=postgres", "SELECT 1")):
+        def psql(password: str, user: str = user, target: str = target, sql: str = sql) -> str:
+            dsn = f"host={c.addresses[leader]} {target} user={user} sslmode=verify-full sslrootcert={CA}"
+            return c.hosts.exec(other, PSQL, dsn, "-XtAc", sql, check=False, env={"PGPASSWORD": password})
+        assert "password authentication failed" not in (answer := psql(new[credential])) and answer.strip(), \
+            f"{credential}: {answer}"
         assert "password authentication failed" in psql(old[credential]), credential
+    # The superuser connects only over the local socket (peer, no password): its new password is the verifier the
+    # leader stores, computed again here from the stored salt and iterations.
+    stored = c.hosts.exec(leader, "psql", "-XtAc", "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+                          user="postgres").strip()
+    iterations, salt = stored.split("$")[1].split(":")
+    assert stored == scram_sha256_verifier(new["superuser"], base64.b64decode(salt), int(iterations))
+    assert stored != scram_sha256_verifier(old["superuser"], base64.b64decode(salt), int(iterations))
     # The REST API's unsafe methods, HAProxy's stats page.
     # (POST /reload: Patroni re-reads its unchanged configuration, nothing restarts.)
     # Patroni takes a reload signal in its next loop (loop_wait), so the node converged last may still be
@@ -532,6 +543,9 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     start = d.up({"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
     bundle = start.outputs["ca_certificate"]
     assert certificates(bundle)[1:] == certificates(old_ca) and len(certificates(bundle)) == 2
+    assert c.rw.sslrootcert and c.ro.sslrootcert == c.rw.sslrootcert
+    # The applications (the writer, the scenarios' clients) move to the new output between the deployments.
+    trust(bundle, c.rw.sslrootcert)
     new_ca = certificates(bundle)[0]
     for node in c.pg_nodes:
         expected = [(node, f"{old_name} 1"), (f"{old_name} 1", old_name)]
@@ -550,6 +564,7 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     assert verification_error(c, new_ca) is None
     refused = verification_error(c, old_ca)
     assert refused and "certificate verify failed" in refused, refused
+    trust(new_ca, c.rw.sslrootcert)
     after = d.snapshot()
     assert not (moved := restarted(middle, after)), sorted(moved)
     assert_said(end, d, {n: {"reload"} for n in c.pg_nodes}, restarted(middle, after))

@@ -7,6 +7,7 @@ import json
 import shlex
 import subprocess
 from collections.abc import Iterator
+from ipaddress import IPv4Network
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,10 @@ def tls_files(cfg: ClusterConfig, node: Host) -> dict[str, str]:
 def postgres(tools_env: ToolsEnv) -> Iterator[Postgres]:
     """PostgreSQL 17 initialised and configured as Patroni would from the rendered pg-1 files."""
     cfg = variant_config("dev")
+    # The tests' clients connect over loopback: a client network, like an application's (pg_hba admits the
+    # application roles only from the HAProxy nodes and client_cidrs).
+    cfg = cfg.model_copy(update={"postgres": cfg.postgres.model_copy(
+        update={"client_cidrs": [IPv4Network("127.0.0.1/32")]})})
     node = cfg.postgres.nodes[0]
     patroni = yaml.safe_load(render_patroni(cfg, node, FAKE_CREDS))
     box = docker_boxes.start(
@@ -177,6 +182,14 @@ def test_app_roles_log_in_with_scram_over_tcp(postgres: Postgres) -> None:
         user="postgres",
     ).stdout.strip()  # fmt: skip
     assert owner == pg.app_user
+
+
+def test_the_superuser_connects_only_over_the_local_socket(postgres: Postgres) -> None:
+    box = postgres.box
+    code, out = _psql(box, "postgres", FAKE_CREDS.superuser, "postgres", "SELECT 1")
+    assert code != 0 and 'no pg_hba.conf entry for host "127.0.0.1", user "postgres"' in out, out
+    local = box.exec(f"{PG_BIN}/psql", "-XAtc", "SELECT current_user", user="postgres")  # the control: peer
+    assert (local.returncode, local.stdout.strip()) == (0, "postgres"), local.stdout + local.stderr
 
 
 def test_archiving_and_restore_command_work(postgres: Postgres) -> None:

@@ -60,25 +60,29 @@ def test_pg_hba_rules(variant: str) -> None:
     cfg = load(variant)
     hba = _conf(variant)["postgresql"]["pg_hba"]
     rules = [line.split() for line in hba]
-    assert ["local", "all", "all", "peer"] in rules
+    # The superuser only over the local socket, as the postgres OS user; no other local rule.
+    assert [r for r in rules if r[0] == "local"] == [["local", "all", SUPERUSER, "peer"]]
     host_rules = [r for r in rules if r[0] != "local"]
     assert all(r[0] in ("host", "hostssl") and r[-1] == "scram-sha-256" and len(r) == 5 for r in host_rules), hba
     # Plain TCP only over loopback; everything that crosses a network needs TLS.
     assert all(r[0] == "hostssl" for r in host_rules if r[3] != "127.0.0.1/32"), hba
     for bad in ("trust", "md5", "password", "0.0.0.0/0"):
         assert not any(bad in r for r in host_rules), f"{bad} in {hba}"
-    # A rejoining former primary replicates over 127.0.0.1 before pg_rewind can run.
-    assert ["host", "replication", REPLICATION_USER, "127.0.0.1/32", "scram-sha-256"] in rules
-    for node in cfg.postgres.nodes:
-        assert ["hostssl", "replication", REPLICATION_USER, f"{node.address}/32", "scram-sha-256"] in rules
-        assert ["hostssl", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
-    for node in cfg.haproxy.nodes:
-        assert ["hostssl", "all", "all", f"{node.address}/32", "scram-sha-256"] in rules
-    for cidr in cfg.postgres.client_cidrs:
-        assert ["hostssl", "all", "all", str(cidr), "scram-sha-256"] in rules
-    sources = {r[3] for r in host_rules}
-    expected = {"127.0.0.1/32"} | {f"{n.address}/32" for n in cfg.postgres.nodes + cfg.haproxy.nodes}
-    assert sources == expected | {str(c) for c in cfg.postgres.client_cidrs}
+    members = {f"{n.address}/32" for n in cfg.postgres.nodes}
+    clients = {f"{n.address}/32" for n in cfg.haproxy.nodes} | {str(c) for c in cfg.postgres.client_cidrs}
+    app_roles = f"{cfg.postgres.app_user},{cfg.postgres.readonly_user}"
+
+    def sources(database: str, users: str) -> set[str]:
+        return {r[3] for r in host_rules if r[1:3] == [database, users]}
+
+    # A rejoining former primary replicates over 127.0.0.1 before pg_rewind can run; members stream from the
+    # leader; pg_rewind reads the leader's `postgres` database; applications come through HAProxy or their own
+    # networks. Nothing else: no rule names `all` users, and the superuser no network rule at all.
+    assert sources("replication", REPLICATION_USER) == {"127.0.0.1/32"} | members
+    assert sources("postgres", REWIND_USER) == members
+    assert sources("all", app_roles) == clients
+    assert len(host_rules) == 1 + 2 * len(members) + len(clients), hba
+    assert not [r for r in host_rules if "all" in r[2].split(",") or SUPERUSER in r[2].split(",")], hba
 
 
 def test_passwords_survive_yaml() -> None:

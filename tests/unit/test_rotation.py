@@ -72,7 +72,10 @@ def test_every_postgres_node_sets_the_passwords_before_its_converge(stack: str) 
         assert "PGPASSWORD" not in command and not re.search(r"[A-Za-z0-9]{32}", command)
         script = reveal(step.inputs["stdin"])
         app = reveal(graph.named(f"pgha-{stack}-app-password").outputs["result"])
-        assert app in script, "the step checks the new password itself (in a pgpass file)"
+        replication = reveal(graph.named(f"pgha-{stack}-replication-password").outputs["result"])
+        # Members check the roles they connect with over the network (pg_hba admits only those from them).
+        assert replication in script, "the step checks the new password itself (in a pgpass file)"
+        assert app not in script and "replication=true" in script and "IDENTIFY_SYSTEM" in script
         assert f"PASSWORD '{app}'" not in script, "the server gets verifiers, never a password"
 
 
