@@ -23,3 +23,7 @@ VRRP_PASS_LENGTH: Final = 8
 
 # pg_hba methods that are never allowed on a network (host*) rule.
 WEAK_HBA_METHODS: Final = ("trust", "password", "md5")
+
+# The widest network `postgres.client_cidrs` may name: a prefix shorter than /8 is wider than the largest
+# private network (10.0.0.0/8) and holds public addresses of other organisations; 0.0.0.0/0 is everyone.
+CLIENT_CIDR_MIN_PREFIX: Final = 8

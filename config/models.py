@@ -171,6 +171,13 @@ class PostgresSettings(Model):
                 f"parameters: {', '.join(reserved)} cannot be set; this program or Patroni manages "
                 f"them (reserved: {', '.join(sorted(RESERVED_PARAMETERS))})"
             )
+        wide = [str(c) for c in self.client_cidrs if c.prefixlen < limits.CLIENT_CIDR_MIN_PREFIX]
+        if wide:
+            raise ValueError(
+                f"client_cidrs: {', '.join(wide)} given; a client network may be at most a "
+                f"/{limits.CLIENT_CIDR_MIN_PREFIX} (wider ones reach beyond any private network, 0.0.0.0/0 is "
+                "everyone): list the networks your applications connect from"
+            )
         users = [self.app_user, self.readonly_user]
         if len(set(users)) != len(users) or set(users) & {"postgres", "replicator", "rewind"}:
             raise ValueError(

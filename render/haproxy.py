@@ -32,6 +32,16 @@ def save_state_command() -> str:
             f" && mv {HAPROXY_STATE}.new {HAPROXY_STATE}")
 
 
+def client_sources(cfg: ClusterConfig) -> list[str]:
+    """The networks HAProxy's listeners accept connections from: `postgres.client_cidrs` and the cluster's own
+    hosts (on docker also the network's gateway: the Docker host, where dev clients and the published ports'
+    proxy connect from; the docker target sets it to the subnet's first address)."""
+    own = [f"{h.address}/32" for h in cfg.all_hosts()]
+    if cfg.target == "docker":
+        own.append(f"{cfg.docker_settings.subnet.network_address + 1}/32")
+    return list(dict.fromkeys([*(str(c) for c in cfg.postgres.client_cidrs), *own]))
+
+
 def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
     """The haproxy.cfg of HAProxy node `node` (one of cfg.haproxy.nodes)."""
     require_member(node, cfg.haproxy.nodes, "haproxy.nodes")
@@ -50,6 +60,7 @@ def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         server_timeout=f"{ha.server_timeout_s}s",
         stats_bind=f"{node.address}:{ha.stats_port}",
         stats_refresh=STATS_REFRESH,
+        client_sources=" ".join(client_sources(cfg)),
         stats_auth=haproxy_word(f"{STATS_USER}:{creds.stats}"),
         read_write_port=ha.read_write_port,
         read_only_port=ha.read_only_port,

@@ -96,6 +96,9 @@ REJECTIONS = [
      ["pgha:postgres.nodes", "duplicate address '10.89.0.21'"]),
     ("dev", "haproxy.nodes.0", {"name": "pg-1", "address": "10.89.0.31"},
      ["pgha:haproxy.nodes[0].name", "'pg-1' is already used by postgres.nodes"]),
+    ("dev", "postgres.client_cidrs", ["0.0.0.0/0"],
+     ["pgha:postgres", "client_cidrs: 0.0.0.0/0 given", "at most a /8", "0.0.0.0/0 is everyone"]),
+    ("prod", "postgres.client_cidrs", ["198.51.100.0/24", "64.0.0.0/2"], ["client_cidrs: 64.0.0.0/2 given"]),
     ("dev", "patroni.ttl", 19, ["pgha:patroni.ttl", "greater than or equal to 20", "given: 19"]),
     ("dev", "patroni.loop_wait", 0, ["pgha:patroni.loop_wait", "greater than or equal to 1", "given: 0"]),
     ("dev", "patroni.retry_timeout", 2, ["pgha:patroni.retry_timeout", "greater than or equal to 3", "given: 2"]),
@@ -173,3 +176,9 @@ def test_models_are_frozen() -> None:
     cfg = parse(raw("dev"))
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.patroni.ttl = 99  # type: ignore[misc]
+
+
+def test_client_cidrs_up_to_a_slash_8_are_accepted() -> None:
+    """The control of the width rejection: the largest private network is a client network."""
+    cfg = parse(with_change("prod", "postgres.client_cidrs", ["10.0.0.0/8", "198.51.100.7/32"]))
+    assert [str(c) for c in cfg.postgres.client_cidrs] == ["10.0.0.0/8", "198.51.100.7/32"]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from render.haproxy import haproxy_word, render_haproxy
+from render.haproxy import client_sources, haproxy_word, render_haproxy
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load
 
 
@@ -99,3 +99,17 @@ def test_a_non_member_is_refused() -> None:
     cfg = load("dev")
     with pytest.raises(ValueError, match=r"not one of haproxy\.nodes"):
         render_haproxy(cfg, cfg.postgres.nodes[0], FAKE_CREDS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_listener_accepts_only_clients_and_the_clusters_hosts(variant: str) -> None:
+    cfg = load(variant)
+    sources = client_sources(cfg)
+    hosts = {f"{h.address}/32" for h in cfg.all_hosts()}
+    gateway = {f"{cfg.docker_settings.subnet.network_address + 1}/32"} if cfg.target == "docker" else set()
+    assert set(sources) == hosts | gateway | {str(c) for c in cfg.postgres.client_cidrs}
+    text = render_haproxy(cfg, cfg.haproxy.nodes[0], FAKE_CREDS)
+    for name in ("stats", "postgres_read_write", "postgres_read_only"):
+        lines = [line.strip() for line in _listener(text, name)]
+        assert f"acl pgha_clients src {' '.join(sources)}" in lines, name
+        assert "tcp-request connection reject if !pgha_clients" in lines, name
