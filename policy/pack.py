@@ -21,9 +21,10 @@ from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES
 
 if __package__:
-    from . import checks_access, checks_postgres, checks_topology, extract, inventory
+    from . import checks_access, checks_exposure, checks_postgres, checks_topology, extract, inventory
 else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import checks_access  # type: ignore[no-redef]
+    import checks_exposure  # type: ignore[no-redef]
     import checks_postgres  # type: ignore[no-redef]
     import checks_topology  # type: ignore[no-redef]
     import extract  # type: ignore[no-redef]
@@ -163,6 +164,24 @@ POLICIES: Final[list[Policy]] = [
         "pg-hba-replication-members",
         "pg_hba admits replication from every PostgreSQL node's address and from 127.0.0.1.",
         checks_postgres.check_replication_rules, MANDATORY,
+    ),
+    stack_policy(
+        "pg-hba-roles",
+        "pg_hba admits the superuser only over the local socket, replication and pg_rewind only from the "
+        "PostgreSQL members, and no network rule names every role.",
+        checks_exposure.check_hba_roles, MANDATORY,
+    ),
+    stack_policy(
+        "client-networks-bounded",
+        "No pg_hba rule or HAProxy source filter admits a network wider than a /minPrefix (0.0.0.0/0 is everyone).",
+        checks_exposure.check_client_networks, MANDATORY,
+        {"minPrefix": _at_least(0, limits.CLIENT_CIDR_MIN_PREFIX,
+                                "shortest IPv4 prefix a client network may have (pgha:postgres.client_cidrs)")},
+    ),
+    stack_policy(
+        "haproxy-source-filter",
+        "Every HAProxy listener accepts connections only from listed networks.",
+        checks_exposure.check_haproxy_sources, MANDATORY,
     ),
     stack_policy(
         "sync-replication-production",

@@ -33,11 +33,13 @@ PATRONI, HAPROXY, KEEPALIVED = "/etc/patroni/patroni.yml", "/etc/haproxy/haproxy
 PGBACKREST, CRON, ETCD = "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup", "/etc/pgha/etcd.yml"
 
 
-def hba(members: list[str], method: str = "scram-sha-256") -> list[str]:
-    """pg_hba lines like the program's: local peer, loopback and every member for replication (TLS)."""
-    rules = ["local all all peer", f"host all all 127.0.0.1/32 {method}",
-             f"host replication replicator 127.0.0.1/32 {method}"]
-    return rules + [f"hostssl replication replicator {m}/32 {method}" for m in members]
+def hba(members: list[str], method: str = "scram-sha-256", clients: tuple[str, ...] = ("10.0.0.31/32",)) -> list[str]:
+    """pg_hba lines like the program's: the superuser on the socket, replication from loopback and every member,
+    rewind from every member, the application roles from `clients`, all over TLS off loopback."""
+    rules = ["local all postgres peer", f"host replication replicator 127.0.0.1/32 {method}"]
+    rules += [f"hostssl replication replicator {m}/32 {method}" for m in members]
+    rules += [f"hostssl postgres rewind {m}/32 {method}" for m in members]
+    return rules + [f"hostssl all app,app_ro {c} {method}" for c in clients]
 
 
 def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None = None, rules: Any = "default",
@@ -72,14 +74,21 @@ def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None 
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def haproxy_cfg(node: str, *, stats: str | None = "default", bind: str | None = None, shutdown: bool = True) -> str:
-    """An haproxy.cfg; `stats` None leaves the stats section out, "" leaves out `stats auth`."""
+def haproxy_cfg(node: str, *, stats: str | None = "default", bind: str | None = None, shutdown: bool = True,
+                sources: tuple[str, ...] = ("10.0.0.0/24",)) -> str:
+    """An haproxy.cfg; `stats` None leaves the stats section out, "" leaves out `stats auth`; `sources` are the
+    networks the listeners accept (none: no filter)."""
     lines = ["global", "    maxconn 100", "defaults", "    mode tcp", "    timeout connect 4s"]
     if stats is not None:
         auth = f"stats:{PASSWORDS['stats']}" if stats == "default" else stats
-        lines += ["listen stats", "    mode http", f"    bind {bind or ADDRESSES[node] + ':7000'}",
-                  "    stats enable", "    stats uri /"] + ([f"    stats auth {auth}"] if auth else [])
-    lines += ["listen postgres_read_write", "    bind *:5000", "    option httpchk",
+        lines += ["listen stats", "    mode http", f"    bind {bind or ADDRESSES[node] + ':7000'}"]
+        lines += [f"    acl clients src {' '.join(sources)}",
+                  "    tcp-request connection reject unless clients"] if sources else []
+        lines += ["    stats enable", "    stats uri /"] + ([f"    stats auth {auth}"] if auth else [])
+    lines += ["listen postgres_read_write", "    bind *:5000"]
+    if sources:
+        lines += [f"    acl clients src {' '.join(sources)}", "    tcp-request connection reject if !clients"]
+    lines += ["    option httpchk",
               "    default-server inter 1s fall 2" + (" on-marked-down shutdown-sessions" if shutdown else "")]
     lines += [f"    server pg-{i} {ADDRESSES[f'pg-{i}']}:5432 check port 8008" for i in (1, 2, 3)]
     return "\n".join(lines) + "\n"

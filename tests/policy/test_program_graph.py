@@ -72,7 +72,8 @@ def test_a_hand_written_password_fails(stack: str) -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_a_trust_rule_on_the_network_fails(stack: str) -> None:
     found = {v.policy: v.message for v in check(stack, bodies.trust_rule)}
-    assert set(found) == {"pg-hba-no-weak-auth", "pg-tls"}  # no password, and no TLS either
+    # No password, no TLS, every role (the superuser too) and from everywhere.
+    assert set(found) == {"pg-hba-no-weak-auth", "pg-tls", "pg-hba-roles", "client-networks-bounded"}
     assert f"allows trust over the network: '{bodies.TRUST_RULE}'" in found["pg-hba-no-weak-auth"]
     assert f"admits connections without TLS from beyond loopback: '{bodies.TRUST_RULE}'" in found["pg-tls"]
 
