@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bench import dev_stack
-from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, wait_for
+from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, endpoints, wait_for
 from local_engine import Stack
 from operations.change_plan import PLAN_OUTPUT, verbs
 
@@ -79,14 +79,14 @@ def apply(stack: Stack, kind: str, overrides: dict[str, Any]) -> Result:
 
     hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
     wait_for("a healthy cluster", lambda: patroni.healthy(3), 180)
-    writer = Writer(Endpoint.from_dsn(stack.outputs["app_dsn"]))
+    writer = Writer(endpoints(stack.outputs)[0])
     writer.start()
     writer.wait_acks(50)
     before = container_processes(hosts, HOSTS, PG)
     since = time.monotonic()
     update = stack.up(program.main, overrides)
     # After a rotation the writer's open session goes on; anything new needs the new password.
-    writer.endpoint = Endpoint.from_dsn(update.outputs["app_dsn"])
+    writer.endpoint = Endpoint.from_dsn(update.outputs["app_dsn"], writer.endpoint.sslrootcert)
     writer.wait_acks(50, timeout_s=120)
     log = writer.stop()
     after = container_processes(hosts, HOSTS, PG)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
+from clientside.cluster import DockerHosts, Patroni, Writer, endpoints, wait_for
 from local_engine import Stack
 from local_engine.docker_engine import remove_labelled
 
@@ -40,7 +40,7 @@ def run_event(kind: str, stack: Stack, fault: Callable[[DockerHosts, Patroni, st
               sync: bool = True) -> Event:
     hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
     wait_for("a healthy cluster", lambda: patroni.healthy(3, sync), 180)
-    writer = Writer(Endpoint.from_dsn(stack.outputs["app_dsn"]))
+    writer = Writer(endpoints(stack.outputs)[0])
     writer.start()
     writer.wait_acks(50)
     victim = patroni.leader() or ""

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from bench import dev_stack
-from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, wait_for
+from clientside.cluster import DockerHosts, Patroni, Writer, endpoints, wait_for
 from local_engine import Stack
 from render.paths import PG_BIN, PG_SOCKET_DIR
 
@@ -72,7 +72,7 @@ def scale_out(stack: Stack, size_mib: int, source: str) -> Result:
     leader = patroni.leader() or ""
     pg = copy.deepcopy(CONFIG["pgha:postgres"])
     pg["new_replicas_from"] = source
-    writer = Writer(Endpoint.from_dsn(stack.outputs["app_dsn"]))
+    writer = Writer(endpoints(stack.outputs)[0])
     writer.start()
     writer.wait_acks(50)
     # Deploying the source alone first: a reload on every node, outside the measurement.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 import threading
 import time
 import urllib.error
@@ -39,6 +40,26 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, interva
         time.sleep(interval_s)
 
 
+def trust(pem: str, path: str | None = None) -> str:
+    """Write a `ca_certificate` output to `path` (a new file by default) for libpq's sslrootcert, replacing it
+    atomically: connections opened afterwards verify with it (libpq reads the file at each connect)."""
+    if path is None:
+        handle, path = tempfile.mkstemp(prefix="pgha-ca-", suffix=".crt")
+        os.close(handle)
+    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as f:
+        f.write(pem)
+    os.replace(f.name, path)
+    return path
+
+
+def endpoints(outputs: dict[str, Any], sslrootcert: str | None = None) -> tuple[Endpoint, Endpoint]:
+    """The read-write and read-only endpoints of a stack's outputs, verifying the server with its
+    `ca_certificate` (written to `sslrootcert`, a new file by default), as an application would."""
+    path = trust(outputs["ca_certificate"], sslrootcert)
+    return (Endpoint.from_dsn(outputs["app_dsn"], sslrootcert=path),
+            Endpoint.from_dsn(outputs["readonly_dsn"], sslrootcert=path))
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """host:port with credentials and TLS mode, as an application would use it."""
@@ -52,12 +73,15 @@ class Endpoint:
     sslrootcert: str | None = None
 
     @classmethod
-    def from_dsn(cls, dsn: str) -> Endpoint:
+    def from_dsn(cls, dsn: str, sslrootcert: str | None = None) -> Endpoint:
+        """The endpoint a DSN output names; `sslrootcert` is the file holding the `ca_certificate` output, which
+        its `sslmode=verify-full` needs (an application writes it where its libpq reads it)."""
         url = urlparse(dsn)
         options = parse_qs(url.query)
         return cls(url.hostname or "", url.port or 5432, unquote(url.username or ""),
                    unquote(url.password or ""), url.path.lstrip("/"),
-                   sslmode=options.get("sslmode", [cls.sslmode])[0])
+                   sslmode=options.get("sslmode", [cls.sslmode])[0],
+                   sslrootcert=sslrootcert or options.get("sslrootcert", [None])[0])
 
     def connect(self, timeout_s: int = 3, host: str | None = None, port: int | None = None) -> psycopg.Connection:
         """A new autocommit connection (optionally to another host/port with the same credentials)."""

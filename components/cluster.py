@@ -134,6 +134,7 @@ class PostgresCluster(pulumi.ComponentResource):
 
     @staticmethod
     def _dsn(user: str, password: pulumi.Output[str], host: str, port: int, db: str) -> pulumi.Output[str]:
-        # sslmode=require: never in plain text; verify-full needs the `ca_certificate` output as sslrootcert.
+        # verify-full: the client checks the certificate chain against the `ca_certificate` output (its sslrootcert,
+        # a file only the client knows the path of) and the host name against the certificate's names.
         return secret(password.apply(
-            lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}?sslmode=require"))
+            lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{port}/{db}?sslmode=verify-full"))

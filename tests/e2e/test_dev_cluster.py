@@ -17,11 +17,11 @@ import docker
 import pytest
 import yaml
 
-from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, wait_for
+from clientside.cluster import DockerHosts, Endpoint, Patroni, Writer, container_processes, endpoints, wait_for
 from local_engine import Stack, UpdateFailedError
 from local_engine.docker_engine import remove_labelled
 from local_engine.wire import RUN_LABEL, unwrap
-from tests.e2e import changes, scenarios
+from tests.e2e import attacks, changes, scenarios
 from tests.e2e.scenarios import RECOVER_S, ClusterUnderTest, server
 from tests.support.docker import keep_requested, require_engine
 
@@ -77,13 +77,19 @@ def hosts(stack: Stack) -> DockerHosts:
 
 
 @pytest.fixture(scope="module")
-def rw(stack: Stack) -> Endpoint:
-    return Endpoint.from_dsn(stack.outputs["app_dsn"])
+def clients(stack: Stack) -> tuple[Endpoint, Endpoint]:
+    """The DSN outputs as an application uses them: verify-full with the `ca_certificate` output."""
+    return endpoints(stack.outputs)
 
 
 @pytest.fixture(scope="module")
-def ro(stack: Stack) -> Endpoint:
-    return Endpoint.from_dsn(stack.outputs["readonly_dsn"])
+def rw(clients: tuple[Endpoint, Endpoint]) -> Endpoint:
+    return clients[0]
+
+
+@pytest.fixture(scope="module")
+def ro(clients: tuple[Endpoint, Endpoint]) -> Endpoint:
+    return clients[1]
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +179,11 @@ def container_ids(stack: Stack) -> dict[str, str]:
 def dcs_config(hosts: DockerHosts, node: str) -> dict:
     return yaml.safe_load(hosts.exec(node, "patronictl", "-c", "/etc/patroni/patroni.yml", "show-config",
                                      user="postgres"))
+
+
+def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnderTest) -> None:
+    with attacks.stranger(cluster, "10.89.0.99") as stranger:
+        attacks.postgres_refuses_strangers(cluster, stranger)
 
 
 def test_dcs_configuration_follows_the_stack_config(healthy: None, patroni: Patroni, hosts: DockerHosts) -> None:

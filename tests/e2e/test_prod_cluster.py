@@ -32,11 +32,11 @@ import pytest
 import yaml
 
 from catalog.roles import host_packages
-from clientside.cluster import Endpoint, Patroni, SystemdHosts, Writer, wait_for
+from clientside.cluster import Endpoint, Patroni, SystemdHosts, Writer, endpoints, wait_for
 from local_engine import Stack, Update, UpdateFailedError
 from local_engine.wire import unwrap
 from operations.change_plan import PLAN_OUTPUT
-from tests.e2e import changes, scenarios
+from tests.e2e import attacks, changes, scenarios
 from tests.e2e.hosts import fleet as fleet_module
 from tests.e2e.scenarios import ClusterUnderTest
 from tests.support.docker import keep_requested, require_engine
@@ -168,9 +168,9 @@ def stack(runs: Runs) -> Update:
 
 @pytest.fixture(scope="module")
 def cluster(stack: Update, hosts: SystemdHosts) -> ClusterUnderTest:
+    rw, ro = endpoints(stack.outputs)  # as an application uses the DSNs: verify-full with the CA output
     return ClusterUnderTest(
-        name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts,
-        rw=Endpoint.from_dsn(stack.outputs["app_dsn"]), ro=Endpoint.from_dsn(stack.outputs["readonly_dsn"]),
+        name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts, rw=rw, ro=ro,
         addresses=dict(PG_NODES), etcd=tuple(ETCD), haproxy=tuple(HAPROXY), vip=VIP,
         ca_certificate=stack.outputs["ca_certificate"])
 
@@ -272,6 +272,11 @@ def test_up_leader_sync_standby_and_routing(stack: Update, cluster: ClusterUnder
 
 
 # ------------------------------------------------------------------------------------------ 2: re-runs
+
+
+def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnderTest) -> None:
+    with attacks.stranger(cluster, "10.93.0.99") as stranger:
+        attacks.postgres_refuses_strangers(cluster, stranger)
 
 
 def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: ClusterUnderTest,

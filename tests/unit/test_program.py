@@ -421,9 +421,9 @@ def test_dev_outputs(dev: Graph) -> None:
     assert out["etcd_endpoints"] == [f"http://10.89.0.1{i}:2379" for i in (1, 2, 3)]
     assert out["patroni_rest_urls"] == [f"http://10.89.0.2{i}:8008" for i in (1, 2, 3)]
     assert out["haproxy_stats_urls"] == ["http://10.89.0.31:7000/", "http://10.89.0.32:7000/"]
-    assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app\?sslmode=require",
+    assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app\?sslmode=verify-full",
                         reveal(out["app_dsn"]))
-    assert re.fullmatch(r"postgresql://app_ro:[A-Za-z0-9]{32}@10\.89\.0\.30:5001/app\?sslmode=require",
+    assert re.fullmatch(r"postgresql://app_ro:[A-Za-z0-9]{32}@10\.89\.0\.30:5001/app\?sslmode=verify-full",
                         reveal(out["readonly_dsn"]))
     assert dev.secret_outputs == {"app_dsn", "readonly_dsn"}
 
