@@ -77,7 +77,7 @@ class Result:
 def apply(stack: Stack, kind: str, overrides: dict[str, Any]) -> Result:
     import program
 
-    hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
+    hosts, patroni = DockerHosts(CLUSTER), Patroni.of(stack.outputs)
     wait_for("a healthy cluster", lambda: patroni.healthy(3), 180)
     writer = Writer(endpoints(stack.outputs)[0])
     writer.start()

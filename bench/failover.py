@@ -38,7 +38,7 @@ class Event:
 
 def run_event(kind: str, stack: Stack, fault: Callable[[DockerHosts, Patroni, str], None],
               sync: bool = True) -> Event:
-    hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
+    hosts, patroni = DockerHosts(CLUSTER), Patroni.of(stack.outputs)
     wait_for("a healthy cluster", lambda: patroni.healthy(3, sync), 180)
     writer = Writer(endpoints(stack.outputs)[0])
     writer.start()

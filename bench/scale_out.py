@@ -66,7 +66,7 @@ def sent_bytes(hosts: DockerHosts, node: str) -> int:
 def scale_out(stack: Stack, size_mib: int, source: str) -> Result:
     import program
 
-    patroni = Patroni(stack.outputs["patroni_rest_urls"])
+    patroni = Patroni.of(stack.outputs)
     hosts = DockerHosts(CLUSTER)
     wait_for("a healthy cluster", lambda: patroni.healthy(3), 180)
     leader = patroni.leader() or ""
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: list[Result] = []
     with dev_stack(CLUSTER) as stack:
-        hosts, patroni = DockerHosts(CLUSTER), Patroni(stack.outputs["patroni_rest_urls"])
+        hosts, patroni = DockerHosts(CLUSTER), Patroni.of(stack.outputs)
         for size in (int(s) for s in args.sizes.split(",")):
             wait_for("a healthy cluster", lambda: patroni.healthy(3), 180)
             actual = grow(hosts, patroni.leader() or "", size)

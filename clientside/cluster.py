@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import ssl
 import tempfile
 import threading
 import time
@@ -97,14 +98,26 @@ class Endpoint:
 
 
 class Patroni:
-    """Patroni's REST API on every node."""
+    """Patroni's REST API on every node, over HTTPS verified with the cluster CA (`ca_certificate`)."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], ca_certificate: str | None = None) -> None:
         self.urls = urls
+        self.context: ssl.SSLContext | None = None
+        if ca_certificate is not None:
+            self.trust(ca_certificate)
+
+    @classmethod
+    def of(cls, outputs: dict[str, Any]) -> Patroni:
+        """The REST APIs a stack's outputs list, verified with its `ca_certificate` output."""
+        return cls(outputs["patroni_rest_urls"], outputs["ca_certificate"])
+
+    def trust(self, ca_certificate: str) -> None:
+        """Verify the servers with `ca_certificate` (PEM) from now on (a CA rotation's new output)."""
+        self.context = ssl.create_default_context(cadata=ca_certificate)
 
     def get(self, url: str, path: str, timeout_s: float = 2.0) -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(f"{url}{path}", timeout=timeout_s) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=timeout_s, context=self.context) as response:
                 body = response.read()
                 return response.status, json.loads(body) if body else None
         except urllib.error.HTTPError as error:

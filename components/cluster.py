@@ -103,7 +103,7 @@ class PostgresCluster(pulumi.ComponentResource):
         haproxy_left = self.before.apply(leave_haproxy)
         self.haproxy = HAProxyGroup(
             f"{name}-haproxy",
-            HAProxyGroupArgs(cfg, target, creds, depends_on=nodes_ready, left=haproxy_left),
+            HAProxyGroupArgs(cfg, target, creds, self.ca, depends_on=nodes_ready, left=haproxy_left),
             pulumi.ResourceOptions(parent=self),
         )
 

@@ -10,6 +10,7 @@ import pulumi
 
 from catalog.roles import HAPROXY
 from components.secrets import render_secret, shape_of
+from components.tls import ClusterCA, ServerCertificate
 from config.models import ClusterConfig
 from operations import upgrade
 from render import paths
@@ -30,6 +31,7 @@ class HAProxyGroupArgs:
     cfg: ClusterConfig
     target: Target
     credentials: pulumi.Output[Credentials]
+    ca: ClusterCA
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     # Resolves once the HAProxy nodes that leave have stopped: the first node converges after it, so no node
     # that stays drops a VRRP peer that still runs (it would take the virtual IP as well).
@@ -40,7 +42,8 @@ def node_processes(vip: bool) -> tuple[Process, ...]:
     """The processes of an HAProxy node's service: HAProxy, and keepalived where a virtual IP is set (a node
     that leaves stops them: operations/haproxy_membership.py)."""
     haproxy = Process("haproxy", ("/usr/sbin/haproxy", "-W", "-db", "-f", paths.HAPROXY_CONFIG),
-                      on_change="reload", reload_signal="USR2", reads=(paths.HAPROXY_CONFIG,),
+                      on_change="reload", reload_signal="USR2",
+                      reads=(paths.HAPROXY_CONFIG, paths.HAPROXY_TLS_CA, paths.HAPROXY_TLS_CLIENT),
                       before_change=save_state_command(),
                       # The master re-executes its binary on USR2: a new HAProxy without a restart.
                       packages=("haproxy",), upgrade="reload")
@@ -50,6 +53,12 @@ def node_processes(vip: bool) -> tuple[Process, ...]:
                                         paths.KEEPALIVED_CONFIG), on_change="reload",
                          reads=(paths.KEEPALIVED_CONFIG,), packages=("keepalived",))
     return (haproxy, keepalived)
+
+
+def client_pem(certificate: ServerCertificate) -> pulumi.Output[str]:
+    """The one PEM file HAProxy's `crt` takes: the certificate chain, then its key (a secret)."""
+    return pulumi.Output.secret(pulumi.Output.all(certificate.cert_pem, certificate.key_pem).apply(
+        lambda pems: "".join(p if p.endswith("\n") else p + "\n" for p in pems)))
 
 
 # The type this component had before it was renamed: an alias keeps existing stacks' resources (children
@@ -81,7 +90,12 @@ class HAProxyGroup(pulumi.ComponentResource):
                     secret=True,
                     kind="haproxy",
                     shape=shape_of(partial(render_haproxy, cfg, node)),
-                )
+                ),
+                # The checks verify the Patroni nodes with the CA and present this node's client certificate.
+                File(paths.HAPROXY_TLS_CA, args.ca.cert_pem, mode="0644"),
+                File(paths.HAPROXY_TLS_CLIENT,
+                     client_pem(args.ca.client_certificate(f"{name}-{node.name}", node, self)),
+                     mode="0600", secret=True),
             ]
             processes = list(node_processes(vip))
             if vip:

@@ -17,6 +17,7 @@ from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
 from render.patroni import dynamic_config, render_dcs_sync_script, render_dynamic_config, render_patroni
+from render.shell import REST_CURL, rest_url
 from targets import DataDir, File, HostStep, Listener, Process, ServiceSpec, Target
 
 
@@ -52,10 +53,10 @@ def pause_before_stop(rest_port: int) -> str:
     """Bash a destroy runs before it stops Patroni: pause the cluster, then check that this member applies
     the pause (Patroni's /patroni says `"pause": true`), three tries. It says what happened: a destroy that
     could not pause goes on (the hosts are going away), warning that a replica may be promoted meanwhile."""
-    paused = (f"curl -sf --max-time 3 http://127.0.0.1:{rest_port}/patroni | "
+    paused = (f"{REST_CURL} -sf --max-time 3 {rest_url('127.0.0.1', rest_port, '/patroni')} | "
               "python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get(\"pause\") else 1)'")
     return f"""paused() {{ {paused}; }}
-if curl -s -o /dev/null --max-time 3 http://127.0.0.1:{rest_port}/; then
+if {REST_CURL} -s -o /dev/null --max-time 3 {rest_url('127.0.0.1', rest_port, '/')}; then
   for try in 1 2 3; do
     paused && break
     timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait 2>&1 |
@@ -124,7 +125,7 @@ class PatroniNode(pulumi.ComponentResource):
             listeners=(Listener(rest_port, "0.0.0.0", "Patroni REST API"),
                        Listener(cfg.postgres.port, "0.0.0.0", "PostgreSQL")),
             published_ports=(rest_port,),
-            health=("curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{rest_port}/health"),
+            health=(*REST_CURL.split(), "-sf", "-o", "/dev/null", rest_url("127.0.0.1", rest_port, "/health")),
             depends_on=tuple(args.depends_on),
             facts=plan_facts(cfg),
             # A rotated password reaches the roles at the leader before any file carries it.
@@ -145,5 +146,5 @@ class PatroniNode(pulumi.ComponentResource):
         placement = args.target.place(f"{name}-patroni", spec, self)
         self.ready = placement.ready
         self.address = pulumi.Output.from_input(str(node.address))
-        self.rest_url = pulumi.Output.from_input(f"http://{node.address}:{rest_port}")
+        self.rest_url = pulumi.Output.from_input(rest_url(str(node.address), rest_port))
         self.register_outputs({"address": self.address, "rest_url": self.rest_url})

@@ -1,4 +1,5 @@
-"""Generated TLS for PostgreSQL: one CA per cluster, one server certificate per PostgreSQL node.
+"""Generated TLS: one CA per cluster, a certificate per PostgreSQL node (PostgreSQL and the Patroni REST API
+serve it; the node presents it to the other members' REST APIs), a client certificate per HAProxy node.
 
 Keys never leave pulumi-tls as anything but secret Outputs. Clients verify a node with the CA
 (`ca_certificate` stack output): every certificate names the node and each address a client or a
@@ -94,26 +95,39 @@ class ClusterCA:
         return key, cert
 
     def server_certificate(self, name: str, node: Host, parent: pulumi.Resource) -> ServerCertificate:
-        """Declare a key and a server certificate for PostgreSQL node `node`, signed by the current CA;
-        the next `pulumi up` within `tls.renew_before_days` of its expiry replaces it."""
+        """Declare a key and a certificate for PostgreSQL node `node`, signed by the current CA; the next
+        `pulumi up` within `tls.renew_before_days` of its expiry replaces it. PostgreSQL and the REST API serve
+        it, and the node presents it to the other members' REST APIs (patronictl, /failsafe): client_auth too."""
+        return self._leaf(f"{name}-tls", node, parent, ["digital_signature", "key_encipherment", "server_auth",
+                                                         "client_auth"],
+                          dns_names=[node.name, "localhost"],
+                          ip_addresses=server_addresses(self._cfg, node, self._client_addresses))
+
+    def client_certificate(self, name: str, host: Host, parent: pulumi.Resource) -> ServerCertificate:
+        """Declare a key and a client certificate for `host` (an HAProxy node presenting it to the Patroni
+        REST APIs it checks), signed by the current CA and renewed like the server certificates."""
+        return self._leaf(f"{name}-client", host, parent, ["digital_signature", "client_auth"])
+
+    def _leaf(self, prefix: str, host: Host, parent: pulumi.Resource, uses: list[str],
+              dns_names: list[str] | None = None, ip_addresses: list[str] | None = None) -> ServerCertificate:
         opts = pulumi.ResourceOptions(parent=parent)
-        key = tls.PrivateKey(f"{name}-tls-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
+        key = tls.PrivateKey(f"{prefix}-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
         request = tls.CertRequest(
-            f"{name}-tls-request",
+            f"{prefix}-request",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=node.name, organization="pgha"),
-            dns_names=[node.name, "localhost"],
-            ip_addresses=server_addresses(self._cfg, node, self._client_addresses),
+            subject=tls.CertRequestSubjectArgs(common_name=host.name, organization="pgha"),
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
             opts=opts,
         )
         cert = tls.LocallySignedCert(
-            f"{name}-tls-cert",
+            f"{prefix}-cert",
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=self._key.private_key_pem,
             ca_cert_pem=self._cert.cert_pem,
             validity_period_hours=self._cfg.tls.server_validity_days * 24,
             early_renewal_hours=self._cfg.tls.renew_before_days * 24,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            allowed_uses=uses,
             opts=opts,
         )
         chain = cert.cert_pem if self._cross is None else pulumi.Output.all(cert.cert_pem, self._cross).apply(_concat)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from config.models import ClusterConfig
 from operations.upgrade import render_precheck
-from render.shell import has_running_leader, until_ok
+from render.shell import has_running_leader, local_rest, until_ok
 from targets.base import ServiceSpec
 from targets.converge import Control
 
@@ -95,11 +95,11 @@ def render_gate(cfg: ClusterConfig, pins: Mapping[str, str]) -> str:
                   "(Patroni's /cluster on this node)")
     return f"""set -euo pipefail
 # pgha-packages: {wanted}
-if ! curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then
+if ! {local_rest(api, "/", "-s -o /dev/null --max-time 3")}; then
   echo "pgha-upgrade: no Patroni runs here yet: nothing to check"
   exit 0
 fi
-if curl -sf -o /dev/null --max-time 3 http://127.0.0.1:{api}/primary; then
+if {local_rest(api, "/primary", "-sf -o /dev/null --max-time 3")}; then
 {render_precheck(cfg)}else
   {has_running_leader(api)} || {{ echo {shlex.quote(leaderless)} >&2; exit 1; }}
   echo "pgha-upgrade: not the leader: the leader checks"

@@ -28,7 +28,7 @@ from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import sql_ident, sql_literal, verifier_literal
 from render.credentials import REPLICATION_USER, REWIND_USER, SUPERUSER, Credentials
-from render.shell import HEALTH_DEADLINE_S
+from render.shell import HEALTH_DEADLINE_S, REST_CURL, python_rest_context, rest_url
 
 STEP = "passwords"
 
@@ -72,13 +72,18 @@ def render_password_sql(cfg: ClusterConfig, creds: Credentials) -> str:
     return "\n".join(["\\set ON_ERROR_STOP on", "SET log_statement = 'none';", _set_verifiers(cfg, creds)]) + "\n"
 
 
-def find_leader(cfg: ClusterConfig, indent: str = "") -> str:
+def find_leader(cfg: ClusterConfig, indent: str = "", cacert: str = paths.PG_TLS_CA) -> str:
     """Shell that sets `leader` to the address of the PostgreSQL node whose Patroni answers as the leader
-    (/primary), empty when none does."""
+    (/primary, over HTTPS verified with `cacert`), empty when none does. A node whose REST API still speaks
+    plain HTTP (a cluster deployed before the REST API's TLS, on the deployment that moves it) is asked so."""
     addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
+    api = cfg.patroni.rest_api_port
     lines = ['leader=""', f"for address in {addresses}; do",
-             f'  if curl -sf -o /dev/null --max-time 3 "http://$address:{cfg.patroni.rest_api_port}/primary"; then '
-             "leader=$address; break; fi", "done"]
+             f'  if curl --cacert {cacert} -sf -o /dev/null --max-time 3 "{rest_url("$address", api, "/primary")}" ||',
+             f'     curl -sf -o /dev/null --max-time 3 "http://$address:{api}/primary"; then',
+             "    leader=$address; break",
+             "  fi",
+             "done"]
     return "\n".join(indent + line for line in lines)
 
 
@@ -125,7 +130,8 @@ fields = dict(line.split(":", 1) for line in subprocess.run(
 state, timeline = fields["Database cluster state"].strip(), int(fields["Latest checkpoint's TimeLineID"])
 high, low = fields["Latest checkpoint location"].strip().split("/")
 at = (int(high, 16) << 32) + int(low, 16)
-with urllib.request.urlopen(f"http://{{sys.argv[1]}}:{api}/history", timeout=5) as response:
+with urllib.request.urlopen(f"{rest_url('{sys.argv[1]}', api, '/history')}", timeout=5,
+                            context={python_rest_context()}) as response:
     forks = {{int(entry[0]): int(entry[1]) for entry in json.load(response)}}
 behind = state == "shut down" and timeline in forks and at < forks[timeline]
 print("behind" if behind else f"not behind: {{state}}, timeline {{timeline}} at {{at}}, the leader forked {{forks}}")
@@ -180,7 +186,7 @@ def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, c
     addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
     port, api = cfg.postgres.port, cfg.patroni.rest_api_port
     # A new deployment that adopts data (nothing of it runs yet): its converge sets the passwords.
-    adopting = (f'  if ! curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then\n'
+    adopting = (f'  if ! {REST_CURL} -s -o /dev/null --max-time 3 {rest_url("127.0.0.1", api, "/")}; then\n'
                 f'    log "data on {node.name} and no cluster runs: the adoption sets the roles\' passwords"\n'
                 "    exit 0\n  fi\n") if cfg.adopt_existing_data else ""
     network = network_roles(creds)
@@ -191,10 +197,17 @@ def render_password_script(cfg: ClusterConfig, node: Host, creds: Credentials, c
         for role, (_, target, sql) in network.items())
     return f"""set -euo pipefail
 log() {{ echo "pgha-passwords: $*"; }}
+pass=$(mktemp) ca=$(mktemp)
+trap 'rm -f "$pass" "$ca"' EXIT
+cat > "$pass" <<'PGHA_PGPASS'
+{pgpass}PGHA_PGPASS
+cat > "$ca" <<'PGHA_CA'
+{ca_pem.rstrip()}
+PGHA_CA
 deadline=$((SECONDS + {HEALTH_DEADLINE_S - 60}))
 leader=""
 until [ -n "$leader" ]; do
-{find_leader(cfg, "  ")}
+{find_leader(cfg, "  ", cacert='"$ca"')}
   [ -n "$leader" ] && break
   if [ ! -e {paths.PG_DATA}/PG_VERSION ]; then
     log "no running cluster and no data on {node.name}: the roles get their passwords when the cluster bootstraps"
@@ -211,13 +224,6 @@ if [ "$leader" = {node.address} ]; then
   runuser -u postgres -- {paths.PG_BIN}/psql -XqtA -d postgres <<'PGHA_SQL' 2>&1 | sed 's/^.*NOTICE: *//'
 {render_password_sql(cfg, creds)}PGHA_SQL
 fi
-pass=$(mktemp) ca=$(mktemp)
-trap 'rm -f "$pass" "$ca"' EXIT
-cat > "$pass" <<'PGHA_PGPASS'
-{pgpass}PGHA_PGPASS
-cat > "$ca" <<'PGHA_CA'
-{ca_pem.rstrip()}
-PGHA_CA
 ok() {{ PGPASSFILE="$pass" {paths.PG_BIN}/psql "$1" -XtAc "$2" >/dev/null 2>&1; }}
 while :; do
   pending=()

@@ -26,17 +26,17 @@ import pulumi
 from config.models import ClusterConfig
 from render import paths
 from render.patroni import render_dynamic_config
-from render.shell import HEALTH_DEADLINE_S, step_script, until_ok
+from render.shell import HEALTH_DEADLINE_S, rest_url, step_script, until_ok
 from targets.base import Target
 
 DEADLINE_S = HEALTH_DEADLINE_S - 20  # the script's own waits end before the step's deadline
 
 SCRIPT = r"""
-import json, subprocess, sys, time, urllib.request
+import json, ssl, subprocess, sys, time, urllib.request
 import yaml
 
 conf, desired_file, api = sys.argv[1:4]
-loop_wait, deadline = int(sys.argv[4]), time.monotonic() + int(sys.argv[5])
+loop_wait, deadline, ca = int(sys.argv[4]), time.monotonic() + int(sys.argv[5]), sys.argv[6]
 
 
 def log(text):
@@ -48,7 +48,7 @@ def patronictl(*args):
 
 
 def members():
-    with urllib.request.urlopen(f"{api}/cluster", timeout=5) as response:
+    with urllib.request.urlopen(f"{api}/cluster", timeout=5, context=ssl.create_default_context(cafile=ca)) as response:
         return {m["name"]: m for m in json.load(response)["members"]}
 
 
@@ -94,8 +94,9 @@ def apply_pending_restarts(name: str, cfg: ClusterConfig, target: Target, depend
                            parent: pulumi.Resource) -> pulumi.Resource:
     """Declare the pending-restart step on the first PostgreSQL node, after `depends_on`."""
     digest = hashlib.sha256(render_dynamic_config(cfg).encode()).hexdigest()[:16]
-    api = f"http://127.0.0.1:{cfg.patroni.rest_api_port}"
+    # After every node converged: each Patroni serves HTTPS.
+    api = rest_url("127.0.0.1", cfg.patroni.rest_api_port)
     check = ("python3", "-c", SCRIPT, paths.PATRONI_CONFIG, paths.DCS_CONFIG, api, str(cfg.patroni.loop_wait),
-             str(DEADLINE_S))
+             str(DEADLINE_S), paths.PG_TLS_CA)
     return target.run_step(name, cfg.postgres.nodes[0], step_script(until_ok(check)), depends_on, parent,
                            triggers=[f"dynamic-config={digest}"])

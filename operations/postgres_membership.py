@@ -27,7 +27,8 @@ import pulumi
 from config.models import ClusterConfig, Host
 from operations.upgrade import drain_seconds, render_handover
 from render import paths
-from render.credentials import SUPERUSER
+from render.credentials import REWIND_USER
+from render.shell import local_rest, python_rest_open
 from targets.base import Member, Process, Target
 
 TAGS = ("nofailover", "nosync", "noloadbalance")
@@ -73,8 +74,10 @@ me, conf, scope, drain_s, synchronous = sys.argv[1], sys.argv[2], sys.argv[3], f
 tags = {tags}
 
 
+{rest_open}
+
 def get(path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{api}{{path}}", timeout=5) as response:
+    with rest_open(path) as response:
         return json.load(response)
 
 
@@ -110,7 +113,7 @@ print(f"pgha-leave: {{me}} is tagged {{', '.join(tags)}}: no failover candidate,
 end = time.monotonic() + drain_s
 while time.monotonic() < end:
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{api}/replica", timeout=2).close()
+        rest_open("/replica", 2).close()
         sys.exit(f"pgha-leave: {{me}} still answers /replica with 200 after its tags were applied")
     except urllib.error.HTTPError:
         pass
@@ -125,9 +128,9 @@ def render_leave(cfg: ClusterConfig, member: str) -> str:
     does nothing (the member left already)."""
     api = cfg.patroni.rest_api_port
     synchronous = "0" if cfg.patroni.synchronous_mode == "off" else "1"
-    tag = TAG.format(api=api, tags=repr(TAGS), sync_roles=repr(SYNC_ROLES))
+    tag = TAG.format(rest_open=python_rest_open(api), tags=repr(TAGS), sync_roles=repr(SYNC_ROLES))
     return f"""set -euo pipefail
-if curl -s -o /dev/null --max-time 3 http://127.0.0.1:{api}/; then
+if {local_rest(api, "/", "-s -o /dev/null --max-time 3")}; then
 {render_handover(cfg, member).removeprefix("set -euo pipefail").strip()}
 python3 - {member} {paths.PATRONI_CONFIG} {cfg.name} {drain_seconds(cfg)} {synchronous} <<'PGHA_PY'
 {tag}PGHA_PY
@@ -146,8 +149,10 @@ retention = int(sys.argv[3])  # patroni.member_slots_ttl
 deadline = time.monotonic() + {deadline_s}
 
 
+{rest_open}
+
 def members():
-    with urllib.request.urlopen("http://127.0.0.1:{api}/cluster", timeout=5) as response:
+    with rest_open("/cluster") as response:
         return json.load(response)["members"]
 
 
@@ -161,7 +166,9 @@ while True:
     time.sleep(1)
 print(f"pgha-membership: the cluster lists only configured members ({{len(configured)}})", flush=True)
 with open("{conf}") as f:
-    password = yaml.safe_load(f)["postgresql"]["authentication"]["superuser"]["password"]
+    # pg_hba admits the rewind role from the members (the superuser only over the local socket), and any role
+    # reads pg_replication_slots.
+    password = yaml.safe_load(f)["postgresql"]["authentication"]["rewind"]["password"]
 
 
 def leader_and_stale():
@@ -169,7 +176,7 @@ def leader_and_stale():
     if leader is None:
         return None, None
     try:
-        with psycopg2.connect(host=leader["host"], port={port}, user="{superuser}", password=password,
+        with psycopg2.connect(host=leader["host"], port={port}, user="{rewind}", password=password,
                               dbname="postgres", sslmode="verify-full", sslrootcert="{ca}",
                               connect_timeout=5) as conn, conn.cursor() as cur:
             cur.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'")
@@ -215,8 +222,9 @@ def render_forget(cfg: ClusterConfig) -> str:
     # loop after that. A minute on top for a loaded cluster.
     deadline = patroni.ttl + 2 * patroni.loop_wait + 60
     names = ",".join(n.name for n in cfg.postgres.nodes)
-    script = FORGET.format(api=patroni.rest_api_port, deadline_s=deadline, conf=paths.PATRONI_CONFIG,
-                           port=cfg.postgres.port, superuser=SUPERUSER, ca=paths.PG_TLS_CA)
+    script = FORGET.format(rest_open=python_rest_open(patroni.rest_api_port), deadline_s=deadline,
+                           conf=paths.PATRONI_CONFIG,
+                           port=cfg.postgres.port, rewind=REWIND_USER, ca=paths.PG_TLS_CA)
     slots = ",".join(slot_name(n.name) for n in cfg.postgres.nodes)
     return (f"set -euo pipefail\npython3 - {names} {slots} {patroni.member_slots_ttl} <<'PGHA_PY'\n"
             f"{script}PGHA_PY\n")

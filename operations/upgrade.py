@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from config.models import ClusterConfig
 from render import paths
+from render.shell import python_rest_open
 
 LEADER_ROLES = ("leader", "standby_leader")
 
@@ -25,9 +26,10 @@ PRECHECK = r"""
 import json, subprocess, sys, urllib.request
 
 max_xact = int(sys.argv[1])
-with urllib.request.urlopen("http://127.0.0.1:{api}/config", timeout=5) as response:
+{rest_open}
+with rest_open("/config") as response:
     max_lag = int(json.load(response).get("maximum_lag_on_failover", 1048576))  # what Patroni applies now
-with urllib.request.urlopen("http://127.0.0.1:{api}/cluster", timeout=5) as response:
+with rest_open("/cluster") as response:
     members = json.load(response)["members"]
 problems = []
 for m in members:
@@ -60,12 +62,14 @@ import json, subprocess, sys, time, urllib.request
 me, conf = sys.argv[1], sys.argv[2]
 
 
+{rest_open}
+
 def members():
-    with urllib.request.urlopen("http://127.0.0.1:{api}/cluster", timeout=5) as response:
+    with rest_open("/cluster") as response:
         return {{m["name"]: m for m in json.load(response)["members"]}}
 
 
-with urllib.request.urlopen("http://127.0.0.1:{api}/config", timeout=5) as response:
+with rest_open("/config") as response:
     synchronous = json.load(response).get("synchronous_mode") not in (None, False, "off")
 # Patroni switches over only to its synchronous standby when one is required: right after another member
 # came back (the one replaced before this one), no member may hold that role yet. Wait for one.
@@ -105,7 +109,7 @@ else:
 drain_end = time.monotonic() + {drain_s}
 while time.monotonic() < drain_end:
     try:
-        urllib.request.urlopen("http://127.0.0.1:{api}/primary", timeout=2).close()
+        rest_open("/primary", 2).close()
         sys.exit(f"pgha-handover: {{me}} answers /primary again after the switchover to {{target}}: stopped")
     except OSError:  # 503 (an HTTPError), or no answer: a failed check either way
         pass
@@ -116,7 +120,7 @@ print(f"pgha-handover: {{target}} leads; HAProxy's checks have marked {{me}} dow
 
 def render_precheck(cfg: ClusterConfig) -> str:
     """Bash, run on the leader: the upgrade's pre-checks (exit 1 with the reasons when they fail)."""
-    script = PRECHECK.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES),
+    script = PRECHECK.format(rest_open=python_rest_open(cfg.patroni.rest_api_port), leader_roles=repr(LEADER_ROLES),
                              psql=f"{paths.PG_BIN}/psql")
     return f"set -euo pipefail\npython3 - {cfg.upgrade.max_transaction_s} <<'PGHA_PY'\n{script}PGHA_PY\n"
 
@@ -131,7 +135,7 @@ def drain_seconds(cfg: ClusterConfig) -> float:
 
 def render_handover(cfg: ClusterConfig, node: str) -> str:
     """Bash, run on PostgreSQL node `node` before it is replaced: a switchover away from it when it leads."""
-    script = HANDOVER.format(api=cfg.patroni.rest_api_port, leader_roles=repr(LEADER_ROLES),
+    script = HANDOVER.format(rest_open=python_rest_open(cfg.patroni.rest_api_port), leader_roles=repr(LEADER_ROLES),
                              drain_s=drain_seconds(cfg))
     return f"set -euo pipefail\npython3 - {node} {paths.PATRONI_CONFIG} <<'PGHA_PY'\n{script}PGHA_PY\n"
 

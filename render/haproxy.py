@@ -7,7 +7,7 @@ import re
 from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import STATS_USER, Credentials
-from render.paths import HAPROXY_SOCKET, HAPROXY_STATE
+from render.paths import HAPROXY_SOCKET, HAPROXY_STATE, HAPROXY_TLS_CA, HAPROXY_TLS_CLIENT
 
 MAXCONN = 4096
 CONNECT_TIMEOUT = "4s"
@@ -68,6 +68,7 @@ def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         default_server=f"{timing} on-marked-down shutdown-sessions",
         servers=[{"name": n.name, "address": f"{n.address}:{cfg.postgres.port}"} for n in cfg.postgres.nodes],
         rest_api_port=cfg.patroni.rest_api_port,
+        check_tls=f"check-ssl verify required ca-file {HAPROXY_TLS_CA} crt {HAPROXY_TLS_CLIENT}",
         admin_socket=HAPROXY_SOCKET,
         state_file=HAPROXY_STATE,
     )

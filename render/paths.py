@@ -20,6 +20,9 @@ PG_TLS_DIR: Final = f"{PATRONI_CONFIG_DIR}/tls"
 PG_TLS_CERT: Final = f"{PG_TLS_DIR}/server.crt"
 PG_TLS_KEY: Final = f"{PG_TLS_DIR}/server.key"
 PG_TLS_CA: Final = f"{PG_TLS_DIR}/ca.crt"
+# Patroni's REST API serves HTTPS with the node's certificate (it also signs the node's own client requests:
+# patronictl and Patroni's calls to other members), and asks unsafe requests for a client certificate.
+REST_SCHEME: Final = "https"
 # Holds SCRAM verifiers of the application roles: secret, owner postgres, mode 0600.
 BOOTSTRAP_SQL: Final = f"{PATRONI_CONFIG_DIR}/post-bootstrap.sql"
 
@@ -31,6 +34,11 @@ ETCD_HEALTH_SCRIPT: Final = "/usr/local/bin/pgha-etcd-health"
 ETCD_DATA_ROOT: Final = "/var/lib/etcd"
 
 HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"
+# HAProxy's checks of Patroni's REST API verify the node against the cluster CA and present this node's client
+# certificate (one PEM with its key).
+HAPROXY_TLS_DIR: Final = "/etc/haproxy/tls"
+HAPROXY_TLS_CA: Final = f"{HAPROXY_TLS_DIR}/ca.crt"
+HAPROXY_TLS_CLIENT: Final = f"{HAPROXY_TLS_DIR}/client.pem"
 # The master CLI socket and the server states a reload carries over (both in the package's home directory).
 HAPROXY_SOCKET: Final = "/var/lib/haproxy/admin.sock"
 HAPROXY_STATE: Final = "/var/lib/haproxy/server-state"

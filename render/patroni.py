@@ -25,6 +25,7 @@ from render.paths import (
     PGPASS,
     POST_BOOTSTRAP_SCRIPT,
 )
+from render.shell import REST_CURL, rest_url
 
 AUTH_METHOD = "scram-sha-256"
 # Headroom over one sender and one slot per member: pg_basebackup, pgBackRest and a spare.
@@ -82,6 +83,22 @@ def tls_parameters() -> dict[str, str]:
     }
 
 
+def rest_tls(cfg: ClusterConfig) -> dict[str, Any]:
+    """The REST API's TLS: HTTPS with the node's certificate; every request that changes something (POST, PUT,
+    PATCH, DELETE) must present a certificate of the cluster CA, besides the password, and come from a member
+    or an HAProxy node; reads need neither (HAProxy's checks, monitoring), but are TLS too."""
+    allowed = ["127.0.0.1", *(str(n.address) for n in cfg.postgres.nodes), *(str(n.address) for n in cfg.haproxy.nodes)]
+    return {
+        "certfile": PG_TLS_CERT,
+        "keyfile": PG_TLS_KEY,
+        "cafile": PG_TLS_CA,
+        "verify_client": "optional",
+        "allowlist": list(dict.fromkeys(allowed)),
+        # Members that join before every node's file lists them (a scale-out) are allowed from the DCS.
+        "allowlist_include_members": True,
+    }
+
+
 def verified_tls() -> dict[str, str]:
     """libpq options for connections to another member: TLS, certificate checked against the CA."""
     return {"sslmode": "verify-full", "sslrootcert": PG_TLS_CA}
@@ -134,7 +151,8 @@ def render_dcs_sync_script(cfg: ClusterConfig) -> str:
     """Bash reconciler: on the leader, replace the DCS configuration whenever it differs from DCS_CONFIG."""
     text = render_template(
         "pgha-dcs-sync.sh.j2",
-        rest_api_port=cfg.patroni.rest_api_port,
+        rest_curl=REST_CURL,
+        primary_url=rest_url("127.0.0.1", cfg.patroni.rest_api_port, "/primary"),
         patroni_config=PATRONI_CONFIG,
         dcs_config=DCS_CONFIG,
         interval_s=max(cfg.patroni.loop_wait, 10),
@@ -170,7 +188,10 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
             "listen": f"0.0.0.0:{patroni.rest_api_port}",
             "connect_address": f"{node.address}:{patroni.rest_api_port}",
             "authentication": {"username": RESTAPI_USER, "password": creds.restapi},
+            **rest_tls(cfg),
         },
+        # patronictl, and Patroni's own calls to the other members (/failsafe), present the node's certificate.
+        "ctl": {"certfile": PG_TLS_CERT, "keyfile": PG_TLS_KEY, "cacert": PG_TLS_CA, "insecure": False},
         "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]},
         "bootstrap": {
             "dcs": dynamic_config(cfg),

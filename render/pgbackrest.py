@@ -6,7 +6,7 @@ from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import Credentials
 from render.paths import BACKUP_LOCK, BACKUP_SCRIPT, PG_DATA, PG_SOCKET_DIR
-from render.shell import has_running_leader
+from render.shell import REST_CURL, has_running_leader, rest_url
 
 BACKUP_TYPES = ("full", "diff", "incr")
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,7 +64,8 @@ def render_backup_script(cfg: ClusterConfig) -> str:
     text = render_template(
         "pgha-backup.sh.j2",
         types=BACKUP_TYPES,
-        rest_api_port=cfg.patroni.rest_api_port,
+        rest_curl=REST_CURL,
+        primary_url=rest_url("127.0.0.1", cfg.patroni.rest_api_port, "/primary"),
         has_running_leader=has_running_leader(cfg.patroni.rest_api_port),
         stanza=cfg.stanza,
         lock=BACKUP_LOCK,

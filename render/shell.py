@@ -4,7 +4,49 @@ from __future__ import annotations
 
 import shlex
 
+from render.paths import PG_TLS_CA, REST_SCHEME
+
 HEALTH_DEADLINE_S = 300
+# curl to a Patroni REST API from a PostgreSQL node: HTTPS, the server verified against the cluster CA.
+REST_CURL = f"curl --cacert {PG_TLS_CA}"
+
+
+def rest_url(host: str, port: int, path: str = "") -> str:
+    """A Patroni REST API URL (`host` may be a shell expansion such as $address)."""
+    return f"{REST_SCHEME}://{host}:{port}{path}"
+
+
+def python_rest_context() -> str:
+    """Python source (one expression) of the TLS context urlopen uses for a Patroni REST API on a node."""
+    return f"__import__('ssl').create_default_context(cafile={PG_TLS_CA!r})"
+
+
+def local_rest(port: int, path: str, curl_args: str = "-sf") -> str:
+    """A shell command asking this node's Patroni REST API for `path`: over HTTPS, verified against the cluster
+    CA; over plain HTTP when Patroni still speaks it (a node deployed before the REST API's TLS, on the
+    deployment that moves it, or a node that leaves the cluster in that deployment)."""
+    return (f'{{ {REST_CURL} {curl_args} "{rest_url("127.0.0.1", port, path)}" || '
+            f'curl {curl_args} "http://127.0.0.1:{port}{path}"; }}')
+
+
+def python_rest_open(port: int) -> str:
+    """Python source defining `rest_open(path, timeout)`: urlopen of this node's Patroni REST API, over HTTPS
+    verified against the cluster CA, or over plain HTTP when the server does not speak TLS (see local_rest).
+    An HTTP error status (503 on /primary of a replica) is raised as urlopen raises it."""
+    return f"""
+def rest_open(path, timeout=5):
+    import ssl, urllib.error, urllib.request
+    try:
+        return urllib.request.urlopen("{rest_url("127.0.0.1", port)}" + path, timeout=timeout,
+                                      context=ssl.create_default_context(cafile={PG_TLS_CA!r}))
+    except urllib.error.HTTPError:
+        raise
+    except urllib.error.URLError as error:
+        # Only a server that does not speak TLS is asked again over HTTP; one that fails verification is not.
+        if not isinstance(error.reason, ssl.SSLError) or isinstance(error.reason, ssl.SSLCertVerificationError):
+            raise
+    return urllib.request.urlopen("http://127.0.0.1:{port}" + path, timeout=timeout)
+"""
 
 
 def until_ok(check: tuple[str, ...], deadline_s: int = HEALTH_DEADLINE_S) -> str:
@@ -27,7 +69,7 @@ def step_script(*parts: str) -> str:
 
 def has_running_leader(api_port: int) -> str:
     """A shell condition: this node's Patroni (/cluster) sees a running leader in its cluster."""
-    return (f'curl -sf --max-time 5 "http://127.0.0.1:{api_port}/cluster" | python3 -c \'\n'
+    return (f'{local_rest(api_port, "/cluster", "-sf --max-time 5")} | python3 -c \'\n'
             "import json, sys\n"
             'members = json.load(sys.stdin).get("members", [])\n'
             'sys.exit(not any(m.get("role") == "leader" and m.get("state") == "running" for m in members))\' '

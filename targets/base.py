@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -194,14 +196,32 @@ def applied_facts(spec: ServiceSpec, placement: Placement) -> dict[str, Any]:
     return {"role": spec.role, "files": files, "processes": processes, **spec.facts}
 
 
+# The program asks the running cluster before it declares anything, when the cluster CA is not a value yet
+# (pulumi-tls outputs resolve during the deployment): the server is not verified for this read. Its answer only
+# orders a rolling change (the leader last); every step on the hosts verifies the members it talks to.
+_PROBE_TLS = ssl.create_default_context()
+_PROBE_TLS.check_hostname = False
+_PROBE_TLS.verify_mode = ssl.CERT_NONE
+
+
 def fetch_json(url: str) -> Any:
     """What `url` answers with 200 right now, parsed as JSON; None for any other answer, none at all (a
-    refused or silent port) or no JSON."""
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return json.load(response) if int(response.status) == 200 else None
-    except (OSError, ValueError):
-        return None
+    refused or silent port) or no JSON. An https URL whose server speaks plain HTTP (a Patroni REST API
+    deployed before its TLS) is asked over http."""
+    candidates = [url]
+    if url.startswith("https://"):
+        candidates.append("http://" + url.removeprefix("https://"))
+    for candidate in candidates:
+        try:
+            context = _PROBE_TLS if candidate.startswith("https://") else None
+            with urllib.request.urlopen(candidate, timeout=1, context=context) as response:
+                return json.load(response) if int(response.status) == 200 else None
+        except urllib.error.URLError as error:
+            if not isinstance(error.reason, ssl.SSLError):
+                return None
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 class Target(abc.ABC):

@@ -13,6 +13,7 @@ import pulumi_docker as docker
 from config.models import ClusterConfig, Host
 from operations import upgrade
 from render.guards import render_volume_guard
+from render.shell import local_rest, rest_url
 from targets import image
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, digest, generation_triggers
 from targets.converge import Control, converge_output
@@ -120,11 +121,12 @@ class DockerTarget(Target):
         # A new image replaces the containers: first the pre-checks, on the running cluster's leader
         # (operations/upgrade.py); nothing is replaced when they refuse. It runs again for every new image.
         leaders = " ".join(shlex.quote(self.container_name(n)) for n in self.cfg.postgres.nodes)
+        api = self.cfg.patroni.rest_api_port
         self.upgrade_gate = command.local.Command(
             f"{name}-upgrade-precheck",
             create=(f"found=0; for c in {leaders}; do docker inspect \"$c\" >/dev/null 2>&1 || continue; found=1; "
-                    "if docker exec \"$c\" curl -sf -o /dev/null http://127.0.0.1:"
-                    f"{self.cfg.patroni.rest_api_port}/primary; then exec docker exec -i \"$c\" bash -s; fi; done; "
+                    f"if docker exec \"$c\" bash -c {shlex.quote(local_rest(api, '/primary', '-sf -o /dev/null'))}; "
+                    "then exec docker exec -i \"$c\" bash -s; fi; done; "
                     "cat >/dev/null; if [ $found = 0 ]; then echo 'pgha-upgrade: no cluster runs yet: nothing to "
                     "check'; exit 0; fi; echo 'pgha-upgrade: refused: no PostgreSQL node answers as the leader' >&2; "
                     "exit 1"),
@@ -284,8 +286,8 @@ class DockerTarget(Target):
 
     def primary_urls(self, nodes: list[Host]) -> list[str]:
         # The REST API of each PostgreSQL node is published on this machine (the one running the program).
-        return [f"http://{self.settings.publish_address}:{self._publish(self.cfg.patroni.rest_api_port, n)}/primary"
-                for n in nodes]
+        return [rest_url(str(self.settings.publish_address), self._publish(self.cfg.patroni.rest_api_port, n),
+                         "/primary") for n in nodes]
 
     def container_name(self, host: Host) -> str:
         """The container that stands for `host`."""

@@ -14,6 +14,7 @@ import pulumi_command as command
 from catalog.roles import POSTGRES
 from config.models import ClusterConfig, Host
 from operations import packages as packages_op
+from render.shell import rest_url
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, generation_triggers
 from targets.converge import Control, converge_output, shared_owner, write_file
 
@@ -285,7 +286,7 @@ class SshTarget(Target):
 
     def primary_urls(self, nodes: list[Host]) -> list[str]:
         # The machine running the program asks each host's Patroni REST API directly.
-        return [f"http://{n.address}:{self.cfg.patroni.rest_api_port}/primary" for n in nodes]
+        return [rest_url(str(n.address), self.cfg.patroni.rest_api_port, "/primary") for n in nodes]
 
     def retire(self, name: str, host: Host, script: str, processes: tuple[Process, ...],
                depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:

@@ -4,6 +4,8 @@ tries from the cluster's own hosts show each refusal is the rule's, not a networ
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 from collections.abc import Iterator
 
 import docker
@@ -14,6 +16,18 @@ from tests.tools.docker_boxes import ensure_image
 
 PSQL = f"{PG_BIN}/psql"
 WRONG = "not-the-password"
+TLS_DIR = "/etc/patroni/tls"
+# Patroni's unsafe endpoints: each changes the cluster. The safe ones answer anyone, over TLS.
+UNSAFE = (("POST", "/reload"), ("POST", "/restart"), ("DELETE", "/restart"), ("POST", "/reinitialize"),
+          ("POST", "/switchover"), ("DELETE", "/switchover"), ("POST", "/failover"), ("PATCH", "/config"),
+          ("PUT", "/config"), ("POST", "/failsafe"))
+SAFE = ("/", "/health", "/cluster", "/config", "/history", "/patroni", "/leader", "/replica")
+# A CA of the stranger's own and a client certificate it signed (openssl in the stranger).
+OTHER_CA = ("cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+            "-out ca.crt -days 1 -subj /CN=rogue-ca 2>/dev/null && openssl req -newkey ec -pkeyopt "
+            "ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=pg-1 2>/dev/null && "
+            "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 "
+            "2>/dev/null && echo made")
 
 
 class Stranger:
@@ -23,9 +37,9 @@ class Stranger:
         self.container = container
         self.address = address
 
-    def run(self, *argv: str) -> str:
+    def run(self, *argv: str, env: dict[str, str] | None = None) -> str:
         """What the command printed (stdout and stderr); its exit status is not the point."""
-        _, output = self.container.exec_run(list(argv))
+        _, output = self.container.exec_run(list(argv), environment=env)
         return str(output.decode(errors="replace"))
 
 
@@ -44,6 +58,58 @@ def stranger(c: ClusterUnderTest, address: str) -> Iterator[Stranger]:
         yield Stranger(container, address)
     finally:
         container.remove(force=True)
+
+
+def curl(method: str, url: str, *extra: str, password: bool = False) -> list[str]:
+    """curl printing the HTTP status (000: no HTTP answer), the password (when asked) from the environment."""
+    auth = ["--variable", "%PGHA_REST_PASSWORD", "--expand-user", "patroni:{{PGHA_REST_PASSWORD}}"] if password else []
+    return ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-X", method, *extra, *auth, url]
+
+
+def rest_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
+    """The REST API: reads over TLS only; every unsafe endpoint refused to a stranger, without the password
+    and with the real one (a stolen password alone is no use), and a certificate of another CA refused at the
+    handshake; from a member, its certificate gets to the password check (the control)."""
+    leader = c.patroni.leader()
+    assert leader
+    other = next(n for n in c.pg_nodes if n != leader)
+    base = f"{c.addresses[leader]}:8008"
+    password = c.hosts.exec(leader, "python3", "-c", "import yaml; print(yaml.safe_load(open("
+                            "'/etc/patroni/patroni.yml'))['restapi']['authentication']['password'])").strip()
+    env = {"PGHA_REST_PASSWORD": password}
+    s.container.put_archive("/tmp", _tar("ca.crt", c.ca_certificate))
+    for path in SAFE:
+        tls = s.run(*curl("GET", f"https://{base}{path}", "--cacert", "/tmp/ca.crt")).strip()
+        plain = s.run(*curl("GET", f"http://{base}{path}")).strip()
+        assert tls in {"200", "503"} and plain == "000", f"GET {path}: over TLS {tls}, in plain text {plain}"
+    assert "made" in s.run("bash", "-c", OTHER_CA)
+    rogue = ("--cert", "/tmp/client.crt", "--key", "/tmp/client.key")
+    for method, path in UNSAFE:
+        url = f"https://{base}{path}"
+        without = s.run(*curl(method, url, "--cacert", "/tmp/ca.crt")).strip()
+        stolen = s.run(*curl(method, url, "--cacert", "/tmp/ca.crt", password=True), env=env).strip()
+        forged = s.run(*curl(method, url, "--cacert", "/tmp/ca.crt", *rogue, password=True), env=env).strip()
+        assert (without, stolen, forged) == ("403", "403", "000"), \
+            f"{method} {path} from a stranger: no password {without}, the real one {stolen}, another CA's cert {forged}"
+    # The controls, from a member: without its certificate refused, with it and a wrong password asked for one.
+    member = ("--cacert", f"{TLS_DIR}/ca.crt", "--cert", f"{TLS_DIR}/server.crt", "--key", f"{TLS_DIR}/server.key")
+    no_cert = c.hosts.exec(other, *curl("POST", f"https://{base}/reload", "--cacert", f"{TLS_DIR}/ca.crt",
+                                        password=True), env=env, check=False).strip()
+    wrong = c.hosts.exec(other, *curl("POST", f"https://{base}/reload", *member, password=True),
+                         env={"PGHA_REST_PASSWORD": WRONG}, check=False).strip()
+    assert (no_cert, wrong) == ("403", "401"), f"from {other}: no certificate {no_cert}, wrong password {wrong}"
+    print(f"a stranger at {s.address}: {len(SAFE)} reads answered over TLS only; {len(UNSAFE)} unsafe endpoints "
+          "refused without the password and with it (403), a certificate of another CA refused at the handshake")
+
+
+def _tar(name: str, text: str) -> bytes:
+    data = text.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def psql(conninfo: str) -> list[str]:

@@ -370,7 +370,8 @@ def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writ
 
 ROTATABLE = ("superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats")
 PSQL = "/usr/lib/postgresql/17/bin/psql"
-CA = "/etc/patroni/tls/ca.crt"
+TLS_DIR = "/etc/patroni/tls"
+CA = f"{TLS_DIR}/ca.crt"
 
 
 def http_status(url: str, user: str, password: str, method: str = "GET", body: bytes | None = None) -> int:
@@ -381,6 +382,17 @@ def http_status(url: str, user: str, password: str, method: str = "GET", body: b
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def member_rest_status(c: ClusterUnderTest, node: str, url: str, password: str | None, method: str = "GET") -> int:
+    """The HTTP status a request from PostgreSQL node `node` gets, made as its Patroni makes them: HTTPS verified
+    with the CA, the node's client certificate, the REST API user with `password` (from the exec's environment,
+    never in argv)."""
+    auth = ["--variable", "%PGHA_REST_PASSWORD", "--expand-user", "patroni:{{PGHA_REST_PASSWORD}}"] if password else []
+    out = c.hosts.exec(node, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-X", method,
+                       "--cacert", CA, "--cert", f"{TLS_DIR}/server.crt", "--key", f"{TLS_DIR}/server.key", *auth,
+                       url, env={"PGHA_REST_PASSWORD": password or ""}, check=False)
+    return int(out.strip() or 0)
 
 
 def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer, rest_port: int,
@@ -431,10 +443,11 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
     # (POST /reload: Patroni re-reads its unchanged configuration, nothing restarts.)
     # Patroni takes a reload signal in its next loop (loop_wait), so the node converged last may still be
     # on its way there when the deployment ends.
-    reload = f"http://{c.addresses[leader]}:{rest_port}/reload"
+    # They take a member's client certificate too, so the requests go from another member.
+    reload = f"https://{c.addresses[leader]}:{rest_port}/reload"
     wait_for("the leader's REST API taking the new password",
-             lambda: http_status(reload, "patroni", new["restapi"], "POST") == 202, 30)
-    assert http_status(reload, "patroni", old["restapi"], "POST") == 401, "the old REST API password is refused"
+             lambda: member_rest_status(c, other, reload, new["restapi"], "POST") == 202, 30)
+    assert member_rest_status(c, other, reload, old["restapi"], "POST") == 401, "the old REST API password is refused"
     for url in stats_urls:
         assert http_status(url, "stats", new["stats"]) == 200 and http_status(url, "stats", old["stats"]) == 401
     # keepalived: both nodes carry the new VRRP password and exactly one holds the virtual IP.
@@ -546,6 +559,7 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     assert c.rw.sslrootcert and c.ro.sslrootcert == c.rw.sslrootcert
     # The applications (the writer, the scenarios' clients) move to the new output between the deployments.
     trust(bundle, c.rw.sslrootcert)
+    c.patroni.trust(bundle)
     new_ca = certificates(bundle)[0]
     for node in c.pg_nodes:
         expected = [(node, f"{old_name} 1"), (f"{old_name} 1", old_name)]
@@ -565,6 +579,7 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     refused = verification_error(c, old_ca)
     assert refused and "certificate verify failed" in refused, refused
     trust(new_ca, c.rw.sslrootcert)
+    c.patroni.trust(new_ca)
     after = d.snapshot()
     assert not (moved := restarted(middle, after)), sorted(moved)
     assert_said(end, d, {n: {"reload"} for n in c.pg_nodes}, restarted(middle, after))

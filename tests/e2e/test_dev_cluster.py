@@ -68,7 +68,7 @@ def stack(sentinel: object) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def patroni(stack: Stack) -> Patroni:
-    return Patroni(stack.outputs["patroni_rest_urls"])
+    return Patroni.of(stack.outputs)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +184,7 @@ def dcs_config(hosts: DockerHosts, node: str) -> dict:
 def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnderTest) -> None:
     with attacks.stranger(cluster, "10.89.0.99") as stranger:
         attacks.postgres_refuses_strangers(cluster, stranger)
+        attacks.rest_refuses_strangers(cluster, stranger)
 
 
 def test_dcs_configuration_follows_the_stack_config(healthy: None, patroni: Patroni, hosts: DockerHosts) -> None:

@@ -170,7 +170,7 @@ def stack(runs: Runs) -> Update:
 def cluster(stack: Update, hosts: SystemdHosts) -> ClusterUnderTest:
     rw, ro = endpoints(stack.outputs)  # as an application uses the DSNs: verify-full with the CA output
     return ClusterUnderTest(
-        name=CLUSTER, patroni=Patroni(stack.outputs["patroni_rest_urls"]), hosts=hosts, rw=rw, ro=ro,
+        name=CLUSTER, patroni=Patroni.of(stack.outputs), hosts=hosts, rw=rw, ro=ro,
         addresses=dict(PG_NODES), etcd=tuple(ETCD), haproxy=tuple(HAPROXY), vip=VIP,
         ca_certificate=stack.outputs["ca_certificate"])
 
@@ -277,6 +277,7 @@ def test_up_leader_sync_standby_and_routing(stack: Update, cluster: ClusterUnder
 def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnderTest) -> None:
     with attacks.stranger(cluster, "10.93.0.99") as stranger:
         attacks.postgres_refuses_strangers(cluster, stranger)
+        attacks.rest_refuses_strangers(cluster, stranger)
 
 
 def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: ClusterUnderTest,
@@ -722,7 +723,7 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
                                                           fleet: fleet_module.Fleet) -> None:
     deleted_commands = [name for name, inputs in runs.commands().items() if inputs.get("delete")]
     # What the data holds, for the adoption that follows: a row only this deployment wrote, the leader.
-    leader = Patroni(runs.last.outputs["patroni_rest_urls"]).leader()
+    leader = Patroni.of(runs.last.outputs).leader()
     assert leader is not None
     hosts.exec(leader, "psql", "-d", "app", "-XqAc", "SET ROLE app; CREATE TABLE adoption_marker AS "
                f"SELECT {KEPT['marker']!r}::text AS v, now() AS at", user="postgres")
@@ -802,7 +803,7 @@ def test_a_new_deployment_adopts_the_data_only_when_the_stack_says_so(hosts: Sys
                f"mv {REPO_PATH}/backup {REPO_PATH}/backup.previous")
     update = adopting.up(program.main, adopt)
     try:
-        patroni = Patroni(update.outputs["patroni_rest_urls"])
+        patroni = Patroni.of(update.outputs)
         wait_for("the adopted cluster healthy", lambda: patroni.healthy(len(PG_NODES)), scenarios.RECOVER_S)
         assert patroni.leader() == KEPT["leader"], "the node that held the primary's data leads"
         for node in PG_NODES:

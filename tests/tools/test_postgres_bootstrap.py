@@ -7,17 +7,14 @@ import json
 import shlex
 import subprocess
 from collections.abc import Iterator
-from ipaddress import IPv4Network
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
 import yaml
 
-from components.tls import server_addresses
-from config import ClusterConfig, Host
-from local_engine.providers import tls as certs
-from local_engine.wire import unwrap
+from config import ClusterConfig
 from operations.passwords import render_adoption
 from render import (
     render_backup_cron,
@@ -42,6 +39,7 @@ from render.paths import (
 )
 from tests.golden_util import FAKE_CREDS
 from tests.tools import docker_boxes
+from tests.tools.cluster_tls import tls_files
 from tests.tools.docker_boxes import ToolsEnv, variant_config
 
 pytestmark = pytest.mark.tools
@@ -59,23 +57,6 @@ class Postgres:
 def _pg_conf_line(key: str, value: object) -> str:
     text = ("on" if value else "off") if isinstance(value, bool) else str(value)
     return f"{key} = '{text.replace(chr(39), chr(39) * 2)}'"
-
-
-def tls_files(cfg: ClusterConfig, node: Host) -> dict[str, str]:
-    """A CA and a server certificate for `node`, as components.tls declares them (made here for real)."""
-    ecdsa = {"algorithm": "ECDSA", "ecdsaCurve": "P256"}
-    ca_key = unwrap(certs.private_key(ecdsa, "ca-key"))["privateKeyPem"]
-    ca = certs.self_signed_cert({"privateKeyPem": ca_key, "subject": {"commonName": "tools CA"},
-                                 "isCaCertificate": True, "validityPeriodHours": 24,
-                                 "allowedUses": ["cert_signing", "crl_signing"]}, "ca")["certPem"]
-    key = unwrap(certs.private_key(ecdsa, "key"))["privateKeyPem"]
-    request = certs.cert_request({"privateKeyPem": key, "subject": {"commonName": node.name},
-                                  "dnsNames": [node.name, "localhost"],
-                                  "ipAddresses": server_addresses(cfg, node)}, "request")["certRequestPem"]
-    cert = certs.locally_signed_cert({"certRequestPem": request, "caPrivateKeyPem": ca_key, "caCertPem": ca,
-                                      "validityPeriodHours": 24, "allowedUses": ["digital_signature", "server_auth"]},
-                                     "cert")["certPem"]
-    return {PG_TLS_CA: ca, PG_TLS_CERT: cert, PG_TLS_KEY: key}
 
 
 @pytest.fixture(scope="module")
@@ -249,12 +230,18 @@ def test_backup_script_follows_the_leader(postgres: Postgres) -> None:
     assert (result.returncode, result.stderr.strip()) == (
         1, "pgha-backup: the cluster has no running leader (Patroni's /cluster on this node)")
 
-    # A stand-in for Patroni's REST API: files for /cluster and, on the leader, /primary.
+    # A stand-in for Patroni's REST API: files for /cluster and, on the leader, /primary, over HTTPS with the
+    # node's certificate, as Patroni serves it.
     port = cfg.patroni.rest_api_port
     box.sh("mkdir -p /tmp/leader", check=True)
-    docker_boxes.docker(
-        "exec", "-d", "-w", "/tmp/leader", box.name, "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"
-    )
+    serve = ("import functools, http.server, ssl\n"
+             "handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory='/tmp/leader')\n"
+             f"httpd = http.server.HTTPServer(('127.0.0.1', {port}), handler)\n"
+             "context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+             f"context.load_cert_chain({PG_TLS_CERT!r}, {PG_TLS_KEY!r})\n"
+             "httpd.socket = context.wrap_socket(httpd.socket, server_side=True)\n"
+             "httpd.serve_forever()\n")
+    docker_boxes.docker("exec", "-d", box.name, "python3", "-c", serve)
 
     def cluster(*members: tuple[str, str]) -> None:
         body = json.dumps({"members": [{"name": f"pg-{i}", "role": role, "state": state}
@@ -264,7 +251,7 @@ def test_backup_script_follows_the_leader(postgres: Postgres) -> None:
     cluster(("replica", "streaming"), ("leader", "stopped"))
     docker_boxes.wait_for(
         "stand-in REST API answers",
-        lambda: box.exec("curl", "-sf", f"http://127.0.0.1:{port}/cluster").returncode == 0,
+        lambda: box.exec("curl", "-sf", "--cacert", PG_TLS_CA, f"https://127.0.0.1:{port}/cluster").returncode == 0,
         deadline_s=10,
     )
     result = box.exec(BACKUP_SCRIPT, "check", user="postgres")

@@ -33,6 +33,7 @@ from render.paths import (
 from render.patroni import render_dcs_sync_script
 from tests.golden_util import FAKE_CREDS, VARIANTS
 from tests.tools import docker_boxes
+from tests.tools.cluster_tls import ToolsCA
 from tests.tools.docker_boxes import BoxFactory, Clusters, ToolsEnv, variant_config
 
 pytestmark = pytest.mark.tools
@@ -133,7 +134,7 @@ def test_haproxy_accepts_every_node(variant: str, boxes: BoxFactory) -> None:
     cfg = variant_config(variant)
     box = boxes(f"haproxy-{variant}")
     for node in cfg.haproxy.nodes:
-        box.put({HAPROXY_CONFIG: render_haproxy(cfg, node, FAKE_CREDS)})
+        box.put({HAPROXY_CONFIG: render_haproxy(cfg, node, FAKE_CREDS), **ToolsCA().haproxy_files(node)})
         result = box.exec("haproxy", "-c", "-V", "-f", HAPROXY_CONFIG)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
@@ -145,7 +146,7 @@ def test_haproxy_check_can_fail(boxes: BoxFactory) -> None:
     cfg = variant_config("dev")
     text = render_haproxy(cfg, cfg.haproxy.nodes[0], FAKE_CREDS).replace("shutdown-sessions", "shutdown-sesions")
     box = boxes("haproxy-broken")
-    box.put({HAPROXY_CONFIG: text})
+    box.put({HAPROXY_CONFIG: text, **ToolsCA().haproxy_files(cfg.haproxy.nodes[0])})
     result = box.exec("haproxy", "-c", "-f", HAPROXY_CONFIG)
     assert result.returncode != 0
     assert "shutdown-sesions" in result.stdout + result.stderr
@@ -160,7 +161,7 @@ def test_haproxy_stats_take_the_rendered_password(tools_env: ToolsEnv) -> None:
         cmd=("haproxy", "-db", "-f", HAPROXY_CONFIG),
         network=tools_env.network,
         ip=str(node.address),
-        files={HAPROXY_CONFIG: render_haproxy(cfg, node, FAKE_CREDS)},
+        files={HAPROXY_CONFIG: render_haproxy(cfg, node, FAKE_CREDS), **ToolsCA().haproxy_files(node)},
     )
     url = f"http://{node.address}:{cfg.haproxy.stats_port}/;csv"
 

@@ -192,7 +192,7 @@ def test_docker_container_inputs(dev: Graph) -> None:
     assert pg["restart"] == "unless-stopped"
     assert pg["command"] == ["/usr/local/bin/pgha-run"]
     assert pg["healthcheck"]["tests"][:2] == ["CMD", "curl"]
-    assert pg["healthcheck"]["tests"][-1] == "http://127.0.0.1:8008/health"
+    assert pg["healthcheck"]["tests"][-1] == "https://127.0.0.1:8008/health"
     assert pg["wait"] is False, "the converge step waits for health, after it delivered the files"
     mounts = {v["containerPath"]: v["volumeName"] for v in pg["volumes"]}
     assert mounts == {
@@ -419,7 +419,7 @@ def test_dev_outputs(dev: Graph) -> None:
     assert out["read_only_endpoint"] == {"host": "10.89.0.30", "port": 5001}
     assert out["published_endpoints"]["read_write"] == {"host": "127.0.0.1", "ports": [5000, 5100]}
     assert out["etcd_endpoints"] == [f"http://10.89.0.1{i}:2379" for i in (1, 2, 3)]
-    assert out["patroni_rest_urls"] == [f"http://10.89.0.2{i}:8008" for i in (1, 2, 3)]
+    assert out["patroni_rest_urls"] == [f"https://10.89.0.2{i}:8008" for i in (1, 2, 3)]
     assert out["haproxy_stats_urls"] == ["http://10.89.0.31:7000/", "http://10.89.0.32:7000/"]
     assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app\?sslmode=verify-full",
                         reveal(out["app_dsn"]))

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from render.haproxy import client_sources, haproxy_word, render_haproxy
+from render.paths import HAPROXY_TLS_CA, HAPROXY_TLS_CLIENT
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load
 
 
@@ -33,7 +34,8 @@ def test_listeners_route_by_patroni_role(variant: str) -> None:
         "on-marked-down shutdown-sessions"
     )
     servers = [
-        f"server {n.name} {n.address}:{cfg.postgres.port} check port {cfg.patroni.rest_api_port}"
+        f"server {n.name} {n.address}:{cfg.postgres.port} check port {cfg.patroni.rest_api_port} check-ssl verify "
+        f"required ca-file {HAPROXY_TLS_CA} crt {HAPROXY_TLS_CLIENT} verifyhost {n.name}"
         for n in cfg.postgres.nodes
     ]
     rw = _listener(text, "postgres_read_write")

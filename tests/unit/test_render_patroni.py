@@ -9,7 +9,7 @@ import yaml
 
 from config import ConfigError, parse
 from render.credentials import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER
-from render.paths import PG_BIN, PG_DATA, POST_BOOTSTRAP_SCRIPT
+from render.paths import PG_BIN, PG_DATA, PG_TLS_CA, POST_BOOTSTRAP_SCRIPT
 from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
 
@@ -41,8 +41,8 @@ def test_dcs_sync_script_replaces_only_on_the_leader() -> None:
     assert_golden("dev/pgha-dcs-sync.sh", script)
     lines = [line.strip() for line in script.splitlines()]
     assert lines[0] == "#!/bin/bash"
-    url = f"http://127.0.0.1:{cfg.patroni.rest_api_port}/primary"
-    primary = lines.index(f'if curl -sf -o /dev/null --max-time 5 "{url}"; then')
+    url = f"https://127.0.0.1:{cfg.patroni.rest_api_port}/primary"  # HTTPS, verified with the cluster CA
+    primary = lines.index(f'if curl --cacert {PG_TLS_CA} -sf -o /dev/null --max-time 5 "{url}"; then')
     replace = next(i for i, line in enumerate(lines) if "edit-config --replace" in line)
     assert primary < replace
 
@@ -183,3 +183,20 @@ def test_a_non_member_is_refused() -> None:
     cfg = load("dev")
     with pytest.raises(ValueError, match=r"not one of postgres\.nodes"):
         render_patroni(cfg, cfg.haproxy.nodes[0], FAKE_CREDS)
+
+
+def test_the_rest_api_serves_https_and_asks_unsafe_requests_for_a_client_certificate() -> None:
+    cfg = load("dev")
+    conf = _conf()
+    restapi = conf["restapi"]
+    assert (restapi["certfile"], restapi["keyfile"], restapi["cafile"]) == (
+        "/etc/patroni/tls/server.crt", "/etc/patroni/tls/server.key", PG_TLS_CA)
+    # optional: a certificate is required for POST/PUT/PATCH/DELETE only (reads answer HAProxy and monitoring).
+    assert restapi["verify_client"] == "optional"
+    members = [str(n.address) for n in cfg.postgres.nodes]
+    assert restapi["allowlist"] == ["127.0.0.1", *members, *(str(n.address) for n in cfg.haproxy.nodes)]
+    assert restapi["allowlist_include_members"] is True
+    # patronictl and Patroni's own calls to other members present the node's certificate and verify theirs.
+    assert conf["ctl"] == {"certfile": restapi["certfile"], "keyfile": restapi["keyfile"], "cacert": PG_TLS_CA,
+                           "insecure": False}
+    assert conf["postgresql"]["use_unix_socket"] is True

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from render.paths import BACKUP_SCRIPT, PG_DATA, PG_SOCKET_DIR
+from render.paths import BACKUP_SCRIPT, PG_DATA, PG_SOCKET_DIR, PG_TLS_CA
 from render.pgbackrest import render_backup_cron, render_backup_script, render_pgbackrest
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load
 
@@ -87,8 +87,8 @@ def test_backup_script_follows_the_leader() -> None:
     assert "set -euo pipefail" in lines
     assert "full|diff|incr|check) ;;" in lines
     assert f"exec pgbackrest --stanza={cfg.stanza} check" in lines
-    url = f"http://127.0.0.1:{cfg.patroni.rest_api_port}/primary"
-    check = lines.index(f'if ! curl -sf -o /dev/null --max-time 5 "{url}"; then')
+    url = f"https://127.0.0.1:{cfg.patroni.rest_api_port}/primary"  # HTTPS, verified with the cluster CA
+    check = lines.index(f'if ! curl --cacert {PG_TLS_CA} -sf -o /dev/null --max-time 5 "{url}"; then')
     create = lines.index(f"pgbackrest --stanza={cfg.stanza} stanza-create")
     backup = lines.index(f'pgbackrest --stanza={cfg.stanza} --type="$type" backup')
     assert check < create < backup
@@ -96,4 +96,4 @@ def test_backup_script_follows_the_leader() -> None:
     leaving = lines.index("exit 0", check)
     assert leaving < create and lines[leaving - 1] == 'echo "pgha-backup: this node is not the primary; nothing to do"'
     assert "exit 1" in lines[check:leaving]
-    assert f'{cfg.patroni.rest_api_port}/cluster" | python3 -c \'' in lines[check + 3]
+    assert f'{cfg.patroni.rest_api_port}/cluster"; }} | python3 -c \'' in lines[check + 3]

@@ -109,7 +109,7 @@ def test_the_leader_goes_last_and_published_ports_do_not_move(monkeypatch: pytes
     assert "pgha-dev-pg-3-patroni-service" in deps(graph, "pgha-dev-pg-1-patroni-handover"), "pg-1 last"
     assert "pgha-dev-pg-2-patroni-service" in deps(graph, "pgha-dev-pg-3-patroni-handover")
     assert {c.name: c.inputs["ports"] for c in graph.of_type(CONTAINER)} == ports
-    assert graph.outputs["patroni_rest_urls"][0].startswith("http://10.89.0.21:"), "outputs in the configured order"
+    assert graph.outputs["patroni_rest_urls"][0].startswith("https://10.89.0.21:"), "outputs in the configured order"
 
 
 def closure(graph: Graph, name: str) -> set[str]:
@@ -218,11 +218,11 @@ def test_the_ssh_target_asks_each_hosts_patroni_for_the_leader(monkeypatch: pyte
     asked: list[str] = []
     led = cluster_led_by("pg-1")
     monkeypatch.setattr(target_base, "fetch_json",
-                        lambda url: asked.append(url) or (led(url) if url.startswith("http://192.0.2.22:") else None))
+                        lambda url: asked.append(url) or (led(url) if url.startswith("https://192.0.2.22:") else None))
     target = SshTarget(cfg, SSH_KEY)
     order = target.rolling_order(list(cfg.postgres.nodes), target.postgres_members(list(cfg.postgres.nodes)))
     assert [n.name for n in order] == ["pg-2", "pg-3", "pg-1"]
-    assert asked == [f"http://192.0.2.2{i}:8008/cluster" for i in (1, 2)], "it stops at the first that answers"
+    assert asked == [f"https://192.0.2.2{i}:8008/cluster" for i in (1, 2)], "it stops at the first that answers"
     asked.clear()
     graph = pinned()
     assert not asked, "the offline evaluation asked a host"

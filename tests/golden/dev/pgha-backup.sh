@@ -15,10 +15,10 @@ case "$type" in
         ;;
 esac
 
-if ! curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:8008/primary"; then
+if ! curl --cacert /etc/patroni/tls/ca.crt -sf -o /dev/null --max-time 5 "https://127.0.0.1:8008/primary"; then
     # Nothing to back up here. A check still fails while the cluster has no running leader (a failed
     # bootstrap, a lost DCS): a deployment must not call such a cluster ready.
-    if [ "$type" = check ] && ! curl -sf --max-time 5 "http://127.0.0.1:8008/cluster" | python3 -c '
+    if [ "$type" = check ] && ! { curl --cacert /etc/patroni/tls/ca.crt -sf --max-time 5 "https://127.0.0.1:8008/cluster" || curl -sf --max-time 5 "http://127.0.0.1:8008/cluster"; } | python3 -c '
 import json, sys
 members = json.load(sys.stdin).get("members", [])
 sys.exit(not any(m.get("role") == "leader" and m.get("state") == "running" for m in members))' 2>/dev/null; then

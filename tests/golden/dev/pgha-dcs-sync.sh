@@ -8,7 +8,7 @@
 set -uo pipefail
 
 while true; do
-    if curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:8008/primary"; then
+    if curl --cacert /etc/patroni/tls/ca.crt -sf -o /dev/null --max-time 5 "https://127.0.0.1:8008/primary"; then
         if ! out=$(patronictl -c "/etc/patroni/patroni.yml" edit-config --replace "/etc/patroni/dynamic.yml" --force 2>&1); then
             echo "pgha-dcs-sync: replacing the DCS configuration with /etc/patroni/dynamic.yml failed: $out" >&2
         elif [ "$out" != "Not changed" ]; then
