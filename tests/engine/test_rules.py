@@ -296,3 +296,10 @@ def test_an_agent_socket_that_does_not_answer_fails_before_any_dial(tmp_path: Pa
     with pytest.raises(ssh.EngineError, match=r"dial unix .*gone\.sock"):
         conn.dial()
     assert make_secret("x") != "x"
+
+
+def test_a_host_key_that_does_not_parse_fails_before_any_dial() -> None:
+    # 10.99.0.1 is never dialled: pulumi-command parses the host key first (SSHConfig) and fails there.
+    conn = Connection(host="10.99.0.1", host_key="ssh-ed25519 AAAA!!", dial_error_limit=-1)
+    with pytest.raises(ssh.EngineError, match=r"root@10\.99\.0\.1:22: failed to parse host key"):
+        conn.dial()
