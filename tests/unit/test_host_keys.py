@@ -95,6 +95,11 @@ def test_a_malformed_or_unusable_key_is_refused_naming_the_address(line: str, me
     assert "pgha:ssh.host_keys.192.0.2.21: " in text and message in text, text
 
 
+def test_keys_are_given_by_address_not_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"pgha:ssh.host_keys.pg-1\[key\]: Input is not a valid IPv4 address"):
+        parse(raw(host_keys={**every_key(), "pg-1": ed25519_line()}))
+
+
 # ------------------------------------------------------------------------------------------ every address
 
 
