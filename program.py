@@ -45,6 +45,23 @@ def ssh_private_key(cfg: ClusterConfig) -> pulumi.Output[str] | None:
         ) from None
 
 
+def ssh_known_hosts(cfg: ClusterConfig) -> tuple[str, str] | None:
+    """The (path, text) of `ssh.known_hosts_file`, when given; refuses, before anything is declared, a stack
+    with an address that has no key there nor in `ssh.host_keys`."""
+    if cfg.ssh is None or cfg.ssh.known_hosts_file is None:
+        return None
+    path = Path(cfg.ssh.known_hosts_file).expanduser()
+    try:
+        known_hosts = (str(path), path.read_text())
+    except OSError as error:
+        raise pulumi.RunError(f"pgha:ssh.known_hosts_file: cannot read {path}: {error.strerror}") from None
+    try:
+        cfg.pinned_host_keys(known_hosts)
+    except ValueError as error:
+        raise pulumi.RunError(f"invalid stack configuration:\n  pgha:{error}") from None
+    return known_hosts
+
+
 def check_ssh_agent(cfg: ClusterConfig) -> None:
     """Refuse, before anything is declared, an SSH agent socket every remote command would fail on."""
     if cfg.ssh is not None:
@@ -57,7 +74,7 @@ def main() -> PostgresCluster:
     """Declare the whole stack."""
     cfg = load_config()
     check_ssh_agent(cfg)
-    target = make_target(cfg, ssh_private_key(cfg))
+    target = make_target(cfg, ssh_private_key(cfg), ssh_known_hosts(cfg))
     cluster = PostgresCluster(cfg.name, PostgresClusterArgs(cfg, target))
     hap = cfg.haproxy
     pulumi.export("cluster_name", cfg.name)

@@ -7,16 +7,19 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES, host_packages
+from config.host_keys import HostKey, parse_key, pin
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 # A Debian package version as apt takes it in NAME=VERSION: [epoch:]upstream[-revision].
 DebianVersion = Annotated[str, StringConstraints(pattern=r"^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$", max_length=100)]
+# A host's public key as its /etc/ssh/ssh_host_*_key.pub holds it (`TYPE BASE64 [COMMENT]`), kept as `TYPE BASE64`.
+HostKeyLine = Annotated[str, AfterValidator(lambda text: parse_key(text).line)]
 
 # Patroni's own lower bounds: one source with the policy pack (catalog/limits.py).
 PATRONI_MIN_TTL = limits.PATRONI_MIN_TTL
@@ -269,6 +272,11 @@ class SshSettings(Model):
     # them). Unpinned packages are installed at the version the hosts' sources offer and never upgraded by
     # a deployment; a changed pin upgrades (or downgrades) one host at a time, the leader last.
     packages: dict[str, DebianVersion] = {}
+    # Host address -> its SSH host key: every remote command checks it (pulumi-command's hostKey), so a machine
+    # in the middle gets nothing. Every address of the stack needs one, here or in known_hosts_file (an
+    # OpenSSH known_hosts file, read by the program; a key here wins over the file's for the same address).
+    host_keys: dict[IPv4Address, HostKeyLine] = {}
+    known_hosts_file: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]+$")] | None = None
 
     @model_validator(mode="after")
     def _known_packages(self) -> SshSettings:
@@ -425,7 +433,17 @@ class ClusterConfig(Model):
                     "haproxy.virtual_ip: missing; the ssh target needs a free IPv4 address on the "
                     "HAProxy nodes' network for keepalived"
                 )
+            ssh = self.ssh or SshSettings()
+            if ssh.known_hosts_file is None:  # otherwise the program reads the file (pinned_host_keys)
+                self.pinned_host_keys()
         return self
+
+    def pinned_host_keys(self, known_hosts: tuple[str, str] | None = None) -> dict[str, HostKey]:
+        """Host address -> the key the ssh target pins, for every address of the stack, from ssh.host_keys and
+        `known_hosts` ((path, text) of ssh.known_hosts_file); raises ValueError naming the addresses without."""
+        ssh = self.ssh or SshSettings()
+        return pin([(h.name, str(h.address)) for h in self.all_hosts()], ssh.port,
+                             {str(a): k for a, k in ssh.host_keys.items()}, known_hosts)
 
     def generation(self, host: Host) -> int:
         """The host's generation (host_generations; 0 until it is raised)."""

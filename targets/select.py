@@ -10,10 +10,11 @@ from targets.docker import DockerTarget
 from targets.ssh import SshTarget
 
 
-def make_target(cfg: ClusterConfig, ssh_private_key: pulumi.Input[str] | None = None) -> Target:
-    """The target named by `cfg.target`."""
+def make_target(cfg: ClusterConfig, ssh_private_key: pulumi.Input[str] | None = None,
+                ssh_known_hosts: tuple[str, str] | None = None) -> Target:
+    """The target named by `cfg.target` (the ssh one with the (path, text) of `ssh.known_hosts_file`)."""
     if cfg.target == "docker":
         return DockerTarget(cfg)
     if ssh_private_key is None:
         raise ValueError("pgha:sshPrivateKey: missing; the ssh target needs a private key (see README)")
-    return SshTarget(cfg, ssh_private_key)
+    return SshTarget(cfg, ssh_private_key, ssh_known_hosts)

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_command as command
 
 from catalog.roles import POSTGRES
+from config.host_keys import pin
 from config.models import ClusterConfig, Host
 from operations import packages as packages_op
 from render.shell import rest_url
@@ -167,23 +168,44 @@ class SshTarget(Target):
     kind = "ssh"
     control = SystemdControl()
 
-    def __init__(self, cfg: ClusterConfig, private_key: pulumi.Input[str]) -> None:
+    def __init__(self, cfg: ClusterConfig, private_key: pulumi.Input[str],
+                 known_hosts: tuple[str, str] | None = None) -> None:
         super().__init__(cfg)
         if cfg.ssh is None:
             raise ValueError("ssh: settings are required for the ssh target")
         self.settings = cfg.ssh
         self.private_key = private_key
+        # Address -> the host key every command there checks: ssh.host_keys, then `known_hosts` ((path, text)
+        # of ssh.known_hosts_file, read by the program).
+        self.known_hosts = known_hosts
+        self.host_keys = {address: key.line for address, key in cfg.pinned_host_keys(known_hosts).items()}
         self._gate_steps: list[pulumi.Resource] | None = None
+
+    def host_key(self, host: Host) -> str:
+        """The key `host` must show; a host the stack no longer lists (its leave step runs there) needs one too."""
+        address = str(host.address)
+        if address not in self.host_keys:
+            inline = {str(a): k for a, k in self.settings.host_keys.items()}
+            try:
+                pinned = pin([(host.name, address)], self.settings.port, inline, self.known_hosts)
+            except ValueError as error:
+                raise ValueError(f"pgha:{error} ({host.name} leaves the stack: its leave step runs there, so keep "
+                                 "its key until it has left)") from None
+            self.host_keys[address] = pinned[address].line
+        return self.host_keys[address]
 
     def connection(self, host: Host) -> command.remote.ConnectionArgs:
         """How to reach `host`; the key stays a secret Output. Without `ssh.agent_socket_path` pulumi-command
-        also offers the keys of the agent at SSH_AUTH_SOCK, when that is set (see agent_problem)."""
+        also offers the keys of the agent at SSH_AUTH_SOCK, when that is set (see agent_problem). The host must
+        prove it holds the pinned host key: pulumi-command asks it for exactly that key's type and refuses any
+        other key ("ssh: handshake failed: ssh: host key mismatch") before anything is sent."""
         return command.remote.ConnectionArgs(
             host=str(host.address),
             port=self.settings.port,
             user=self.settings.user,
             private_key=pulumi.Output.secret(self.private_key),
             agent_socket_path=self.settings.agent_socket_path,
+            host_key=self.host_key(host),
             dial_error_limit=20,
         )
 

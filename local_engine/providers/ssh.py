@@ -5,8 +5,12 @@ pulumi/pulumi-command provider/pkg/provider/remote/connection.go:
 - auth methods in order: the private key, the password, then the SSH agent at ``agentSocketPath``, or,
   when that is unset, at ``SSH_AUTH_SOCK`` when the variable is set and non-empty. An agent socket that
   cannot be dialled fails the connection (SSHConfig returns the error), before any dial of the host;
-- without ``hostKey`` the host key is not checked (InsecureIgnoreHostKey); with it, the key (an
-  authorized_keys line) must match (FixedHostKey);
+- without ``hostKey`` the host key is not checked (InsecureIgnoreHostKey); with it (an authorized_keys line,
+  ssh.ParseAuthorizedKey: its first key) the client offers the server exactly that key's type
+  (HostKeyAlgorithms = [publicKey.Type()]) and accepts only that key (FixedHostKey), in golang.org/x/crypto
+  v0.48.0: "ssh: handshake failed: ssh: host key mismatch", or "ssh: no common algorithm for host key; we
+  offered: [...]" when the server has no key of that type. Like any dial error it is retried up to
+  dialErrorLimit and then reported as "after N failed attempts: <error>";
 - dialWithRetry: pulumi's retry.Until (100 ms, growing 1.5x, at most 5 s between dials) until the dials
   exceed dialErrorLimit (-1: no limit), so the default allows 11 dials.
 remote/commandOutputs.go (run): one session per command, stdin attached when non-empty, output
@@ -17,6 +21,7 @@ PULUMI_COMMAND_* ones only warn.
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
 import socket
@@ -93,35 +98,53 @@ class Connection:
                               "unset SSH_AUTH_SOCK or fix it)") from exc
         return _read_agent_keys(sock)
 
-    def _host_keys(self, client: paramiko.SSHClient) -> None:
-        if not self.host_key:
+    def _pinned(self) -> bytes | None:
+        """The pinned host key's blob (the first key of the ``hostKey`` authorized_keys text), or None."""
+        if self.host_key is None:
+            return None
+        for line in self.host_key.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and not fields[0].startswith("#"):
+                try:
+                    blob = base64.b64decode(fields[1], validate=True)
+                    paramiko.PKey.from_type_string(_blob_type(blob), blob)
+                    return blob
+                except (ValueError, binascii.Error, paramiko.SSHException) as exc:
+                    raise EngineError(f"{self.label}: failed to parse host key: {exc}") from exc
+        raise EngineError(f"{self.label}: failed to parse host key: ssh: no key found")
+
+    def _host_key_check(self, client: paramiko.SSHClient) -> dict[str, list[str]] | None:
+        """Set the client's host key policy as the provider's; the algorithms to disable when a key is pinned."""
+        blob = self._pinned()
+        if blob is None:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            return
-        key_type, _, blob = self.host_key.strip().partition(" ")
-        try:
-            known = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob.split()[0]))
-        except (ValueError, IndexError, paramiko.SSHException) as exc:
-            raise EngineError(f"{self.label}: failed to parse host key: {exc}") from exc
-        client.get_host_keys().add(f"[{self.host}]:{self.port}" if self.port != 22 else self.host, key_type, known)
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            return None
+        client.set_missing_host_key_policy(_FixedHostKey(blob))
+        # Only the pinned key's type is offered, as x/crypto's HostKeyAlgorithms = [publicKey.Type()]. paramiko
+        # has no SHA-1 "ssh-rsa" host key algorithm: an RSA pin offers nothing, which fails as the Go client
+        # does against OpenSSH 8.8 and later (they no longer offer "ssh-rsa").
+        offered = _blob_type(blob)
+        return {"keys": [k for k in paramiko.Transport._preferred_keys if k != offered]}
 
     def dial(self) -> paramiko.SSHClient:
         """Connect, retrying like pulumi-command: at most ``dial_error_limit`` failed dials (-1: no limit)."""
+        self._pinned()  # the provider parses the host key first: a bad one fails before any dial
         pkey = self._pkey()
         agent_keys = self._agent_keys()
         delay, dials = DIAL_DELAY_S, 0
         while True:
             client = paramiko.SSHClient()
-            self._host_keys(client)
+            disabled = self._host_key_check(client)
             timeout = self.per_dial_timeout or None
             try:
-                self._connect(client, pkey, agent_keys, timeout)
+                self._connect(client, pkey, agent_keys, timeout, disabled)
                 return client
             except (OSError, paramiko.SSHException) as exc:
                 client.close()
-                if isinstance(exc, paramiko.BadHostKeyException):
-                    raise EngineError(f"{self.label}: ssh: handshake failed: knownhosts: key mismatch") from exc
                 dials += 1
+                handshake = _handshake_error(exc, self._pinned())
+                if handshake and self.dial_error_limit != -1 and dials > self.dial_error_limit:
+                    raise EngineError(f"after {dials - 1} failed attempts: {handshake}") from exc
                 if self.dial_error_limit != -1 and dials > self.dial_error_limit:
                     reason = (", ".join(str(e) for e in exc.errors.values())
                               if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) else str(exc))
@@ -131,7 +154,7 @@ class Connection:
             delay = min(delay * DIAL_BACKOFF, DIAL_MAX_DELAY_S)
 
     def _connect(self, client: paramiko.SSHClient, pkey: paramiko.PKey | None, agent_keys: list[Any],
-                 timeout: int | None) -> None:
+                 timeout: int | None, disabled: dict[str, list[str]] | None = None) -> None:
         # The key first, then the password (paramiko tries both in one connect), then each agent key.
         candidates: list[Any] = [pkey] if pkey is not None or self.password else []
         candidates += agent_keys
@@ -139,11 +162,43 @@ class Connection:
             try:
                 client.connect(self.host, port=self.port, username=self.user, pkey=key, password=self.password,
                                timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
-                               allow_agent=False)
+                               allow_agent=False, disabled_algorithms=disabled)
                 return
             except paramiko.AuthenticationException:
                 if index == len(candidates) - 1:
                     raise
+
+
+class _HostKeyMismatchError(paramiko.SSHException):
+    """The server's host key is not the pinned one."""
+
+
+class _FixedHostKey(paramiko.MissingHostKeyPolicy):
+    """x/crypto's FixedHostKey: the server's key must be the pinned one, byte for byte (whatever the name)."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if key.asbytes() != self.blob:
+            raise _HostKeyMismatchError(f"{hostname}: {key.get_name()} {key.get_base64()} is not the pinned key")
+
+
+def _blob_type(blob: bytes) -> str:
+    """The key type a public key blob starts with (its first SSH string)."""
+    size = int.from_bytes(blob[:4], "big")
+    if len(blob) < 4 + size:
+        raise ValueError("ssh: short read")
+    return blob[4:4 + size].decode(errors="replace")
+
+
+def _handshake_error(exc: BaseException, pinned: bytes | None) -> str | None:
+    """x/crypto's text for a failed host key check (what pulumi-command reports), or None for other errors."""
+    if isinstance(exc, _HostKeyMismatchError):
+        return "ssh: handshake failed: ssh: host key mismatch"
+    if pinned is not None and isinstance(exc, paramiko.ssh_exception.IncompatiblePeer) and "host key" in str(exc):
+        return f"ssh: handshake failed: ssh: no common algorithm for host key; we offered: [{_blob_type(pinned)}]"
+    return None
 
 
 def _read_agent_keys(sock: socket.socket) -> list[Any]:

@@ -69,11 +69,18 @@ KEPT: dict[str, str] = {"marker": f"kept-{uuid.uuid4().hex[:8]}"}
 COMMAND = "command:remote:Command"
 
 
+def with_host_keys(fleet: fleet_module.Fleet, ssh: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`pgha:ssh` (the stack file's unless given) pinning every test host's key as it is now: a host rebuilt or
+    moved has new ones, and the stack follows, as an operator's would."""
+    return {**(ssh or CONFIG["pgha:ssh"]), "host_keys": fleet.host_keys()}
+
+
 class Runs:
     """The deployments of this module: one stack, deployed again and again as `pulumi up` would."""
 
-    def __init__(self, private_key: str) -> None:
-        self.stack = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: private_key},
+    def __init__(self, fleet: fleet_module.Fleet) -> None:
+        self.fleet = fleet
+        self.stack = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: fleet.private_key},
                            secret_keys=[KEY])
         self.all: list[Update] = []
 
@@ -82,9 +89,11 @@ class Runs:
         return self.all[-1]
 
     def up(self, **config: Any) -> Update:
-        """Run the program (again); `config` overrides stack keys (e.g. postgres=...)."""
+        """Run the program (again); `config` overrides stack keys (e.g. postgres=...). The hosts' keys are
+        those they have now."""
         import program
 
+        config["ssh"] = with_host_keys(self.fleet, config.get("ssh") or self.stack.base_config.get("pgha:ssh"))
         try:
             update = self.stack.up(program.main, {f"pgha:{k}": v for k, v in config.items()})
         except UpdateFailedError as failed:
@@ -150,7 +159,7 @@ def hosts(fleet: fleet_module.Fleet) -> SystemdHosts:
 
 @pytest.fixture(scope="module")
 def runs(fleet: fleet_module.Fleet, hosts: SystemdHosts) -> Runs:
-    chain = Runs(fleet.private_key)
+    chain = Runs(fleet)
     sampler = ProcessSampler(hosts, list(fleet.addresses))
     sampler.start()
     try:
@@ -470,7 +479,12 @@ def test_haproxy_nodes_join_and_leave_the_virtual_ip_never_doubled(healthy: None
 def test_hosts_rebuilt_empty_rejoin_with_their_generation_raised(healthy: None, cluster: ClusterUnderTest,
                                                                  deployments: changes.Deployments,
                                                                  fleet: fleet_module.Fleet, writer: Writer) -> None:
-    figures = changes.hosts_rebuilt_empty_rejoin(deployments, cluster, writer, fleet.rebuild)
+    # Rebuilt with their host keys restored from a backup of /etc/ssh: the raised generation replaces the
+    # host's converge step, whose delete runs first with the connection the state holds, the old key pinned
+    # (pulumi-command reads the stored inputs): against new keys it would fail with "host key mismatch"
+    # (README: "A host rebuilt empty"). The moved hosts below are new machines with new keys.
+    figures = changes.hosts_rebuilt_empty_rejoin(deployments, cluster, writer,
+                                                 lambda node: fleet.rebuild(node, keep_host_keys=True))
     MEASURED.update({f"rebuilt_{k}": v for k, v in figures.items()})
 
 
@@ -763,8 +777,8 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
     # The data stayed: a new deployment (a new stack) refuses it instead of adopting it silently.
     import program
 
-    fresh = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: fleet.private_key},
-                  secret_keys=[KEY])
+    fresh = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE,
+                  config={KEY: fleet.private_key, "pgha:ssh": with_host_keys(fleet)}, secret_keys=[KEY])
     with pytest.raises(UpdateFailedError, match=r"etcd-\d: /var/lib/etcd already holds data \(pgha-e2e/member\): a "
                                                 "new deployment does not adopt it"):
         fresh.up(program.main)
@@ -773,7 +787,7 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
                               check=False).strip(), f"{node}: nothing was started on the refused data"
     fresh.destroy()
     # purge_data_on_destroy: true renders a delete that removes the data directories: run it on etcd.
-    purge = purge_delete_command(fleet.private_key, f"{CLUSTER}-etcd-etcd-1-service")
+    purge = purge_delete_command(fleet, f"{CLUSTER}-etcd-etcd-1-service")
     assert "rm -rf --one-file-system /var/lib/etcd" in purge
     for node in ETCD:
         status, output = fleet.ssh(node, purge)
@@ -792,8 +806,8 @@ def test_a_new_deployment_adopts_the_data_only_when_the_stack_says_so(hosts: Sys
     def running() -> list[str]:
         return [n for n in PG_NODES if hosts.exec(n, "bash", "-c", "pgrep -x postgres || true").strip()]
 
-    adopting = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE, config={KEY: fleet.private_key},
-                     secret_keys=[KEY])
+    adopting = Stack("e2e-ssh", ROOT, project="pgha", stack_file=STACK_FILE,
+                     config={KEY: fleet.private_key, "pgha:ssh": with_host_keys(fleet)}, secret_keys=[KEY])
     adopt = {"pgha:adopt_existing_data": True}
     with pytest.raises(UpdateFailedError, match=rf"the backup repository {REPO_PATH} holds stanza {CLUSTER}, "
                                                 "written by the deployment whose data this is") as refused:
@@ -845,10 +859,10 @@ def _missing(hosts: SystemdHosts, node: str, path: str) -> bool:
     return hosts.exec(node, "bash", "-c", f"test -e {path} && echo present || echo missing").strip() == "missing"
 
 
-def purge_delete_command(private_key: str, name: str) -> str:
+def purge_delete_command(fleet: fleet_module.Fleet, name: str) -> str:
     """The `delete` the program declares for `name` with ssh.purge_data_on_destroy: true."""
     from tests.support.mock_runtime import run_program
 
-    ssh = {**CONFIG["pgha:ssh"], "purge_data_on_destroy": True}
-    graph = run_program(STACK_FILE, {"ssh": ssh}, secrets_config={"sshPrivateKey": private_key})
+    ssh = with_host_keys(fleet, {**CONFIG["pgha:ssh"], "purge_data_on_destroy": True})
+    graph = run_program(STACK_FILE, {"ssh": ssh}, secrets_config={"sshPrivateKey": fleet.private_key})
     return str(graph.named(name).inputs["delete"])

@@ -235,11 +235,13 @@ class FakeSsh:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, str, str | None, dict[str, str]]] = []
+        self.host_keys: list[str | None] = []  # the pinned host key of each call
         self.statuses: list[int] = []
 
     def __call__(self, conn: Connection, command: str, stdin: str | None, env: dict[str, str] | None = None,
                  **_: Any) -> Result:
         self.calls.append((conn.host, conn.port, command, stdin, dict(env or {})))
+        self.host_keys.append(conn.host_key)
         status = self.statuses.pop(0) if self.statuses else 0
         out, err = f"ran {command}", "oops" if status else ""
         return Result(status, out, err, f"{out}\n{err}", 0.01)
@@ -296,3 +298,28 @@ def test_an_agent_socket_that_does_not_answer_fails_before_any_dial(tmp_path: Pa
     with pytest.raises(ssh.EngineError, match=r"dial unix .*gone\.sock"):
         conn.dial()
     assert make_secret("x") != "x"
+
+
+def test_a_host_key_that_does_not_parse_fails_before_any_dial() -> None:
+    # 10.99.0.1 is never dialled: pulumi-command parses the host key first (SSHConfig) and fails there.
+    conn = Connection(host="10.99.0.1", host_key="ssh-ed25519 AAAA!!", dial_error_limit=-1)
+    with pytest.raises(ssh.EngineError, match=r"root@10\.99\.0\.1:22: failed to parse host key"):
+        conn.dial()
+
+
+def test_a_replaced_command_is_deleted_with_the_host_key_its_state_pins(
+        fake_ssh: FakeSsh, new_stack: Callable[..., Stack]) -> None:
+    """pulumi-command deletes with the stored connection: a host rebuilt with new keys (a raised trigger and a
+    new pin) sees the old key in the delete that runs before the new create (README: A host rebuilt empty)."""
+    def program(generation: str, key: str) -> Callable[[], None]:
+        return lambda: pcommand.remote.Command("svc", connection=pcommand.remote.ConnectionArgs(
+            host="10.99.0.1", private_key=pulumi.Output.secret("KEY"), host_key=key), create="bash -s",
+            stdin="echo hi", delete="stop", triggers=[generation], add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(delete_before_replace=True))
+
+    stack = new_stack()
+    stack.up(program("0", "ssh-ed25519 OLD"))
+    stack.up(program("1", "ssh-ed25519 NEW"))
+    assert [(c[2], k) for c, k in zip(fake_ssh.calls, fake_ssh.host_keys, strict=True)] == [
+        ("bash -s", "ssh-ed25519 OLD"), ("stop", "ssh-ed25519 OLD"), ("bash -s", "ssh-ed25519 NEW")]
+    stack.destroy()

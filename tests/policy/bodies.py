@@ -16,6 +16,7 @@ from config.models import ClusterConfig, Host
 from program import load_config, ssh_private_key
 from targets import Placement, Process, ServiceSpec, Storage, Target
 from targets.select import make_target
+from tests.support.mock_runtime import example_host_key
 
 LITERAL_PASSWORD = "hand-written-superuser-pw"
 TRUST_RULE = "host all all 0.0.0.0/0 trust"
@@ -59,7 +60,11 @@ class EditingTarget(Target):
 
 
 def compose(cfg: ClusterConfig, wrap: Callable[[Target], Target] | None = None) -> PostgresCluster:
-    """Declare the cluster for `cfg` as program.main does, even when `cfg` breaks what validation enforces."""
+    """Declare the cluster for `cfg` as program.main does, even when `cfg` breaks what validation enforces
+    (hosts added here get example host keys)."""
+    if cfg.ssh is not None:
+        keys = {h.address: example_host_key(str(h.address)) for h in cfg.all_hosts()}
+        cfg = cfg.model_copy(update={"ssh": cfg.ssh.model_copy(update={"host_keys": keys})})
     target = make_target(cfg, ssh_private_key(cfg))
     return PostgresCluster(cfg.name, PostgresClusterArgs(cfg, wrap(target) if wrap else target))
 

@@ -12,7 +12,16 @@ import pytest
 import yaml
 
 from catalog.roles import image_packages
-from tests.support.mock_runtime import SSH_KEY, Graph, Registration, converge_files, is_secret, reveal, run_program
+from tests.support.mock_runtime import (
+    SSH_KEY,
+    Graph,
+    Registration,
+    converge_files,
+    is_secret,
+    prod_ssh,
+    reveal,
+    run_program,
+)
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
@@ -37,7 +46,10 @@ def scaled(stack: str) -> dict[str, Any]:
     net = "10.89.0" if stack == "dev" else "192.0.2"
     etcd: dict[str, Any] = {"members": hosts("etcd", 5, net, 41)}
     postgres: dict[str, Any] = {"nodes": hosts("pg", 5, net, 51)}
-    return {"etcd": etcd, "postgres": postgres}
+    if stack == "dev":
+        return {"etcd": etcd, "postgres": postgres}
+    added = [h["address"] for h in (*etcd["members"], *postgres["nodes"])]
+    return {"etcd": etcd, "postgres": postgres, "ssh": prod_ssh(added)}
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +263,8 @@ def test_ssh_commands(prod: Graph) -> None:
         assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection holds the key: secret"
         conn = reveal(cmd.inputs["connection"])
         assert conn["user"] == "root" and conn["port"] == 22 and conn["privateKey"] == SSH_KEY
+        pinned = " ".join(prod_ssh()["host_keys"][conn["host"]].split()[:2])
+        assert conn["hostKey"] == pinned, f"{cmd.name}: the host's key is checked before anything is sent"
         expected = "bash -s create" if cmd.name.endswith("-service") else "bash -s"
         assert cmd.inputs["create"] == expected, f"{cmd.name}: scripts travel on stdin, never on the command line"
         assert cmd.inputs["addPreviousOutputInEnv"] is False, f"{cmd.name}: sshd refuses environment variables"
@@ -282,14 +296,14 @@ def test_ssh_commands(prod: Graph) -> None:
 
 
 def test_ssh_purge_on_destroy_is_opt_in() -> None:
-    graph = run_program("prod", {"ssh": {"user": "root", "purge_data_on_destroy": True}},
+    graph = run_program("prod", {"ssh": prod_ssh(purge_data_on_destroy=True)},
                         secrets_config={"sshPrivateKey": SSH_KEY})
     delete = graph.named("pgha-prod-pg-1-patroni-service").inputs["delete"]
     assert "rm -rf --one-file-system /var/lib/postgresql" in delete
 
 
 def test_ssh_non_root_user_uses_sudo() -> None:
-    graph = run_program("prod", {"ssh": {"user": "deploy"}}, secrets_config={"sshPrivateKey": SSH_KEY})
+    graph = run_program("prod", {"ssh": prod_ssh(user="deploy")}, secrets_config={"sshPrivateKey": SSH_KEY})
     assert all(c.inputs["create"].startswith("sudo -n bash -s") for c in graph.of_type(COMMAND))
 
 
@@ -360,7 +374,7 @@ def test_a_stale_ssh_agent_socket_is_refused_before_anything_is_declared(tmp_pat
     agent = tmp_path / "agent.sock"
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(agent))
-        graph = run_program("prod", {"ssh": {"user": "root", "agent_socket_path": str(agent)}},
+        graph = run_program("prod", {"ssh": prod_ssh(agent_socket_path=str(agent))},
                             secrets_config={"sshPrivateKey": SSH_KEY})
     conn = reveal(graph.named("pgha-prod-pg-1-patroni-install").inputs["connection"])
     assert conn["agentSocketPath"] == str(agent), "the agent the commands use is explicit"

@@ -17,7 +17,7 @@ from operations.upgrade import drain_seconds, render_handover, render_precheck, 
 from render.keepalived import render_haproxy_ready
 from render.paths import VIP_RELEASE
 from targets import base as target_base
-from tests.support.mock_runtime import SSH_KEY, Graph, deps, run_program, stack_config
+from tests.support.mock_runtime import SSH_KEY, Graph, deps, prod_ssh, run_program, stack_config
 
 CONTAINER = "docker:index/container:Container"
 
@@ -147,7 +147,7 @@ PINS = {"patroni": "4.0.7-3~deb13u1+pgha1", "haproxy": "3.0.11-1+deb13u5"}
 
 
 def pinned(pins: dict[str, str] | None = PINS) -> Graph:
-    ssh = {"user": "root", "packages": pins or {}}
+    ssh = prod_ssh(packages=pins or {})
     return run_program("prod", {"ssh": ssh}, secrets_config={"sshPrivateKey": SSH_KEY})
 
 
@@ -198,7 +198,7 @@ def test_a_pin_rolls_one_host_at_a_time_postgresql_after_every_pre_check() -> No
 def test_no_pin_no_step_and_the_plan_says_what_a_pin_does() -> None:
     plain = pinned(None)
     assert not [r.name for r in plain.resources if "packages" in r.name]
-    graph = run_program("prod", {"ssh": {"user": "root", "packages": PINS}}, secrets_config={"sshPrivateKey": SSH_KEY},
+    graph = run_program("prod", {"ssh": prod_ssh(packages=PINS)}, secrets_config={"sshPrivateKey": SSH_KEY},
                         previous_outputs={APPLIED_OUTPUT: plain.outputs[APPLIED_OUTPUT]})
     plan = graph.outputs[PLAN_OUTPUT]
     assert plan["pg-1"] == ["install: patroni unpinned -> 4.0.7-3~deb13u1+pgha1 (one host at a time, PostgreSQL "

@@ -1,8 +1,10 @@
 """Bare-metal-like test hosts for the prod (ssh) target: systemd containers reached over real SSH.
 
 One container per host from ``Dockerfile`` (Debian trixie, systemd as PID 1, sshd, root login by a
-throwaway ed25519 key), each with a fixed address on a network of its own. Nothing of the cluster
-is installed: the program's remote commands do that from Debian's registry. What the hosts share:
+throwaway ed25519 key), each with a fixed address on a network of its own and SSH host keys of its own,
+made at its first boot; the fleet reads each host's public key through ``docker exec`` (a channel the
+network cannot tamper with), as an operator reads it on a console, for the stack to pin. Nothing of the
+cluster is installed: the program's remote commands do that from Debian's registry. What the hosts share:
 
 - a download cache of .deb files (volume ``pgha-e2e-ssh-apt-cache``, kept across sessions like a
   build cache), warmed once per session by a throwaway container so the hosts do not each fetch
@@ -15,6 +17,7 @@ Everything else carries the label ``pgha.e2e.ssh=1`` and is removed by ``cleanup
 
 from __future__ import annotations
 
+import base64
 import io
 import tarfile
 import threading
@@ -44,10 +47,7 @@ BACKUP_VOLUME = "pgha-e2e-ssh-backup"
 CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_BROADCAST", "NET_RAW"]
 SECURITY_OPT = ["seccomp=unconfined", "apparmor=unconfined"]
 BOOT_TIMEOUT_S = 120
-
-
-def _name(node: str) -> str:
-    return f"{PREFIX}{node}"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 
 def keypair() -> tuple[str, str]:
@@ -70,17 +70,17 @@ def build_image(client: docker.DockerClient, base_image: str = "debian:trixie-sl
             raise RuntimeError(f"building {IMAGE} failed: {chunk['error']}\n" + "\n".join(log[-30:]))
 
 
-def cleanup(client: docker.DockerClient | None = None) -> list[str]:
-    """Remove every container, network and volume labelled ``pgha.e2e.ssh`` (the cache stays)."""
+def cleanup(client: docker.DockerClient | None = None, label: str = LABEL) -> list[str]:
+    """Remove every container, network and volume labelled `label` (``pgha.e2e.ssh``; the cache stays)."""
     client = client or docker.from_env()
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in client.containers.list(all=True, filters={"label": label}):
         container.remove(force=True, v=True)
         removed.append(f"container {container.name}")
-    for network in client.networks.list(filters={"label": LABEL}):
+    for network in client.networks.list(filters={"label": label}):
         network.remove()
         removed.append(f"network {network.name}")
-    for volume in client.volumes.list(filters={"label": LABEL}):
+    for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
         removed.append(f"volume {volume.name}")
     return removed
@@ -113,7 +113,7 @@ def warm_apt_cache(client: docker.DockerClient, packages: Iterable[str]) -> str:
 
 @dataclass
 class Fleet:
-    """The running test hosts: addresses by node name and the key that logs in as root."""
+    """The running test hosts: addresses by node name, the key that logs in as root, each host's own key."""
 
     addresses: dict[str, str]
     private_key: str
@@ -121,11 +121,23 @@ class Fleet:
     client: docker.DockerClient = field(repr=False)
     # The hosts that mount the shared backup volume, and where.
     backup: tuple[set[str], str] = field(default=(set(), ""), repr=False)
+    # Node -> its SSH host key (ed25519, `TYPE BASE64`), read at its boot through docker exec.
+    host_keys_by_node: dict[str, str] = field(default_factory=dict)
+    # Where the hosts live: the network (made by the caller), their container names' prefix and their label.
+    network: str = NETWORK
+    prefix: str = PREFIX
+    label: str = LABEL
+    apt_cache: bool = True
 
-    def boot(self, node: str) -> None:
-        """Create and start the host `node` from the image: nothing installed, only the session's SSH key."""
+    def host_keys(self) -> dict[str, str]:
+        """Address -> SSH host key of every running host: what `pgha:ssh.host_keys` pins."""
+        return {self.addresses[node]: key for node, key in self.host_keys_by_node.items()}
+
+    def boot(self, node: str, etc_ssh: bytes | None = None) -> None:
+        """Create and start the host `node` from the image: nothing installed, only the session's SSH key (and
+        the host keys in `etc_ssh`, a tar of /etc/ssh, when given: else it makes its own at its first boot)."""
         hosts, path = self.backup
-        volumes = {APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}}
+        volumes = {APT_CACHE_VOLUME: {"bind": APT_CACHE_PATH, "mode": "rw"}} if self.apt_cache else {}
         if node in hosts:
             volumes[BACKUP_VOLUME] = {"bind": path, "mode": "rw"}
         api = self.client.api
@@ -133,17 +145,36 @@ class Fleet:
             cap_add=CAPABILITIES, security_opt=SECURITY_OPT, tmpfs={"/run": "", "/run/lock": ""},
             binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}, **volumes})
         created = api.create_container(
-            IMAGE, name=_name(node), hostname=node, labels={LABEL: "1"}, environment={"container": "docker"},
-            host_config=host_config, networking_config=api.create_networking_config(
-                {NETWORK: api.create_endpoint_config(ipv4_address=self.addresses[node])}))
+            IMAGE, name=self.prefix + node, hostname=node, labels={self.label: "1"},
+            environment={"container": "docker"}, host_config=host_config,
+            networking_config=api.create_networking_config(
+                {self.network: api.create_endpoint_config(ipv4_address=self.addresses[node])}))
         container = self.client.containers.get(created["Id"])
         container.put_archive("/root/.ssh", _tar({"authorized_keys": (self.public_key, 0o600)}))
+        if etc_ssh is not None:
+            container.put_archive("/etc", etc_ssh)
+        self.host_keys_by_node.pop(node, None)
         container.start()
 
-    def rebuild(self, node: str) -> None:
-        """The host `node` lost and rebuilt empty at the same address: a fresh machine, reachable over SSH."""
+    def read_host_key(self, node: str, timeout_s: float = BOOT_TIMEOUT_S) -> str:
+        """The host key `node` made at its first boot, read inside it (docker exec), never over the network."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status, output = self.container(node).exec_run(["cat", HOST_KEY])
+            fields = output.decode(errors="replace").split()
+            if status == 0 and len(fields) >= 2:
+                self.host_keys_by_node[node] = " ".join(fields[:2])
+                return self.host_keys_by_node[node]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{node}: no {HOST_KEY} after {timeout_s}s ({output!r})")
+            time.sleep(0.2)
+
+    def rebuild(self, node: str, keep_host_keys: bool = False) -> None:
+        """The host `node` lost and rebuilt empty at the same address: a fresh machine, reachable over SSH, with
+        new host keys, or with the old machine's (`keep_host_keys`: restored from a backup of /etc/ssh)."""
+        etc_ssh = b"".join(self.container(node).get_archive("/etc/ssh")[0]) if keep_host_keys else None
         self.container(node).remove(force=True, v=True)
-        self.boot(node)
+        self.boot(node, etc_ssh)
         self.wait_ssh(node)
 
     def move(self, node: str, address: str) -> None:
@@ -152,12 +183,15 @@ class Fleet:
         self.rebuild(node)
 
     def container(self, node: str) -> docker.models.containers.Container:
-        return self.client.containers.get(_name(node))
+        return self.client.containers.get(self.prefix + node)
 
     def ssh(self, node: str, command: str, timeout_s: float = 60) -> tuple[int, str]:
-        """Run ``command`` on ``node`` over SSH as root: (exit status, combined output)."""
+        """Run ``command`` on ``node`` over SSH as root, its host key checked: (exit status, combined output)."""
+        key_type, blob = (self.host_keys_by_node.get(node) or self.read_host_key(node)).split()
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.get_host_keys().add(self.addresses[node], key_type,
+                                   paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(self.addresses[node], username="root", pkey=_pkey(self.private_key), timeout=10,
                        look_for_keys=False, allow_agent=False)
         try:
@@ -169,8 +203,9 @@ class Fleet:
             client.close()
 
     def wait_ssh(self, node: str, timeout_s: float = BOOT_TIMEOUT_S) -> None:
-        """Until ``node`` answers over SSH and systemd has finished booting."""
+        """Until ``node`` answers over SSH and systemd has finished booting (its host key read first)."""
         deadline = time.monotonic() + timeout_s
+        self.read_host_key(node, timeout_s)
         last: object = None
         while time.monotonic() < deadline:
             try:
