@@ -21,9 +21,10 @@ from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES
 
 if __package__:
-    from . import checks_access, checks_exposure, checks_postgres, checks_topology, extract, inventory
+    from . import checks_access, checks_control, checks_exposure, checks_postgres, checks_topology, extract, inventory
 else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import checks_access  # type: ignore[no-redef]
+    import checks_control  # type: ignore[no-redef]
     import checks_exposure  # type: ignore[no-redef]
     import checks_postgres  # type: ignore[no-redef]
     import checks_topology  # type: ignore[no-redef]
@@ -182,6 +183,22 @@ POLICIES: Final[list[Policy]] = [
         "haproxy-source-filter",
         "Every HAProxy listener accepts connections only from listed networks.",
         checks_exposure.check_haproxy_sources, MANDATORY,
+    ),
+    stack_policy(
+        "patroni-rest-tls",
+        "Patroni's REST API serves HTTPS; unsafe requests need a client certificate of the cluster CA, an allowed "
+        "source and the password.",
+        checks_control.check_rest_tls, MANDATORY,
+    ),
+    stack_policy(
+        "haproxy-check-tls",
+        "HAProxy checks Patroni's REST API over HTTPS, verifying each server against the cluster CA.",
+        checks_control.check_haproxy_check_tls, MANDATORY,
+    ),
+    resource_policy(
+        "remote-command-host-key",
+        "Every remote command pins its host's SSH key, so no machine in the middle receives what it sends.",
+        checks_control.check_host_key, MANDATORY,
     ),
     stack_policy(
         "sync-replication-production",

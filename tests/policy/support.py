@@ -53,7 +53,10 @@ def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None 
         "scope": "pgha-dev",
         "name": node,
         "restapi": {"listen": "0.0.0.0:8008", "connect_address": f"{address}:8008",
-                    "authentication": {"username": "patroni", "password": PASSWORDS["restapi"]}},
+                    "authentication": {"username": "patroni", "password": PASSWORDS["restapi"]},
+                    "certfile": "/etc/patroni/tls/server.crt", "keyfile": "/etc/patroni/tls/server.key",
+                    "cafile": "/etc/patroni/tls/ca.crt", "verify_client": "optional",
+                    "allowlist": [ADDRESSES[m] for m in members]},
         "bootstrap": {"dcs": {"ttl": 20, "loop_wait": 2, "retry_timeout": 9, "synchronous_mode": True,
                               "postgresql": postgresql}},
         "postgresql": {
@@ -90,7 +93,8 @@ def haproxy_cfg(node: str, *, stats: str | None = "default", bind: str | None = 
         lines += [f"    acl clients src {' '.join(sources)}", "    tcp-request connection reject if !clients"]
     lines += ["    option httpchk",
               "    default-server inter 1s fall 2" + (" on-marked-down shutdown-sessions" if shutdown else "")]
-    lines += [f"    server pg-{i} {ADDRESSES[f'pg-{i}']}:5432 check port 8008" for i in (1, 2, 3)]
+    lines += [f"    server pg-{i} {ADDRESSES[f'pg-{i}']}:5432 check port 8008 check-ssl verify required "
+              f"ca-file /etc/haproxy/tls/ca.crt verifyhost pg-{i}" for i in (1, 2, 3)]
     return "\n".join(lines) + "\n"
 
 
