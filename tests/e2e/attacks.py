@@ -23,9 +23,11 @@ UNSAFE = (("POST", "/reload"), ("POST", "/restart"), ("DELETE", "/restart"), ("P
           ("PUT", "/config"), ("POST", "/failsafe"))
 SAFE = ("/", "/health", "/cluster", "/config", "/history", "/patroni", "/leader", "/replica")
 # A CA of the stranger's own and a client certificate it signed (openssl in the stranger).
-OTHER_CA = ("cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
-            "-out ca.crt -days 1 -subj /CN=rogue-ca 2>/dev/null && openssl req -newkey ec -pkeyopt "
-            "ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=pg-1 2>/dev/null && "
+OTHER_CA = ("mkdir -p /tmp/rogue && cd /tmp/rogue && "
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 1 "
+            "-subj /CN=rogue-ca 2>/dev/null && "
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr "
+            "-subj /CN=pg-1 2>/dev/null && "
             "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 "
             "2>/dev/null && echo made")
 
@@ -83,7 +85,7 @@ def rest_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
         plain = s.run(*curl("GET", f"http://{base}{path}")).strip()
         assert tls in {"200", "503"} and plain == "000", f"GET {path}: over TLS {tls}, in plain text {plain}"
     assert "made" in s.run("bash", "-c", OTHER_CA)
-    rogue = ("--cert", "/tmp/client.crt", "--key", "/tmp/client.key")
+    rogue = ("--cert", "/tmp/rogue/client.crt", "--key", "/tmp/rogue/client.key")
     for method, path in UNSAFE:
         url = f"https://{base}{path}"
         without = s.run(*curl(method, url, "--cacert", "/tmp/ca.crt")).strip()
