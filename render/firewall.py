@@ -144,13 +144,26 @@ def nft_rules(opening: Opening) -> list[str]:
     return lines
 
 
+def accept_rules(cfg: ClusterConfig, address: IPv4Address) -> list[str]:
+    """The accept rules of the host at `address`, in nft syntax, in order."""
+    return [line for opening in openings(cfg, address) for line in nft_rules(opening)]
+
+
 def render_firewall(cfg: ClusterConfig, address: IPv4Address) -> str:
     """The nftables ruleset (for `nft -f`) of the host at `address`: pgha's table, replaced atomically, whose
     input chain drops what it does not accept."""
-    rules = [line for opening in openings(cfg, address) for line in nft_rules(opening)]
+    rules = accept_rules(cfg, address)
     text = render_template("firewall.nft.j2", table=FIREWALL_TABLE, address=str(address),
                            roles=", ".join(roles_at(cfg, address)), rules=rules)
     return with_header(text)
+
+
+def render_firewall_additions(cfg: ClusterConfig, address: IPv4Address) -> str:
+    """The accept rules of the host's ruleset as additions to the table already loaded (for `nft -f`): what a
+    deployment opens before its services change, while every source the running cluster still has stays in
+    until the ruleset is loaded whole at the deployment's end."""
+    rules = accept_rules(cfg, address)
+    return with_header("".join(f"add rule {FIREWALL_TABLE} input {rule}\n" for rule in rules))
 
 
 def render_firewall_unit() -> str:
