@@ -23,6 +23,9 @@ from targets.converge import Control, converge_output, shared_owner, write_file
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
 UNIT_DIR = "/etc/systemd/system"
+ADMIN_FROM_EMPTY = ("pgha:firewall.admin_from is empty: the hosts' firewalls drop this machine's requests to "
+                    "Patroni's REST API, so a rolling change keeps the configured order (the leader may not be last) "
+                    "and removing PostgreSQL nodes is refused; list the address this machine connects from")
 SAME_PINS = "cat >/dev/null; echo 'pgha-upgrade: the pins are the same: nothing to check'"
 
 
@@ -198,7 +201,9 @@ class SshTarget(Target):
 
     def prepare(self, parent: pulumi.Resource) -> None:
         # Hosts exist already; each service's first step installs what it needs.
-        return None
+        fw = self.cfg.firewall_settings
+        if fw is not None and fw.enabled and not fw.admin_from:
+            pulumi.log.warn(ADMIN_FROM_EMPTY, parent)
 
     def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
         # A shared filesystem mounted at `path` on every user of it (see README); each service's

@@ -341,6 +341,19 @@ def test_ssh_firewall_step_per_service_before_it_listens(prod: Graph) -> None:
             "pgha-prod-postgres-membership", *(f"pgha-prod-backup-check-pg-{i}" for i in (1, 2, 3))}
 
 
+def test_ssh_firewall_without_admin_from_warns_that_the_program_cannot_read_patroni(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    run_program("prod", secrets_config={"sshPrivateKey": SSH_KEY})
+    assert warned == []  # the stack file lists the deploying machine
+    run_program("prod", {"firewall": {"ssh_from": ["203.0.113.0/24"]}}, secrets_config={"sshPrivateKey": SSH_KEY})
+    assert [w for w in warned if w.startswith("pgha:firewall.admin_from is empty")] == [
+        "pgha:firewall.admin_from is empty: the hosts' firewalls drop this machine's requests to Patroni's REST API, "
+        "so a rolling change keeps the configured order (the leader may not be last) and removing PostgreSQL nodes "
+        "is refused; list the address this machine connects from"]
+
+
 def test_ssh_firewall_disabled_declares_no_step_and_installs_no_nftables() -> None:
     graph = run_program("prod", {"firewall": {"enabled": False}}, secrets_config={"sshPrivateKey": SSH_KEY})
     names = [c.name for c in graph.of_type(COMMAND)]
