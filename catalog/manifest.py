@@ -24,4 +24,4 @@ __all__ = ["FILE_KINDS", "PROPERTIES", "SERVICE_MANIFEST"]
 
 PROPERTIES: Final = ("cluster", "role", "node", "address", "target", "listeners", "published", "files")
 # The configuration formats the pack reads, by the service that reads them.
-FILE_KINDS: Final = ("etcd", "patroni", "haproxy", "keepalived", "pgbackrest", "cron")
+FILE_KINDS: Final = ("etcd", "patroni", "haproxy", "keepalived", "pgbackrest", "cron", "nftables")

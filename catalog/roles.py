@@ -98,16 +98,25 @@ BACKUP_COMPONENT: Final = "pgha:index:BackupRepo"
 # What every placed service declares it installs and listens on, for the policy pack (targets.base).
 SERVICE_MANIFEST: Final = "pgha:index:ServiceManifest"
 
+# What every ssh-target host needs beyond its roles' packages: the host firewall (render/firewall.py), when enabled.
+# Not in the container image: containers are reached only through their own network and carry no firewall.
+HOST_EXTRA_PACKAGES: Final = ("nftables",)
+
 # What the container image needs beyond the roles' packages: the container init's tools (setpriv,
 # flock: util-linux), TLS roots, and `ip` for the tests that look at the virtual IP.
 IMAGE_EXTRA_PACKAGES: Final = ("ca-certificates", "iproute2", "procps", "util-linux")
 
 
-def host_packages() -> tuple[str, ...]:
-    """Every package any role may install on a host, features included."""
+def role_packages() -> tuple[str, ...]:
+    """Every package any role may install, features included."""
     return tuple(dict.fromkeys(p for role in ROLES.values() for p in role.all_packages()))
+
+
+def host_packages() -> tuple[str, ...]:
+    """Every package pgha may install on an ssh-target host (the ones `ssh.packages` may pin)."""
+    return tuple(dict.fromkeys([*role_packages(), *HOST_EXTRA_PACKAGES]))
 
 
 def image_packages() -> tuple[str, ...]:
     """Every package of the one node image the docker target runs for all roles."""
-    return tuple(dict.fromkeys([*host_packages(), *IMAGE_EXTRA_PACKAGES]))
+    return tuple(dict.fromkeys([*role_packages(), *IMAGE_EXTRA_PACKAGES]))

@@ -107,6 +107,11 @@ class PostgresCluster(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
+        # Last, once nothing of the running cluster needs what this deployment removed: e.g. each host's firewall
+        # loaded whole, closing what a member that left used until it left (targets/firewall.py).
+        self.settled = target.settle([*self.haproxy.ready[-1:], self.pending_restarts, *self.backup_checks,
+                                      self.etcd_pruned, self.postgres_forgotten], self)
+
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
         self.change_plan = change_plan.declare(name, target.applied, self.before, self,
                                                live=membership.running(live))

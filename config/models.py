@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES, host_packages
@@ -291,6 +291,53 @@ class SshSettings(Model):
         return {p: self.packages[p] for p in packages if p in self.packages}
 
 
+def _network(value: Any) -> Any:
+    """An IPv4 or IPv6 network in CIDR form; host bits set are refused, not masked away."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ip_network(value)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 or IPv6 network in CIDR form such as 10.0.0.0/8 or 2001:db8::/32 "
+                         f"({exc})") from None
+
+
+Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
+EVERYWHERE: tuple[Network, ...] = (IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
+
+
+class FirewallRule(Model):
+    """A port the hosts open beyond the cluster's own (an admin's service: monitoring, backups), to `sources`."""
+
+    port: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+    sources: list[Network] = Field(min_length=1)
+
+
+class FirewallSettings(Model):
+    """The host firewall of the ssh target (render/firewall.py): pgha's own nftables table on every host, whose
+    input chain drops what no rule accepts. Each role's ports are open to the hosts that need them; these say
+    who else gets in."""
+
+    enabled: bool = True
+    # Who may connect to SSH, and on which ports (None: `ssh.port`). The deployment connects through them.
+    ssh_from: list[Network] = Field(default_factory=lambda: list(EVERYWHERE))
+    ssh_ports: list[Port] | None = None
+    # The machines that run `pulumi up` and watch the cluster: the Patroni REST API (the program reads /primary
+    # and /cluster for the rolling order and membership changes) and HAProxy's stats page.
+    admin_from: list[Network] = Field(default_factory=list)
+    allow: list[FirewallRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> FirewallSettings:
+        if self.enabled and not self.ssh_from:
+            raise ValueError("ssh_from: [] given; the deployment connects over SSH: list the networks it connects "
+                             "from (default: everywhere), or set enabled: false")
+        if self.ssh_ports is not None and len(set(self.ssh_ports)) != len(self.ssh_ports):
+            raise ValueError(f"ssh_ports: {self.ssh_ports} given; list each port once")
+        return self
+
+
 class TlsSettings(Model):
     """The cluster's TLS: which CA signs the PostgreSQL server certificates, and their lifetime.
 
@@ -369,6 +416,7 @@ class ClusterConfig(Model):
     backup: BackupSettings = BackupSettings()
     docker: DockerSettings | None = None
     ssh: SshSettings | None = None
+    firewall: FirewallSettings | None = None
     # A new deployment refuses a docker volume or a data directory that already holds data (left by an
     # earlier deployment, or another cluster's) unless this says to adopt it.
     adopt_existing_data: bool = False
@@ -424,6 +472,10 @@ class ClusterConfig(Model):
         if self.target == "docker":
             if self.ssh is not None:
                 raise ValueError("ssh: settings given but target is 'docker'; remove them or set target: ssh")
+            if self.firewall is not None:
+                raise ValueError("firewall: settings given but target is 'docker'; the host firewall is the ssh "
+                                 "target's (containers are reached only through their own network): remove them "
+                                 "or set target: ssh")
             self._check_docker_addresses()
         else:
             if self.docker is not None:
@@ -436,6 +488,7 @@ class ClusterConfig(Model):
             ssh = self.ssh or SshSettings()
             if ssh.known_hosts_file is None:  # otherwise the program reads the file (pinned_host_keys)
                 self.pinned_host_keys()
+            self._check_firewall()
         return self
 
     def pinned_host_keys(self, known_hosts: tuple[str, str] | None = None) -> dict[str, HostKey]:
@@ -444,6 +497,21 @@ class ClusterConfig(Model):
         ssh = self.ssh or SshSettings()
         return pin([(h.name, str(h.address)) for h in self.all_hosts()], ssh.port,
                              {str(a): k for a, k in ssh.host_keys.items()}, known_hosts)
+
+    def _check_firewall(self) -> None:
+        fw, port = self.firewall_settings, (self.ssh.port if self.ssh else SshSettings().port)
+        if fw is None or not fw.enabled or fw.ssh_ports is None or port in fw.ssh_ports:
+            return
+        raise ValueError(f"firewall.ssh_ports: {fw.ssh_ports} given without ssh.port {port}; the deployment "
+                         f"connects on ssh.port and the firewall would refuse it: add {port} (to move SSH to "
+                         "another port, open both first, then change ssh.port)")
+
+    @property
+    def firewall_settings(self) -> FirewallSettings | None:
+        """The host firewall's settings (ssh target; defaulted when the section is left out), None on docker."""
+        if self.target != "ssh":
+            return None
+        return self.firewall or FirewallSettings()
 
     def generation(self, host: Host) -> int:
         """The host's generation (host_generations; 0 until it is raised)."""

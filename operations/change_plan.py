@@ -31,6 +31,7 @@ import pulumi
 
 from catalog.pg_parameters import needs_restart
 from operations import topology
+from render.paths import FIREWALL_RULESET
 
 APPLIED_OUTPUT = "applied_configuration"
 PLAN_OUTPUT = "change_plan"
@@ -103,8 +104,12 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
         if read:
             taken |= set(read)
             actions.append(f"{process['on_change']}: {name} ({', '.join(read)})")
-    if changed - taken:
-        actions.append(f"write: {', '.join(sorted(changed - taken))} (read when next used)")
+    # Files a step of their own loads rather than a process (the host firewall's ruleset: targets/firewall.py).
+    loaded = {FIREWALL_RULESET: "loaded by nft: what it adds at once, the whole ruleset at the deployment's end"}
+    for path in sorted((changed - taken) & set(loaded)):
+        actions.append(f"write: {path} ({loaded[path]})")
+    if changed - taken - set(loaded):
+        actions.append(f"write: {', '.join(sorted(changed - taken - set(loaded)))} (read when next used)")
     return actions or ["nothing"]
 
 

@@ -52,6 +52,7 @@ class Service:
     files: list[File] | None  # None when the manifest's file list is not known yet
     listeners: list[Listener] = field(default_factory=list)
     published: list[Listener] = field(default_factory=list)
+    target: str | None = None  # "docker" or "ssh": who placed it
 
     @property
     def urn(self) -> str:
@@ -147,6 +148,7 @@ def _service(resource: PolicyResource, props: dict[str, Any], index: dict[str, P
         files=_files(props.get("files")),
         listeners=_listeners(props.get("listeners")),
         published=_listeners(props.get("published")),
+        target=extract.text(props.get("target")),
     )
 
 

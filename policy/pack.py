@@ -21,11 +21,21 @@ from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES
 
 if __package__:
-    from . import checks_access, checks_control, checks_exposure, checks_postgres, checks_topology, extract, inventory
+    from . import (
+        checks_access,
+        checks_control,
+        checks_exposure,
+        checks_firewall,
+        checks_postgres,
+        checks_topology,
+        extract,
+        inventory,
+    )
 else:  # run by the Pulumi policy host, with only the pack directory (and the project) on sys.path
     import checks_access  # type: ignore[no-redef]
     import checks_control  # type: ignore[no-redef]
     import checks_exposure  # type: ignore[no-redef]
+    import checks_firewall  # type: ignore[no-redef]
     import checks_postgres  # type: ignore[no-redef]
     import checks_topology  # type: ignore[no-redef]
     import extract  # type: ignore[no-redef]
@@ -244,6 +254,12 @@ POLICIES: Final[list[Policy]] = [
         "no-port-conflicts",
         "No two services listen on the same port of the same host.",
         checks_topology.check_ports, MANDATORY,
+    ),
+    stack_policy(
+        "host-firewall",
+        "Every host of the ssh target carries pgha's nftables firewall: input dropped unless accepted, its services' "
+        "ports accepted, none but HAProxy's client ports open to every address.",
+        checks_firewall.check_host_firewall, MANDATORY,
     ),
     stack_policy(
         "haproxy-shutdown-sessions",

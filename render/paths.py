@@ -69,3 +69,11 @@ DCS_SYNC_SCRIPT: Final = f"{SCRIPT_DIR}/pgha-dcs-sync"
 def etcd_data_dir(cluster_name: str) -> str:
     """The etcd data directory of one cluster: named after it, so clusters never share one."""
     return f"{ETCD_DATA_ROOT}/{cluster_name}"
+
+# The ssh target's host firewall (render/firewall.py): pgha's own nftables table, its file and the unit that
+# loads it at boot; each service on the host that wants it holds a claim (the last one gone removes it).
+FIREWALL_TABLE: Final = "inet pgha"
+FIREWALL_RULESET: Final = "/etc/pgha/firewall.nft"
+FIREWALL_UNIT: Final = "pgha-firewall.service"
+FIREWALL_CLAIMS: Final = "/etc/pgha/firewall.d"
+FIREWALL_LOCK: Final = "/run/pgha-firewall.lock"

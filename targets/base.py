@@ -297,6 +297,11 @@ class Target(abc.ABC):
         `host`, then `processes` stop for good there (its resources, deleted at the end of the deployment,
         would stop them only then). Run again on a stopped service, it stops nothing more."""
 
+    def settle(self, depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """Declare what runs once every other step of a deployment has (after `depends_on`): on hosts, each
+        host's firewall narrowed to what the stack has now. Nothing on a target without such a step."""
+        return []
+
     def client_addresses(self) -> list[str]:
         """Addresses beyond the hosts' own through which clients reach services (they go into certificates)."""
         return []

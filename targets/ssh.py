@@ -11,17 +11,23 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from catalog.roles import POSTGRES
+from catalog.roles import HOST_EXTRA_PACKAGES, POSTGRES
 from config.host_keys import pin
 from config.models import ClusterConfig, Host
 from operations import packages as packages_op
+from render.firewall import render_firewall, render_firewall_unit
+from render.paths import FIREWALL_RULESET
 from render.shell import rest_url
+from targets import firewall
 from targets.base import File, Placement, Process, ServiceSpec, Storage, Target, generation_triggers
 from targets.converge import Control, converge_output, shared_owner, write_file
 
 # Packaged units that would fight ours for the same ports and data: masked while pgha owns the host.
 PACKAGED_UNITS = ("etcd", "patroni", "postgresql", "haproxy", "keepalived")
 UNIT_DIR = "/etc/systemd/system"
+ADMIN_FROM_EMPTY = ("pgha:firewall.admin_from is empty: the hosts' firewalls drop this machine's requests to "
+                    "Patroni's REST API, so a rolling change keeps the configured order (the leader may not be last) "
+                    "and removing PostgreSQL nodes is refused; list the address this machine connects from")
 SAME_PINS = "cat >/dev/null; echo 'pgha-upgrade: the pins are the same: nothing to check'"
 
 
@@ -180,6 +186,9 @@ class SshTarget(Target):
         self.known_hosts = known_hosts
         self.host_keys = {address: key.line for address, key in cfg.pinned_host_keys(known_hosts).items()}
         self._gate_steps: list[pulumi.Resource] | None = None
+        # (placement name, host, its firewall step's triggers, its parent) of every service whose host has the
+        # firewall: each gets its step at the end of the deployment (settle), beside its other commands.
+        self._guarded: list[tuple[str, Host, list[str] | None, pulumi.Resource]] = []
 
     def host_key(self, host: Host) -> str:
         """The key `host` must show; a host the stack no longer lists (its leave step runs there) needs one too."""
@@ -215,7 +224,9 @@ class SshTarget(Target):
 
     def prepare(self, parent: pulumi.Resource) -> None:
         # Hosts exist already; each service's first step installs what it needs.
-        return None
+        fw = self.cfg.firewall_settings
+        if fw is not None and fw.enabled and not fw.admin_from:
+            pulumi.log.warn(ADMIN_FROM_EMPTY, parent)
 
     def storage(self, name: str, path: str, owner: str, parent: pulumi.Resource) -> Storage:
         # A shared filesystem mounted at `path` on every user of it (see README); each service's
@@ -226,16 +237,20 @@ class SshTarget(Target):
         conn = self.connection(spec.host)
         # A raised host generation (the host rebuilt empty) replaces every command: they run as on a new host.
         rebuilt = generation_triggers(self.cfg, spec.host) or None
+        guarded = self.guarded
+        packages = self.packages(spec)
         install = command.remote.Command(
             f"{name}-install",
             connection=conn,
             create=self._shell(),
-            stdin=install_script(spec.packages, self.settings.pins(spec.packages),
+            stdin=install_script(packages, self.settings.pins(packages),
                                  "".join(shared_owner(spec.host.name, s) for s in spec.shared)),
             triggers=rebuilt,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=list(spec.depends_on)),
         )
+        # The host firewall, before anything of the service listens (render/firewall.py, targets/firewall.py).
+        guard = [self._firewall(name, spec.host, conn, install, rebuilt, parent)] if guarded else []
         before = [
             command.remote.Command(
                 f"{name}-{step.name}",
@@ -244,12 +259,12 @@ class SshTarget(Target):
                 stdin=step.script,
                 triggers=rebuilt,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install],
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install, *guard],
                                             additional_secret_outputs=["stdout", "stderr"]),
             )
             for step in spec.before_converge
         ]
-        pins = self.settings.pins(spec.packages)
+        pins = self.settings.pins(packages)
         if pins:
             # One host after the other (`after`), PostgreSQL hosts after every one's pre-check.
             gates = self._gates(parent) if spec.role == POSTGRES.name else []
@@ -260,7 +275,7 @@ class SshTarget(Target):
                 stdin=packages_op.render_upgrade(spec, pins, self.control),
                 triggers=rebuilt,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install, *spec.after, *gates]),
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[install, *guard, *spec.after, *gates]),
             ))
         adopt = self.cfg.adopt_existing_data
         script = converge_output(spec, self.control, _unclaimed(spec, adopt), adopt)
@@ -277,17 +292,63 @@ class SshTarget(Target):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[install, *spec.after, *before],
+                depends_on=[install, *guard, *spec.after, *before],
                 additional_secret_outputs=["stdout", "stderr"],
                 delete_before_replace=True,
             ),
         )
         units = tuple(File(f"{UNIT_DIR}/{unit_name(p)}.service", render_unit(spec, p)) for p in spec.processes
                       if not p.host_service)
-        return Placement(ready=converge, published={}, files=(*spec.files, *units))
+        walls = (File(FIREWALL_RULESET, render_firewall(self.cfg, spec.host.address), kind="nftables"),
+                 File(firewall.UNIT_PATH, render_firewall_unit())) if guarded else ()
+        return Placement(ready=converge, published={}, files=(*spec.files, *units, *walls))
+
+    def _firewall(self, name: str, host: Host, conn: command.remote.ConnectionArgs, install: pulumi.Resource,
+                  rebuilt: list[str] | None, parent: pulumi.Resource) -> pulumi.Resource:
+        """The service's firewall step on its host: every service there loads the same ruleset (the union of
+        the host's roles) and holds a claim on it; the delete of the last one removes it."""
+        self._guarded.append((name, host, rebuilt, parent))
+        return command.remote.Command(
+            f"{name}-firewall",
+            connection=conn,
+            create=self._checked_shell(),
+            stdin=firewall.firewall_script(self.cfg, host, name),
+            delete=f"{self._shell(False)} {shlex.quote(firewall.removal_script(name))}",
+            triggers=rebuilt,
+            add_previous_output_in_env=False,
+            # Its delete drops the claim the create made: a replacement must not run them the other way round.
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[install], delete_before_replace=True),
+        )
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the hosts get the host firewall (pgha:firewall.enabled, the default)."""
+        fw = self.cfg.firewall_settings
+        return fw is not None and fw.enabled
+
+    def packages(self, spec: ServiceSpec) -> tuple[str, ...]:
+        """What `spec`'s host installs for it: its packages, and nftables for the host firewall."""
+        return (*spec.packages, *HOST_EXTRA_PACKAGES) if self.guarded else spec.packages
+
+    def _checked_shell(self) -> str:
+        # The firewall steps check the connection they came through ($SSH_CONNECTION, which sudo would drop).
+        return "bash -s" if self.settings.user == "root" else "sudo -n --preserve-env=SSH_CONNECTION bash -s"
+
+    def settle(self, depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> list[pulumi.Resource]:
+        # Each host's ruleset loaded whole once every step has run: what left the stack is closed only now.
+        return [command.remote.Command(
+            f"{name}-firewall-exact",
+            connection=self.connection(host),
+            create=self._checked_shell(),
+            stdin=firewall.exact_script(self.cfg, host),
+            triggers=rebuilt,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=depends_on),
+        ) for name, host, rebuilt, owner in self._guarded]
 
     def boot_facts(self, spec: ServiceSpec) -> dict[str, Any]:
-        return {"packages": sorted(spec.packages), "pins": self.settings.pins(spec.packages)}
+        packages = self.packages(spec)
+        return {"packages": sorted(packages), "pins": self.settings.pins(packages)}
 
     def _gates(self, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """The pre-check on every PostgreSQL host (operations/packages.py), declared once; it runs again

@@ -332,6 +332,24 @@ def test_a_new_connection_is_an_update_that_runs_every_command_again_and_restart
     assert runs.up().plan.changes() == {}
 
 
+def test_every_host_carries_the_firewall_and_drops_what_no_role_there_needs(runs: Runs, hosts: SystemdHosts) -> None:
+    """pgha's nftables table is loaded and enabled for boot on every host; a port is reached by the hosts that
+    need it (etcd's peer port by another member) and not by the others (an HAProxy host): dropped, no answer."""
+    for node in [*ETCD, *PG_NODES, *HAPROXY]:
+        assert "policy drop;" in hosts.exec(node, "nft", "list", "table", "inet", "pgha"), node
+        assert hosts.exec(node, "systemctl", "is-enabled", "pgha-firewall.service").strip() == "enabled", node
+    etcd_1, etcd_2 = list(ETCD)[:2]
+    haproxy_1, pg_1 = next(iter(HAPROXY)), next(iter(PG_NODES))
+
+    def connect(node: str, address: str, port: int) -> int:
+        script = f"timeout 3 bash -c '</dev/tcp/{address}/{port}'; echo $?"
+        return int(hosts.exec(node, "bash", "-c", script, check=False).strip().splitlines()[-1])
+
+    assert connect(etcd_2, ETCD[etcd_1], 2380) == 0, "a member reaches another's peer port"
+    assert connect(haproxy_1, ETCD[etcd_1], 2380) == 124, "an HAProxy host's connection is dropped"
+    assert connect(haproxy_1, PG_NODES[pg_1], 8008) == 0, "HAProxy checks Patroni's REST API"
+
+
 # ------------------------------------------------------------------------------------------ faults
 
 
@@ -746,7 +764,8 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
                                  user="postgres").strip())
     destroyed = runs.stack.destroy()
     deletes = [r for r in destroyed.runs if r.action == "delete"]
-    assert sorted(r.name for r in deletes) == sorted(deleted_commands) and len(deletes) == 8
+    # Each service's converge and its host firewall step (the last claim on a host removes pgha's table).
+    assert sorted(r.name for r in deletes) == sorted(deleted_commands) and len(deletes) == 16
     assert all(r.exit_status == 0 for r in deletes)
     assert runs.stack.snapshot == {}
     # Paused before any member stopped, no replica was promoted: one data directory holds a primary's data
@@ -769,8 +788,9 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
             assert not active.strip(), f"{node}: still loaded: {active}"
             assert not hosts.exec(node, "bash", "-c", "pgrep -a 'etcd|patroni|postgres|haproxy|keepalived' || true",
                                   check=False).strip(), f"{node}: a service still runs"
-            for path in files[role]:
+            for path in [*files[role], "/etc/pgha/firewall.nft", "/etc/systemd/system/pgha-firewall.service"]:
                 assert _missing(hosts, node, path), f"{node}: {path} left"
+            assert "inet pgha" not in hosts.exec(node, "nft", "list", "tables"), f"{node}: pgha's firewall left"
             kept = data[role]
             if kept:
                 assert not _missing(hosts, node, kept), f"{node}: {kept} removed without purge"

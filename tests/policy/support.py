@@ -31,6 +31,7 @@ ADDRESSES = {f"etcd-{i}": f"10.0.0.1{i}" for i in range(1, 6)} | {f"pg-{i}": f"1
     f"haproxy-{i}": f"10.0.0.3{i}" for i in range(1, 4)}
 PATRONI, HAPROXY, KEEPALIVED = "/etc/patroni/patroni.yml", "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"
 PGBACKREST, CRON, ETCD = "/etc/pgbackrest/pgbackrest.conf", "/etc/cron.d/pgha-backup", "/etc/pgha/etcd.yml"
+FIREWALL = "/etc/pgha/firewall.nft"
 
 
 def hba(members: list[str], method: str = "scram-sha-256", clients: tuple[str, ...] = ("10.0.0.31/32",)) -> list[str]:
@@ -161,7 +162,7 @@ class StackBuilder:
 
 
 FILE_KINDS = {PATRONI: "patroni", HAPROXY: "haproxy", KEEPALIVED: "keepalived", PGBACKREST: "pgbackrest",
-              CRON: "cron", ETCD: "etcd"}
+              CRON: "cron", ETCD: "etcd", FIREWALL: "nftables"}
 ROLE_OF = {"etcd": "etcd", "pg": "postgres", "haproxy": "haproxy"}
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's sentinel for a value not known yet
 Sockets = list[tuple[str, int, str]]

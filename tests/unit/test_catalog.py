@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from catalog import limits
-from catalog.roles import HAPROXY, ROLES, host_packages, image_packages
+from catalog.roles import HAPROXY, HOST_EXTRA_PACKAGES, ROLES, host_packages, image_packages, role_packages
 from components.secrets import PASSWORD_ROLES
 from config import models
 from render.credentials import Credentials
@@ -32,9 +32,12 @@ def test_feature_packages_are_named_and_unknown_features_refused() -> None:
         HAPROXY.packages_for(vip=True)
 
 
-def test_the_image_holds_every_package_a_host_gets() -> None:
-    assert set(host_packages()) <= set(image_packages())
+def test_the_image_holds_every_package_a_role_gets() -> None:
+    assert set(role_packages()) <= set(image_packages())
     assert len(image_packages()) == len(set(image_packages()))
+    # The host firewall is the ssh target's: hosts may install (and pin) nftables, the image does not carry it.
+    assert set(host_packages()) - set(role_packages()) == set(HOST_EXTRA_PACKAGES) == {"nftables"}
+    assert "nftables" not in image_packages()
 
 
 def test_config_minimums_are_the_shared_limits() -> None:

@@ -164,3 +164,11 @@ def test_a_ca_rotation_and_its_end_are_said_on_the_postgres_nodes(first: Graph) 
     renew = later(first, {"pgha:tls": {"server_validity_days": 365}})
     assert all(renew[n] == ["rotate: the server certificate, server_validity_days 730 -> 365 (PostgreSQL reloads)"]
                for n in PG), renew
+
+
+def test_a_new_host_firewall_ruleset_is_said_to_be_loaded_by_its_step() -> None:
+    processes = {"etcd": {"on_change": "restart", "reads": ["/etc/pgha/etcd.yml"]}}
+    old = {"role": "etcd", "files": {"/etc/pgha/etcd.yml": "1", "/etc/pgha/firewall.nft": "1"}, "processes": processes}
+    assert node_actions(old, {**old, "files": {"/etc/pgha/etcd.yml": "1", "/etc/pgha/firewall.nft": "2"}}) == [
+        "write: /etc/pgha/firewall.nft (loaded by nft: what it adds at once, the whole ruleset at the deployment's "
+        "end)"]

@@ -125,6 +125,21 @@ REJECTIONS = [
     ("dev", "timing_profile", "fast", ["pgha:timing_profile", "'tuned' or 'conservative'", "fast"]),
     ("dev", "target", "kubernetes", ["pgha:target", "'docker' or 'ssh'", "kubernetes"]),
     ("dev", "ssh", {"user": "root"}, ["pgha:ssh", "target is 'docker'"]),
+    ("dev", "firewall", {"enabled": True}, ["pgha:firewall", "target is 'docker'", "the ssh target's"]),
+    ("prod", "firewall.ssh_from", [], ["pgha:firewall", "ssh_from: [] given", "connects over SSH"]),
+    ("prod", "firewall.ssh_from", ["203.0.113.1/24"], ["pgha:firewall.ssh_from", "host bits set", "203.0.113.1/24"]),
+    ("prod", "firewall.ssh_ports", [2222], ["pgha:firewall.ssh_ports", "[2222] given without ssh.port 22",
+                                            "open both first"]),
+    ("prod", "firewall.ssh_ports", [22, 22], ["pgha:firewall", "ssh_ports: [22, 22] given; list each port once"]),
+    ("prod", "firewall.ssh_ports", [0], ["pgha:firewall.ssh_ports[0]", "greater than or equal to 1"]),
+    ("prod", "firewall.admin_from", ["example.org"], ["pgha:firewall.admin_from[0]", "example.org"]),
+    ("prod", "firewall.allow", [{"port": 9100, "sources": []}],
+     ["pgha:firewall.allow[0].sources", "at least 1 item"]),
+    ("prod", "firewall.allow", [{"port": 161, "protocol": "sctp", "sources": ["10.0.0.0/8"]}],
+     ["pgha:firewall.allow[0].protocol", "'tcp' or 'udp'", "sctp"]),
+    ("prod", "firewall.allow", [{"port": 9100, "from": ["10.0.0.0/8"], "sources": ["10.0.0.0/8"]}],
+     ["pgha:firewall.allow[0].from", "unknown key"]),
+    ("prod", "firewall.enable", False, ["pgha:firewall.enable", "unknown key"]),
 ]
 
 
@@ -137,6 +152,25 @@ def test_rejections_name_field_value_and_rule(stack: str, path: str, value: Any,
     assert message.startswith("invalid stack configuration:")
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_the_firewall_is_on_by_default_on_ssh_and_absent_on_docker() -> None:
+    data = raw("prod")
+    del data["firewall"]
+    fw = parse(data).firewall_settings
+    assert fw is not None and fw.enabled and fw.ssh_ports is None and fw.admin_from == [] and fw.allow == []
+    assert [str(n) for n in fw.ssh_from] == ["0.0.0.0/0", "::/0"]
+    assert parse(raw("dev")).firewall_settings is None
+
+
+def test_moving_ssh_to_another_port_opens_both_first_and_nftables_can_be_pinned() -> None:
+    data = raw("prod")
+    data["firewall"] = {**data["firewall"], "ssh_ports": [22, 2222]}
+    assert parse(data).firewall_settings.ssh_ports == [22, 2222]  # type: ignore[union-attr]
+    data["ssh"] = {**data["ssh"], "port": 2222, "packages": {"nftables": "1.1.3-1"}}
+    assert parse(data).ssh.pins(["nftables"]) == {"nftables": "1.1.3-1"}  # type: ignore[union-attr]
+    data["firewall"] = {"enabled": False, "ssh_ports": [22]}  # not checked when the firewall is off
+    assert parse(data).firewall_settings.enabled is False  # type: ignore[union-attr]
 
 
 def test_port_clash_on_a_shared_ssh_host() -> None:

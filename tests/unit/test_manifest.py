@@ -39,6 +39,8 @@ def installed(graph: Graph, placement: str) -> dict[str, str]:
         found = {u["file"]: u["content"] for u in reveal(graph.named(placement).inputs["uploads"])}
     script = reveal(graph.named(f"{placement}-service").inputs["stdin"])
     written = converge_files(script)
+    if graph.stack == "prod":  # the host firewall's step writes its ruleset and unit (targets/firewall.py)
+        written.update(converge_files(reveal(graph.named(f"{placement}-firewall").inputs["stdin"])))
     assert not set(found) & set(written), "a file is either uploaded or written, never both"
     return {**found, **written}
 

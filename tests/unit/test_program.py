@@ -17,6 +17,7 @@ from tests.support.mock_runtime import (
     Graph,
     Registration,
     converge_files,
+    deps,
     is_secret,
     prod_ssh,
     reveal,
@@ -304,7 +305,66 @@ def test_ssh_purge_on_destroy_is_opt_in() -> None:
 
 def test_ssh_non_root_user_uses_sudo() -> None:
     graph = run_program("prod", {"ssh": prod_ssh(user="deploy")}, secrets_config={"sshPrivateKey": SSH_KEY})
-    assert all(c.inputs["create"].startswith("sudo -n bash -s") for c in graph.of_type(COMMAND))
+    for c in graph.of_type(COMMAND):
+        # The firewall step checks the connection it came through: sudo keeps $SSH_CONNECTION for it.
+        sudo = "sudo -n --preserve-env=SSH_CONNECTION bash -s" if "-firewall" in c.name else "sudo -n bash -s"
+        assert c.inputs["create"].startswith(sudo), c.name
+
+
+def test_ssh_firewall_step_per_service_before_it_listens(prod: Graph) -> None:
+    services = [c.name.removesuffix("-service") for c in prod.of_type(COMMAND) if c.name.endswith("-service")]
+    assert len(services) == 8
+    for name in services:
+        step = prod.named(f"{name}-firewall").inputs
+        assert step["create"] == "bash -s" and "update" not in step and "triggers" not in step
+        # After the packages (nftables among them), before anything of the service starts.
+        assert deps(prod, f"{name}-firewall") == [f"{name}-install"]
+        assert f"{name}-firewall" in deps(prod, f"{name}-service")
+        assert "nftables" in prod.named(f"{name}-install").inputs["stdin"].split("apt-get update")[0]
+        script = step["stdin"]
+        files = converge_files(script)
+        assert set(files) == {"/etc/pgha/firewall.nft", "/etc/systemd/system/pgha-firewall.service"}
+        address = reveal(prod.named(f"{name}-service").inputs["connection"])["host"]
+        assert f"Host {address}:" in files["/etc/pgha/firewall.nft"]
+        # The lockout check comes before anything is loaded; the ruleset is checked before it is loaded.
+        order = [script.index(t) for t in ("SSH_CONNECTION", "nft -c -f", "nft -f /etc/pgha/firewall.nft")]
+        assert order == sorted(order)
+        assert script.rstrip().endswith(f"touch /etc/pgha/firewall.d/{name}")
+        delete = step["delete"]
+        assert f"rm -f /etc/pgha/firewall.d/{name}" in delete and "nft delete table inet pgha" in delete
+        assert delete.index("ls -A /etc/pgha/firewall.d") < delete.index("nft delete table inet pgha")
+        assert "flush ruleset" not in script + delete and "/etc/nftables.conf" not in script + delete
+        # A host that has the table only gains rules before the services change (nothing closes mid-deployment) ...
+        assert script.index("if ! nft list table inet pgha") < script.index("add rule inet pgha input ")
+        assert "delete table" not in script.split("elif")[1]
+        # ... and takes the ruleset whole once every other step has run.
+        exact = prod.named(f"{name}-firewall-exact").inputs
+        assert exact["create"] == "bash -s" and "delete" not in exact
+        assert converge_files(exact["stdin"])["/etc/pgha/firewall.nft"] == files["/etc/pgha/firewall.nft"]
+        assert exact["stdin"].index("SSH_CONNECTION") < exact["stdin"].index("nft -f /etc/pgha/firewall.nft")
+        assert set(deps(prod, f"{name}-firewall-exact")) == {
+            "pgha-prod-haproxy-haproxy-2-service", "pgha-prod-pending-restarts", "pgha-prod-etcd-membership",
+            "pgha-prod-postgres-membership", *(f"pgha-prod-backup-check-pg-{i}" for i in (1, 2, 3))}
+
+
+def test_ssh_firewall_without_admin_from_warns_that_the_program_cannot_read_patroni(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    run_program("prod", secrets_config={"sshPrivateKey": SSH_KEY})
+    assert warned == []  # the stack file lists the deploying machine
+    run_program("prod", {"firewall": {"ssh_from": ["203.0.113.0/24"]}}, secrets_config={"sshPrivateKey": SSH_KEY})
+    assert [w for w in warned if w.startswith("pgha:firewall.admin_from is empty")] == [
+        "pgha:firewall.admin_from is empty: the hosts' firewalls drop this machine's requests to Patroni's REST API, "
+        "so a rolling change keeps the configured order (the leader may not be last) and removing PostgreSQL nodes "
+        "is refused; list the address this machine connects from"]
+
+
+def test_ssh_firewall_disabled_declares_no_step_and_installs_no_nftables() -> None:
+    graph = run_program("prod", {"firewall": {"enabled": False}}, secrets_config={"sshPrivateKey": SSH_KEY})
+    names = [c.name for c in graph.of_type(COMMAND)]
+    assert not [n for n in names if "-firewall" in n]
+    assert not any("nftables" in graph.named(n).inputs["stdin"] for n in names if n.endswith("-install"))
 
 
 # ---------------------------------------------------------------- secrecy
