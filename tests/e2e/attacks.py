@@ -62,6 +62,38 @@ def stranger(c: ClusterUnderTest, address: str) -> Iterator[Stranger]:
         container.remove(force=True)
 
 
+def firewall_drops_strangers(c: ClusterUnderTest, s: Stranger) -> None:
+    """ssh target: each host's firewall drops the stranger's connections to every cluster port (no answer, not
+    even a refusal), while a member reaches the same ports (the control)."""
+    leader = c.patroni.leader()
+    assert leader
+    other = next(n for n in c.pg_nodes if n != leader)
+    targets = {"PostgreSQL": (leader, c.addresses[leader], 5432), "Patroni REST": (leader, c.addresses[leader], 8008),
+               "HAProxy read-write": (c.haproxy[0], c.vip, c.rw.port)}
+    probe = "timeout 4 bash -c '</dev/tcp/{}/{}' 2>&1; echo rc=$?"
+    for what, (_, address, port) in targets.items():
+        said = s.run("bash", "-c", probe.format(address, port))
+        assert "rc=124" in said, f"{what} ({address}:{port}) from a stranger: {said}"  # dropped: the wait ran out
+        said = c.hosts.exec(other, "bash", "-c", probe.format(address, port), check=False)
+        assert "rc=0" in said, f"{what} ({address}:{port}) from the member {other}: {said}"
+    print(f"a stranger at {s.address}: {', '.join(targets)} dropped by the hosts' firewalls; a member gets in")
+
+
+@contextlib.contextmanager
+def firewall_opened_to(c: ClusterUnderTest, address: str) -> Iterator[None]:
+    """Every host's firewall let `address` in for the block (a rule the tests add by hand), so the layers behind
+    it are tried on their own; then each host loads its ruleset again, which has no such rule."""
+    rule = f"nft insert rule inet pgha input ip saddr {address} accept comment pgha-e2e-opened"
+    for node in c.all_hosts:
+        c.hosts.exec(node, "bash", "-c", rule)
+    try:
+        yield
+    finally:
+        for node in c.all_hosts:
+            c.hosts.exec(node, "systemctl", "restart", "pgha-firewall")
+            assert "pgha-e2e-opened" not in c.hosts.exec(node, "nft", "list", "table", "inet", "pgha"), node
+
+
 def curl(method: str, url: str, *extra: str, password: bool = False) -> list[str]:
     """curl printing the HTTP status (000: no HTTP answer), the password (when asked) from the environment."""
     auth = ["--variable", "%PGHA_REST_PASSWORD", "--expand-user", "patroni:{{PGHA_REST_PASSWORD}}"] if password else []

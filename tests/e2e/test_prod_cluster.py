@@ -285,8 +285,11 @@ def test_up_leader_sync_standby_and_routing(stack: Update, cluster: ClusterUnder
 
 def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnderTest) -> None:
     with attacks.stranger(cluster, "10.93.0.99") as stranger:
-        attacks.postgres_refuses_strangers(cluster, stranger)
-        attacks.rest_refuses_strangers(cluster, stranger)
+        attacks.firewall_drops_strangers(cluster, stranger)
+        # Each layer behind the firewall holds on its own.
+        with attacks.firewall_opened_to(cluster, stranger.address):
+            attacks.postgres_refuses_strangers(cluster, stranger)
+            attacks.rest_refuses_strangers(cluster, stranger)
 
 
 def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: ClusterUnderTest,
