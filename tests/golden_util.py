@@ -73,8 +73,8 @@ def remap(raw: dict[str, Any], subnet: IPv4Network) -> dict[str, Any]:
     size = subnet.num_addresses
 
     def move(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: (str(subnet) if k == "subnet" else move(v)) for k, v in value.items()}
+        if isinstance(value, dict):  # keys too: ssh.host_keys is keyed by address
+            return {move(k): (str(subnet) if k == "subnet" else move(v)) for k, v in value.items()}
         if isinstance(value, list):
             return [move(v) for v in value]
         if isinstance(value, str):

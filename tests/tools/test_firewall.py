@@ -104,9 +104,11 @@ def config(moved: dict[str, int] | None = None, **firewall: Any) -> Any:
     `moved` to other host numbers)."""
     raw = remap(copy.deepcopy(variant_raw("prod")), SUBNET)
     raw["firewall"] = {**raw.get("firewall", {}), **firewall}
+    keys = raw["ssh"]["host_keys"]
     for node in raw["postgres"]["nodes"]:
         if node["name"] in (moved or {}):
-            node["address"] = str(SUBNET.network_address + (moved or {})[node["name"]])
+            old, node["address"] = node["address"], str(SUBNET.network_address + (moved or {})[node["name"]])
+            keys[node["address"]] = keys[old]  # the machine at the new address (its key pinned as the stack's)
     return parse(raw)
 
 
