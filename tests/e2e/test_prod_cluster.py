@@ -208,6 +208,9 @@ def services(hosts: SystemdHosts, node: str) -> dict[str, dict[str, str]]:
     """The pgha units (and cron on PostgreSQL hosts) of `node` with their MainPID, start time, restarts."""
     names = hosts.exec(node, "bash", "-c", "ls /etc/systemd/system/pgha-*.service 2>/dev/null | xargs -rn1 basename",
                        check=False).split()
+    # Not the firewall's boot unit: a oneshot that loads the table at boot (a deployment loads it itself, so the
+    # unit never ran here); no process to restart.
+    names = [n for n in names if n != "pgha-firewall.service"]
     if node in PG_NODES:
         names.append("cron.service")
     return {name: hosts.unit(node, name) for name in names}
@@ -734,7 +737,8 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
     secrets.update({f"{name}[:8]": value[:8] for name, value in passwords.items() if "keepalived" in name})
     # A private key would leak line by line: look for the first line of each key's body.
     keys = runs.private_keys()
-    assert len(keys) == 1 + len(PG_NODES), keys.keys()  # the CA's and one per PostgreSQL node
+    # The CA's, one per PostgreSQL node, one per HAProxy node (its client certificate for the REST checks).
+    assert len(keys) == 1 + len(PG_NODES) + len(HAPROXY), keys.keys()
     secrets.update({name: pem.splitlines()[1] for name, pem in keys.items()})
     texts: list[tuple[str, str]] = [(f"ps on {node} during a deployment", text) for node, text in SAMPLES]
     for node in [*ETCD, *PG_NODES, *HAPROXY]:
@@ -773,7 +777,8 @@ def test_destroy_runs_the_delete_commands_and_keeps_data(runs: Runs, hosts: Syst
     assert runs.stack.snapshot == {}
     # Paused before any member stopped, no replica was promoted: one data directory holds a primary's data
     # (the leader's), the others a standby's (pg_controldata: "shut down in recovery").
-    pg_deletes = {r.name: r.stdout + r.stderr for r in deletes if "-pg-" in r.name}
+    pg_deletes = {r.name: r.stdout + r.stderr for r in deletes if "-pg-" in r.name and r.name.endswith("-service")}
+    assert len(pg_deletes) == len(PG_NODES), sorted(pg_deletes)
     assert all("pgha-destroy: Patroni paused" in out for out in pg_deletes.values()), pg_deletes
     states = {n: cluster_state(hosts, n) for n in PG_NODES}
     assert states == {n: "shut down" if n == leader else "shut down in recovery" for n in PG_NODES}, \
