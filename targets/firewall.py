@@ -100,7 +100,7 @@ if [ -n "$(ls -A {FIREWALL_CLAIMS} 2>/dev/null)" ]; then
   exit 0
 fi
 nft delete table {FIREWALL_TABLE} 2>/dev/null || true
-systemctl disable -q {FIREWALL_UNIT} 2>/dev/null || true
+systemctl disable --now -q {FIREWALL_UNIT} 2>/dev/null || true
 rm -f {UNIT_PATH} {FIREWALL_RULESET}
 rmdir {FIREWALL_CLAIMS} 2>/dev/null || true
 systemctl daemon-reload
