@@ -28,7 +28,7 @@ from config.models import ClusterConfig, Host
 from render import paths
 from render.bootstrap import sql_ident, sql_literal, verifier_literal
 from render.credentials import REPLICATION_USER, REWIND_USER, SUPERUSER, Credentials
-from render.shell import HEALTH_DEADLINE_S, REST_CURL, python_rest_context, rest_url
+from render.shell import HEALTH_DEADLINE_S, REST_CURL, local_rest, python_rest_context, rest_url
 
 STEP = "passwords"
 
@@ -78,11 +78,8 @@ def find_leader(cfg: ClusterConfig, indent: str = "", cacert: str = paths.PG_TLS
     plain HTTP (a cluster deployed before the REST API's TLS, on the deployment that moves it) is asked so."""
     addresses = " ".join(str(n.address) for n in cfg.postgres.nodes)
     api = cfg.patroni.rest_api_port
-    lines = ['leader=""', f"for address in {addresses}; do",
-             f'  if curl --cacert {cacert} -sf -o /dev/null --max-time 3 "{rest_url("$address", api, "/primary")}" ||',
-             f'     curl -sf -o /dev/null --max-time 3 "http://$address:{api}/primary"; then',
-             "    leader=$address; break",
-             "  fi",
+    probe = local_rest(api, "/primary", "-sf -o /dev/null --max-time 3", host="$address", cacert=cacert)
+    lines = ['leader=""', f"for address in {addresses}; do", f"  if {probe}; then leader=$address; break; fi",
              "done"]
     return "\n".join(indent + line for line in lines)
 

@@ -21,12 +21,14 @@ def python_rest_context() -> str:
     return f"__import__('ssl').create_default_context(cafile={PG_TLS_CA!r})"
 
 
-def local_rest(port: int, path: str, curl_args: str = "-sf") -> str:
-    """A shell command asking this node's Patroni REST API for `path`: over HTTPS, verified against the cluster
-    CA; over plain HTTP when Patroni still speaks it (a node deployed before the REST API's TLS, on the
-    deployment that moves it, or a node that leaves the cluster in that deployment)."""
-    return (f'{{ {REST_CURL} {curl_args} "{rest_url("127.0.0.1", port, path)}" || '
-            f'curl {curl_args} "http://127.0.0.1:{port}{path}"; }}')
+def local_rest(port: int, path: str, curl_args: str = "-sf", host: str = "127.0.0.1",
+               cacert: str = PG_TLS_CA) -> str:
+    """A shell command asking the Patroni REST API on `host` (this node's by default; a shell expansion such
+    as $address too) for `path`: over HTTPS, verified against `cacert`; over plain HTTP when Patroni still
+    speaks it (a node deployed before the REST API's TLS, on the deployment that moves it, or a node that
+    leaves the cluster in that deployment)."""
+    return (f'{{ curl --cacert {cacert} {curl_args} "{rest_url(host, port, path)}" || '
+            f'curl {curl_args} "http://{host}:{port}{path}"; }}')
 
 
 def python_rest_open(port: int) -> str:

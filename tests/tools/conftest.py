@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,11 +19,7 @@ from tests.tools.docker_boxes import BLOCKS, NETWORK, SUBNET, BoxFactory, Cluste
 @pytest.fixture(scope="session")
 def tools_env() -> Iterator[ToolsEnv]:
     """Node image built (or as given), leftovers of earlier runs removed, private network created."""
-    problem = docker_boxes.engine_problem()
-    if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"tool tests need Docker but CI=true: {problem}", pytrace=False)
-        pytest.skip(problem)
+    docker_boxes.require_engine()
     docker_boxes.cleanup()
     image = docker_boxes.ensure_image()
     docker_boxes.docker(

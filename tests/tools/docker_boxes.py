@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
+import pytest
+
 from config import ClusterConfig, parse
 from targets import image
 from tests.golden_util import VARIANTS, remap, variant_raw
@@ -58,6 +60,15 @@ def docker(
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
     return result
+
+
+def require_engine() -> None:
+    """Skip the test when no Docker engine answers; under CI=true fail it instead (a skip would hide it)."""
+    problem = engine_problem()
+    if problem is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"tool tests need Docker but CI=true: {problem}", pytrace=False)
+        pytest.skip(problem)
 
 
 def engine_problem() -> str | None:

@@ -73,11 +73,7 @@ def _remove_ours() -> None:
 @pytest.fixture(scope="module")
 def nft_env() -> Iterator[str]:
     """The nftables image and this module's own network (labelled, like every box of the tools tests)."""
-    problem = docker_boxes.engine_problem()
-    if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"tool tests need Docker but CI=true: {problem}", pytrace=False)
-        pytest.skip(problem)
+    docker_boxes.require_engine()
     docker_boxes.ensure_image()
     docker("build", "-q", "--label", LABEL, "-t", IMAGE, "-", stdin=DOCKERFILE.encode(), timeout=600)
     _remove_ours()
