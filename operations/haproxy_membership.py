@@ -4,9 +4,9 @@ that stays drops them as VRRP peers.
 keepalived sends its adverts only to its unicast peers. A node that stays and drops a peer that still runs
 leaves that peer without adverts: after keepalived's master-down interval (about three adverts) it takes the
 virtual IP as well. So a node that leaves stops first, on its own host: when it holds the virtual IP it
-releases it and waits until a node that stays answers on it (operations/upgrade.py's handover), then its
-HAProxy and keepalived stop. The first HAProxy node that stays converges only after that (HAProxyGroupArgs.
-left), the others after it, one at a time.
+ends its client sessions, releases the address and waits until a node that stays answers on it
+(operations/upgrade.py's handover), then its HAProxy and keepalived stop. The first HAProxy node that stays
+converges only after that (HAProxyGroupArgs.left), the others after it, one at a time.
 
 Who leaves comes from the previous deployment's applied configuration (its HAProxy hosts, with their
 addresses): the steps are declared once the stack's own outputs are read.

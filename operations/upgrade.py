@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from config.models import ClusterConfig
 from render import paths
+from render.haproxy import READ_ONLY, READ_WRITE
 from render.shell import python_rest_open
 
 LEADER_ROLES = ("leader", "standby_leader")
@@ -147,27 +148,52 @@ VIP_MOVE_S = 30
 
 
 def render_vip_handover(cfg: ClusterConfig, node: str) -> str:
-    """Bash, run on HAProxy node `node` before it is replaced: when it holds the virtual IP, it gives the
-    address up (its keepalived check fails for VIP_RELEASE_S) and waits until another node answers on it.
-    Existing connections through this node then end at once (the peer resets them) instead of waiting on an
-    address nobody holds. Refuses, and takes its part back, when no peer took the address."""
+    """Bash, run on HAProxy node `node` before it is replaced or leaves: when it holds the virtual IP, it pauses
+    its SQL listeners (new connections are refused at once), ends every session through them while it still
+    answers on the address, then gives the address up (its keepalived check fails for VIP_RELEASE_S) and waits
+    until another node answers on it.
+
+    The order matters: an answer this node owes a client when the address leaves cannot be sent any more (the
+    address is no longer its own), and the client, waiting for it, sends nothing the new holder could reset: it
+    waits for ever (or for its TCP keepalive). Ended first, each client sees its connection close and dials
+    again, reaching the new holder once the address has moved. Refuses, and takes its part back (listeners
+    resumed), when no peer took the address."""
     ha = cfg.haproxy
     if ha.virtual_ip is None:
         raise ValueError("haproxy.virtual_ip: missing; only a node that may hold a virtual IP hands one over")
     vip, port = str(ha.virtual_ip), ha.read_write_port
+    listeners = (READ_WRITE, READ_ONLY)
+    pause = "\n".join(f'  admin "disable frontend {name}" >/dev/null' for name in listeners)
+    resume = "; ".join(f'admin "enable frontend {name}" >/dev/null 2>&1 || true' for name in listeners)
+    owned = " || ".join(f'$4 == "fe={name}"' for name in listeners)
     return f"""set -euo pipefail
 holds() {{ ip -o -4 addr show | grep -F ' {vip}/' >/dev/null; }}
+admin() {{ printf '%s\\n' "$1" | socat stdio unix-connect:{paths.HAPROXY_SOCKET}; }}
 if ! holds; then
   echo "pgha-handover: {node} does not hold the virtual IP {vip}: nothing to hand over"
   exit 0
+fi
+resume() {{ rm -f {paths.VIP_RELEASE}; {resume}; }}
+trap 'resume; echo "pgha-handover: failed; {node} resumed its listeners" >&2' ERR
+if admin "show info" >/dev/null 2>&1; then
+{pause}
+  ended=0
+  for session in $(admin "show sess" | awk '{owned} {{ sub(/:$/, "", $1); print $1 }}'); do
+    admin "shutdown session $session" >/dev/null
+    ended=$((ended + 1))
+  done
+  echo "pgha-handover: {node} paused its listeners and ended $ended client session(s)"
+else
+  echo "pgha-handover: HAProxy on {node} does not answer on its admin socket: no session to end"
 fi
 echo "$(( $(date +%s) + {VIP_RELEASE_S} ))" > {paths.VIP_RELEASE}
 deadline=$((SECONDS + {VIP_MOVE_S}))
 until ! holds && timeout 1 bash -c 'exec 3<>/dev/tcp/{vip}/{port}' 2>/dev/null; do
   if [ $SECONDS -ge $deadline ]; then
-    rm -f {paths.VIP_RELEASE}
-    echo "pgha-handover: no other HAProxy node took the virtual IP {vip} within {VIP_MOVE_S} s (is one running and \
-healthy?); {node} keeps it and is not replaced" >&2
+    trap - ERR
+    resume
+    echo "pgha-handover: no other HAProxy node took the virtual IP {vip} within {VIP_MOVE_S} s (is one running and \\
+healthy?); {node} takes it back and is not replaced" >&2
     exit 1
   fi
   sleep 0.2

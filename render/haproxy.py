@@ -13,6 +13,9 @@ MAXCONN = 4096
 CONNECT_TIMEOUT = "4s"
 CHECK_TIMEOUT = "2s"
 STATS_REFRESH = "10s"
+# The SQL listeners' names: the keepalived check reads the first one's servers; a handover stops both.
+READ_WRITE = "postgres_read_write"
+READ_ONLY = "postgres_read_only"
 # HAProxy's tokenizer treats these specially outside quotes (configuration manual, 2.2).
 _SPECIAL = re.compile(r"""([\\\s#'"])""")
 
@@ -28,8 +31,13 @@ def save_state_command() -> str:
     """Shell run before HAProxy reloads: it writes every server's state (UP/DOWN from the Patroni checks) where
     the new process loads it. Without it a reloaded HAProxy starts with every server UP and sends the first
     read-write connections to replicas until the checks have failed `fall` times."""
-    return (f"echo 'show servers state' | socat stdio unix-connect:{HAPROXY_SOCKET} > {HAPROXY_STATE}.new"
+    return (f"{admin_command('show servers state')} > {HAPROXY_STATE}.new"
             f" && mv {HAPROXY_STATE}.new {HAPROXY_STATE}")
+
+
+def admin_command(command: str) -> str:
+    """Shell that sends `command` to HAProxy's admin socket (root only) and prints the answer."""
+    return f"echo '{command}' | socat stdio unix-connect:{HAPROXY_SOCKET}"
 
 
 def client_sources(cfg: ClusterConfig) -> list[str]:
@@ -69,6 +77,8 @@ def render_haproxy(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         servers=[{"name": n.name, "address": f"{n.address}:{cfg.postgres.port}"} for n in cfg.postgres.nodes],
         rest_api_port=cfg.patroni.rest_api_port,
         check_tls=f"check-ssl verify required ca-file {HAPROXY_TLS_CA} crt {HAPROXY_TLS_CLIENT}",
+        read_write_name=READ_WRITE,
+        read_only_name=READ_ONLY,
         admin_socket=HAPROXY_SOCKET,
         state_file=HAPROXY_STATE,
     )

@@ -8,7 +8,8 @@ from catalog import limits
 from config.models import ClusterConfig, Host
 from render.common import render_template, require_member, with_header
 from render.credentials import Credentials
-from render.paths import HAPROXY_READY_SCRIPT, HAPROXY_SOCKET, VIP_RELEASE
+from render.haproxy import READ_WRITE, admin_command
+from render.paths import HAPROXY_READY_SCRIPT, VIP_RELEASE
 
 # VRRPv2 PASS authentication carries at most 8 characters; keepalived would truncate with a warning.
 AUTH_PASS_LENGTH = limits.VRRP_PASS_LENGTH
@@ -69,14 +70,17 @@ def render_keepalived(cfg: ClusterConfig, node: Host, creds: Credentials) -> str
 
 
 def render_haproxy_ready() -> str:
-    """keepalived's check script: HAProxy runs, and routes writes to at most one server. A freshly started
-    HAProxy counts every server UP until its checks have run: it does not take the address before that.
-    It fails while a handover releases the address (VIP_RELEASE holds a time still to come)."""
+    """keepalived's check script: HAProxy runs, its read-write listener is open, and it routes writes to at most
+    one server. A freshly started HAProxy counts every server UP until its checks have run: it does not take
+    the address before that. It fails while a handover releases the address (VIP_RELEASE holds a time still
+    to come), and while a handover has paused the listeners (operations/upgrade.render_vip_handover)."""
     return with_header(f"""#!/bin/bash
 set -uo pipefail
 if [ -s {VIP_RELEASE} ] && [ "$(date +%s)" -lt "$(cat {VIP_RELEASE})" ]; then exit 1; fi
 pgrep -x haproxy >/dev/null || exit 1
-up=$(echo "show stat" | socat stdio unix-connect:{HAPROXY_SOCKET} 2>/dev/null \\
-  | awk -F, '$1 == "postgres_read_write" && $2 != "FRONTEND" && $2 != "BACKEND" && $18 ~ /^UP/' | wc -l) || exit 1
-[ "$up" -le 1 ]
+stat=$({admin_command("show stat")} 2>/dev/null) || exit 1
+echo "$stat" | awk -F, '$1 != "{READ_WRITE}" {{ next }}
+  $2 == "FRONTEND" {{ open = ($18 == "OPEN") }}
+  $2 != "FRONTEND" && $2 != "BACKEND" && $18 ~ /^UP/ {{ up++ }}
+  END {{ exit !(open && up <= 1) }}'
 """)

@@ -164,11 +164,13 @@ def start(
     network: str = "none",
     ip: str | None = None,
     files: Mapping[str, str] | None = None,
+    capabilities: Sequence[str] = (),
 ) -> Container:
-    """Create a labelled container, copy `files` in, then start it running `cmd`."""
+    """Create a labelled container (with `capabilities` added), copy `files` in, then start it running `cmd`."""
     args = ["create", "--label", LABEL, "--name", name, "--network", network, "--stop-timeout", "1"]
     if ip:
         args += ["--ip", ip]
+    args += [f"--cap-add={cap}" for cap in capabilities]
     docker(*args, IMAGE, *cmd)
     container = Container(name)
     if files:
