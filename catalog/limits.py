@@ -27,3 +27,10 @@ WEAK_HBA_METHODS: Final = ("trust", "password", "md5")
 # The widest network `postgres.client_cidrs` may name: a prefix shorter than /8 is wider than the largest
 # private network (10.0.0.0/8) and holds public addresses of other organisations; 0.0.0.0/0 is everyone.
 CLIENT_CIDR_MIN_PREFIX: Final = 8
+
+# etcd's users (operations/etcd.py): root, which pgha's own etcdctl calls act as by a client certificate with
+# that common name, and Patroni's. No host may carry one of these names: its certificates' common name is its
+# name, and over gRPC etcd takes a client certificate's common name for the user it acts as.
+ETCD_ROOT_USER = "root"
+ETCD_PATRONI_USER = "patroni"
+ETCD_USERS = (ETCD_ROOT_USER, ETCD_PATRONI_USER)

@@ -19,7 +19,7 @@ from config.models import ClusterConfig
 from operations import change_plan, haproxy_membership
 from operations import postgres_membership as membership
 from operations.backup_check import check_every_node
-from operations.etcd import prune, wait_healthy
+from operations.etcd import enable_access, prune, wait_healthy
 from operations.pending_restarts import apply_pending_restarts
 from targets import Target
 from targets.converge import start_deferred
@@ -52,7 +52,8 @@ class PostgresCluster(pulumi.ComponentResource):
         creds = self.secrets.credentials
         self.ca = ClusterCA(name, cfg, target.client_addresses(), self)
         target.prepare(self)
-        self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(cfg, target), pulumi.ResourceOptions(parent=self))
+        self.etcd = EtcdCluster(f"{name}-etcd", EtcdClusterArgs(cfg, target, self.ca),
+                                pulumi.ResourceOptions(parent=self))
         # Patroni starts only against an etcd cluster with every member healthy.
         self.etcd_healthy = wait_healthy(f"{name}-etcd-healthy", cfg, target, self.etcd.members, self.etcd)
         self.backup = BackupRepo(
@@ -85,6 +86,8 @@ class PostgresCluster(pulumi.ComponentResource):
             converged = list(nodes_ready)
             nodes_ready += [start_deferred(target, f"{name}-{n.spec.host.name}-adopted", n.spec, converged, self)
                             for n in self.nodes]
+        # etcd's access control, once every Patroni logs in as its etcd user.
+        self.etcd_access = enable_access(f"{name}-etcd-access", cfg, target, creds, nodes_ready, self.etcd)
         # Members the stack no longer has leave the etcd cluster once every Patroni uses only the others.
         self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
         # Nodes that left are gone from Patroni's view (their member keys expired) and hold no slot.
@@ -110,7 +113,7 @@ class PostgresCluster(pulumi.ComponentResource):
         # Last, once nothing of the running cluster needs what this deployment removed: e.g. each host's firewall
         # loaded whole, closing what a member that left used until it left (targets/firewall.py).
         self.settled = target.settle([*self.haproxy.ready[-1:], self.pending_restarts, *self.backup_checks,
-                                      self.etcd_pruned, self.postgres_forgotten], self)
+                                      self.etcd_pruned, self.etcd_access, self.postgres_forgotten], self)
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
         self.change_plan = change_plan.declare(name, target.applied, self.before, self,

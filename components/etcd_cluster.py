@@ -8,9 +8,17 @@ import pulumi
 
 import operations.etcd
 from catalog.roles import ETCD
+from components.tls import ClusterCA
 from config.models import ClusterConfig
 from render import paths
-from render.etcd import other_client_urls, render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
+from render.etcd import (
+    ETCDCTL,
+    other_client_urls,
+    render_etcd,
+    render_etcd_cluster,
+    render_etcd_health,
+    render_etcd_start,
+)
 from targets import DataDir, File, Listener, Placement, Process, ServiceSpec, Target
 
 
@@ -20,6 +28,7 @@ class EtcdClusterArgs:
 
     cfg: ClusterConfig
     target: Target
+    ca: ClusterCA
 
 
 class EtcdCluster(pulumi.ComponentResource):
@@ -33,18 +42,27 @@ class EtcdCluster(pulumi.ComponentResource):
         cfg = args.cfg
         placements: list[Placement] = []
         for member in cfg.etcd.members:
+            tls = args.ca.etcd_member_certificate(f"{name}-{member.name}", member, self)
+            root = args.ca.etcd_root_certificate(f"{name}-{member.name}", member, self)
             spec = ServiceSpec(
                 role=ETCD.name,
                 host=member,
                 packages=ETCD.packages,
                 # The bootstrap settings are read only by a member that starts empty: a membership change
                 # rewrites them everywhere and restarts no member.
+                # etcd reads its certificate and key again at each handshake (a renewal needs no restart), the
+                # CA bundle only when it starts.
                 processes=(Process("etcd", (paths.ETCD_START_SCRIPT,), user="etcd", packages=("etcd-server",),
-                                   reads=(paths.ETCD_CONFIG, paths.ETCD_START_SCRIPT)),),
+                                   reads=(paths.ETCD_CONFIG, paths.ETCD_START_SCRIPT, paths.ETCD_TLS_CA)),),
                 files=(File(paths.ETCD_CONFIG, render_etcd(cfg, member), owner="etcd", kind="etcd"),
                        File(paths.ETCD_CLUSTER_ENV, render_etcd_cluster(cfg, member)),
                        File(paths.ETCD_START_SCRIPT, render_etcd_start(cfg), mode="0755"),
-                       File(paths.ETCD_HEALTH_SCRIPT, render_etcd_health(cfg), mode="0755")),
+                       File(paths.ETCD_HEALTH_SCRIPT, render_etcd_health(cfg), mode="0755"),
+                       File(paths.ETCD_TLS_CERT, tls.cert_pem, mode="0644", owner="etcd"),
+                       File(paths.ETCD_TLS_KEY, tls.key_pem, mode="0600", owner="etcd", secret=True),
+                       File(paths.ETCD_TLS_CA, args.ca.cert_pem, mode="0644", owner="etcd"),
+                       File(paths.ETCD_ROOT_CERT, root.cert_pem, mode="0644", owner="etcd"),
+                       File(paths.ETCD_ROOT_KEY, root.key_pem, mode="0600", owner="etcd", secret=True)),
                 listeners=(Listener(cfg.etcd.client_port, str(member.address), "etcd client"),
                            Listener(cfg.etcd.client_port, "127.0.0.1", "etcd client"),
                            Listener(cfg.etcd.peer_port, str(member.address), "etcd peer")),
@@ -54,9 +72,11 @@ class EtcdCluster(pulumi.ComponentResource):
                 # start without waiting. One that joins a running cluster (another member serves a quorum
                 # read) waits until it is healthy, a learner until it was promoted: the next one joins after.
                 wait=False,
-                wait_when=(f"etcdctl --dial-timeout=2s --command-timeout=3s "
-                           f"--endpoints={other_client_urls(cfg, member)} "
+                wait_when=(f"{ETCDCTL} --endpoints={other_client_urls(cfg, member)} "
                            "get --consistency=l pgha-etcd-probe >/dev/null 2>&1"),
+                # Every path TLS with client certificates (an earlier pgha ran etcd in plain HTTP: the topology
+                # refuses to move such a cluster in one deployment, operations/topology.py).
+                facts={"etcd_tls": 1},
                 # One member at a time: a change restarts etcd, and two members down lose the quorum.
                 after=(placements[-1].ready,) if placements else (),
             )

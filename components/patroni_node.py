@@ -101,6 +101,7 @@ class PatroniNode(pulumi.ComponentResource):
             return render_post_bootstrap_sql(cfg, c)
 
         tls = args.ca.server_certificate(name, node, self)
+        etcd_client = args.ca.etcd_client_certificate(name, node, self)
         spec = ServiceSpec(
             role=POSTGRES.name,
             host=node,
@@ -117,6 +118,8 @@ class PatroniNode(pulumi.ComponentResource):
                 File(paths.PG_TLS_CERT, tls.cert_pem, mode="0644"),
                 File(paths.PG_TLS_KEY, tls.key_pem, mode="0600", owner="postgres", secret=True),
                 File(paths.PG_TLS_CA, args.ca.cert_pem, mode="0644"),
+                File(paths.PATRONI_ETCD_CERT, etcd_client.cert_pem, mode="0644"),
+                File(paths.PATRONI_ETCD_KEY, etcd_client.key_pem, mode="0600", owner="postgres", secret=True),
                 *args.backup.files(node),
             ),
             data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750",

@@ -24,6 +24,7 @@ PASSWORD_ROLES: dict[str, int] = {
     "keepalived": limits.VRRP_PASS_LENGTH,  # VRRP PASS authentication only uses 8 characters
     "stats": 32,
     "cipher": 64,
+    "etcd": 32,
 }
 
 

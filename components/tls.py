@@ -1,5 +1,7 @@
 """Generated TLS: one CA per cluster, a certificate per PostgreSQL node (PostgreSQL and the Patroni REST API
-serve it; the node presents it to the other members' REST APIs), a client certificate per HAProxy node.
+serve it; the node presents it to the other members' REST APIs), a client certificate per HAProxy node; for
+etcd a certificate per member (served to clients and peers, presented to peers), a `root` client certificate
+per member (pgha's own etcdctl calls) and an etcd client certificate per PostgreSQL node (Patroni's).
 
 Keys never leave pulumi-tls as anything but secret Outputs. Clients verify a node with the CA
 (`ca_certificate` stack output): every certificate names the node and each address a client or a
@@ -11,17 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_tls as tls
 
 from components.secrets import secret
 from config.models import ClusterConfig, Host
+from render.credentials import ETCD_MEMBER_CN, ETCD_ROOT_USER
 
 KEY_ALGORITHM = "ECDSA"
 KEY_CURVE = "P256"
 CA_VALIDITY_HOURS = 10 * 365 * 24
 CA_USES = ["cert_signing", "crl_signing"]
+CLIENT_USES = ["digital_signature", "client_auth"]
 
 
 @dataclass(frozen=True)
@@ -106,16 +111,41 @@ class ClusterCA:
     def client_certificate(self, name: str, host: Host, parent: pulumi.Resource) -> ServerCertificate:
         """Declare a key and a client certificate for `host` (an HAProxy node presenting it to the Patroni
         REST APIs it checks), signed by the current CA and renewed like the server certificates."""
-        return self._leaf(f"{name}-client", host, parent, ["digital_signature", "client_auth"])
+        return self._leaf(f"{name}-client", host, parent, CLIENT_USES)
+
+    def etcd_member_certificate(self, name: str, member: Host, parent: pulumi.Resource) -> ServerCertificate:
+        """Declare a key and a certificate for etcd member `member`: it serves it on its client and peer ports
+        and presents it when it dials the other members (and its own gateway dials its gRPC listener), so
+        server_auth and client_auth; the common name is ETCD_MEMBER_CN, which the peer port requires."""
+        return self._leaf(f"{name}-etcd-tls", member, parent, ["digital_signature", "key_encipherment",
+                                                               "server_auth", "client_auth"],
+                          dns_names=[member.name, "localhost"],
+                          ip_addresses=list(dict.fromkeys(["127.0.0.1", str(member.address)])),
+                          common_name=ETCD_MEMBER_CN)
+
+    def etcd_root_certificate(self, name: str, member: Host, parent: pulumi.Resource) -> ServerCertificate:
+        """Declare a key and a client certificate with the common name `root`, kept on etcd member `member`:
+        pgha's own etcdctl calls there act as etcd's root user (which has no password)."""
+        return self._leaf(f"{name}-etcd-root", member, parent, CLIENT_USES, common_name=ETCD_ROOT_USER)
+
+    def etcd_client_certificate(self, name: str, node: Host, parent: pulumi.Resource) -> ServerCertificate:
+        """Declare a key and a client certificate without a common name for PostgreSQL node `node`: Patroni
+        presents it to etcd, whose gateway (Patroni's only way in) refuses a certificate that has one; Patroni
+        acts as its etcd user by password."""
+        return self._leaf(f"{name}-etcd-client", node, parent, CLIENT_USES, common_name=None,
+                          unit="patroni etcd client")
 
     def _leaf(self, prefix: str, host: Host, parent: pulumi.Resource, uses: list[str],
-              dns_names: list[str] | None = None, ip_addresses: list[str] | None = None) -> ServerCertificate:
+              dns_names: list[str] | None = None, ip_addresses: list[str] | None = None,
+              common_name: str | Literal[True] | None = True, unit: str | None = None) -> ServerCertificate:
+        """A leaf certificate; its common name is the host's name unless `common_name` says another (None: none)."""
         opts = pulumi.ResourceOptions(parent=parent)
         key = tls.PrivateKey(f"{prefix}-key", algorithm=KEY_ALGORITHM, ecdsa_curve=KEY_CURVE, opts=opts)
         request = tls.CertRequest(
             f"{prefix}-request",
             private_key_pem=key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=host.name, organization="pgha"),
+            subject=tls.CertRequestSubjectArgs(common_name=host.name if common_name is True else common_name,
+                                               organization="pgha", organizational_unit=unit),
             dns_names=dns_names,
             ip_addresses=ip_addresses,
             opts=opts,

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from catalog import limits
 from catalog.roles import ETCD, HAPROXY, POSTGRES, ROLES, host_packages
@@ -82,6 +91,17 @@ class Host(Model):
 
     name: Name
     address: IPv4Address
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_etcd_user(cls, value: str) -> str:
+        # A host's certificates carry its name as their common name, and etcd takes a client certificate's
+        # common name for the user it acts as: a host named as an etcd user would be that user.
+        if value in limits.ETCD_USERS:
+            users = " and ".join(repr(u) for u in limits.ETCD_USERS)
+            raise ValueError(f"'{value}' given; {users} are etcd's user names (a certificate with that name "
+                             "would act as that user): name the host otherwise")
+        return value
 
 
 def _check_hosts(hosts: list[Host], field: str) -> None:

@@ -1,13 +1,18 @@
 """Day-2 steps on the etcd cluster: wait until every configured member is healthy, so Patroni starts against a
-store with a quorum; and, once Patroni uses only the configured members, remove the members the stack no
-longer has, one at a time (`member remove` before the member is stopped: its resources go last)."""
+store with a quorum; once every Patroni logs in as its etcd user, enable etcd's access control; and, once
+Patroni uses only the configured members, remove the members the stack no longer has, one at a time (`member
+remove` before the member is stopped: its resources go last)."""
 
 from __future__ import annotations
+
+import shlex
 
 import pulumi
 
 from config.models import ClusterConfig
-from render.etcd import ETCDCTL, client_url, peer_url
+from render.credentials import ETCD_PATRONI_USER, ETCD_ROOT_USER, Credentials
+from render.etcd import ETCDCTL, ETCDCTL_ARGS, client_url, peer_url
+from render.patroni import dcs_namespace
 from render.shell import step_script, until_ok
 from targets.base import Target
 
@@ -20,7 +25,7 @@ def endpoints(cfg: ClusterConfig) -> list[str]:
 def wait_healthy(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource) -> pulumi.Resource:
     """Declare the step on the first member: `etcdctl endpoint health` of every member succeeds."""
-    check = ("etcdctl", f"--endpoints={','.join(endpoints(cfg))}", "endpoint", "health")
+    check = (*ETCDCTL_ARGS, f"--endpoints={','.join(endpoints(cfg))}", "endpoint", "health")
     return target.run_step(name, cfg.etcd.members[0], step_script(until_ok(check)), depends_on, parent)
 
 
@@ -30,7 +35,7 @@ def render_prune(cfg: ClusterConfig) -> str:
     only once they are healthy again. It refuses to remove a majority of the members it finds."""
     configured = " ".join(peer_url(cfg, m) for m in cfg.etcd.members)
     every = ",".join(endpoints(cfg))
-    healthy = until_ok(("etcdctl", f"--endpoints={every}", "endpoint", "health"), 120)
+    healthy = until_ok((*ETCDCTL_ARGS, f"--endpoints={every}", "endpoint", "health"), 120)
     return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={every} "$@"; }}
 configured=" {configured} "
 listed=$(ctl member list)
@@ -55,3 +60,34 @@ def prune(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi
     """Declare the removal step on the first member, after `depends_on` (every Patroni node: they use only the
     configured members by then). It runs again when the configured membership changes."""
     return target.run_step(name, cfg.etcd.members[0], render_prune(cfg), depends_on, parent)
+
+
+def render_access(cfg: ClusterConfig, creds: Credentials) -> str:
+    """Bash (it holds the Patroni user's password: a secret, on stdin) that sets up etcd's access control as
+    root and enables it: the user root (no password: the `root` client certificate is its only way in), the
+    role and user Patroni logs in as, reading and writing only under the cluster's key prefix. Each command
+    tolerates what an earlier run made; the password is set again (a rotation, or a user made by hand)."""
+    prefix = shlex.quote(dcs_namespace(creds))
+    user, password = ETCD_PATRONI_USER, shlex.quote(creds.etcd)
+    return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={",".join(endpoints(cfg))} "$@"; }}
+ctl user get {ETCD_ROOT_USER} >/dev/null 2>&1 || ctl user add {ETCD_ROOT_USER} --no-password
+ctl user grant-role {ETCD_ROOT_USER} root >/dev/null
+ctl role get {user} >/dev/null 2>&1 || ctl role add {user}
+ctl role grant-permission {user} --prefix=true readwrite {prefix} >/dev/null
+if ctl user get {user} >/dev/null 2>&1; then
+  printf '%s\\n' {password} | ctl user passwd {user} --interactive=false >/dev/null
+else
+  printf '%s\\n' {password} | ctl user add {user} --interactive=false >/dev/null
+fi
+ctl user grant-role {user} {user} >/dev/null
+ctl auth enable
+echo "pgha-etcd: access control on: root by its client certificate, {user} under {dcs_namespace(creds)}"
+""")
+
+
+def enable_access(name: str, cfg: ClusterConfig, target: Target, creds: pulumi.Output[Credentials],
+                  depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+    """Declare the access-control step on the first member, after `depends_on` (every Patroni node: each logs
+    in as its etcd user by then, so none is refused once access control is on)."""
+    script: pulumi.Output[str] = pulumi.Output.secret(creds.apply(lambda c: render_access(cfg, c)))  # type: ignore[arg-type]
+    return target.run_step(name, cfg.etcd.members[0], script, depends_on, parent)

@@ -104,6 +104,16 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
                 if later:
                     problems.append(f"{field}: {node} would start before {', '.join(later)} knows it as a VRRP "
                                     "peer; list the new HAProxy nodes after the ones that stay")
+    plain = [h for h, facts in old.items() if facts.get("role") == "etcd" and h in new and not facts.get("etcd_tls")]
+    if plain:
+        # Members restarted one at a time with TLS-only listeners could not reach the ones still in plain text:
+        # the cluster would lose its quorum halfway. The move takes two deployments (both schemes on the client
+        # port and peer TLS first, then https only and access control), which this version does not take yet.
+        problems.append(
+            f"etcd.members: {', '.join(plain)} run etcd in plain HTTP (deployed by an earlier pgha), and this version "
+            "serves etcd over TLS only: a rolling restart would split the members that speak TLS from those that do "
+            "not and lose the quorum. Moving a running cluster to etcd TLS is not supported yet; keep deploying this "
+            "stack with the pgha version that created it")
     return problems
 
 

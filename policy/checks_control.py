@@ -1,5 +1,5 @@
-"""The control plane: Patroni's REST API over TLS with client certificates, HAProxy's checks verifying it,
-remote commands pinning their host's SSH key."""
+"""The control plane: etcd and Patroni's REST API over TLS with client certificates, HAProxy's checks verifying
+it, remote commands pinning their host's SSH key."""
 
 from __future__ import annotations
 
@@ -43,6 +43,53 @@ def check_rest_tls(view: StackView, settings: Mapping[str, Any], report: Report)
             problems.append("no authentication: unsafe requests need no password")
         if problems:
             report(f"{service.label}: {path} restapi: " + "; ".join(problems), service.urn)
+
+
+ETCD_URLS = ("listen-peer-urls", "listen-client-urls", "initial-advertise-peer-urls", "advertise-client-urls")
+ETCD_SECTIONS = ("client-transport-security", "peer-transport-security")
+
+
+def etcd_problems(data: Mapping[str, Any]) -> list[str]:
+    """What lets an etcd member talk to anyone in clear or without a certificate of the cluster CA."""
+    problems = []
+    for key in ETCD_URLS:
+        plain = [u for u in str(data.get(key) or "").split(",") if u.strip() and not u.strip().startswith("https://")]
+        if plain:
+            problems.append(f"{key} {', '.join(plain)} is not https")
+    for section in ETCD_SECTIONS:
+        tls = data.get(section)
+        tls = tls if isinstance(tls, dict) else {}
+        if not (tls.get("cert-file") and tls.get("key-file")):
+            problems.append(f"{section} has no cert-file/key-file")
+        if tls.get("client-cert-auth") is not True or not tls.get("trusted-ca-file"):
+            problems.append(f"{section} does not require a client certificate of a trusted CA (client-cert-auth "
+                            f"{tls.get('client-cert-auth')!r}, trusted-ca-file {tls.get('trusted-ca-file')!r})")
+    return problems
+
+
+def check_etcd_tls(view: StackView, settings: Mapping[str, Any], report: Report) -> None:
+    """Every etcd member serves its client and peer ports over TLS only, requiring a client certificate of the
+    cluster CA; Patroni connects over https, verifying etcd, with a client certificate and a user's password
+    (etcd's access control, which the RBAC step enables, takes no certificate name through Patroni's gateway)."""
+    for service in view.services:
+        for path, content in service.known("etcd"):
+            data = parsers.load_yaml(content)
+            problems = etcd_problems(data) if isinstance(data, dict) else ["not a YAML mapping"]
+            if problems:
+                report(f"{service.label}: {path}: " + "; ".join(problems), service.urn)
+    for service, path, data in patroni_files(view):
+        etcd3 = parsers.dig(data or {}, "etcd3")
+        etcd3 = etcd3 if isinstance(etcd3, dict) else {}
+        problems = []
+        if etcd3.get("protocol") != "https" or not etcd3.get("cacert"):
+            problems.append(f"protocol {etcd3.get('protocol')!r} with cacert {etcd3.get('cacert')!r}: etcd is "
+                            "not verified over TLS")
+        if not (etcd3.get("cert") and etcd3.get("key")):
+            problems.append("no client certificate (cert/key)")
+        if not (etcd3.get("username") and etcd3.get("password")):
+            problems.append("no username/password: etcd's access control cannot tell Patroni from another client")
+        if problems:
+            report(f"{service.label}: {path} etcd3: " + "; ".join(problems), service.urn)
 
 
 def _verified_check(words: list[str]) -> bool:

@@ -201,6 +201,12 @@ POLICIES: Final[list[Policy]] = [
         checks_control.check_rest_tls, MANDATORY,
     ),
     stack_policy(
+        "etcd-tls",
+        "etcd serves its client and peer ports over TLS only and requires a client certificate of the cluster CA; "
+        "Patroni verifies etcd and logs in with a client certificate and a password.",
+        checks_control.check_etcd_tls, MANDATORY,
+    ),
+    stack_policy(
         "haproxy-check-tls",
         "HAProxy checks Patroni's REST API over HTTPS, verifying each server against the cluster CA.",
         checks_control.check_haproxy_check_tls, MANDATORY,

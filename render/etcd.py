@@ -17,6 +17,12 @@ empty one, replacing its identity (only while the other members hold a quorum). 
 voter by its health check once it has caught up (`pgha-etcd-health`): etcd refuses the promotion before
 that, so a new member never counts in the quorum before it holds the data.
 
+Every path is TLS with client certificates from the cluster CA: the client port admits a certificate of the
+cluster CA only, the peer port only the members' (ETCD_MEMBER_CN). Over the client port, etcd's role-based
+access control then says what each may do: pgha's own etcdctl calls present the `root` certificate (etcd maps
+its common name to the user root), Patroni logs in as the user `patroni`, whose role reaches only its key
+prefix (operations/etcd.py enables it); any other certificate of the CA acts as a user that does not exist.
+
 Learners rather than voters: a voter added before it has started (and caught up) raises the quorum at once,
 and a second failure during the join loses it; a learner counts only once promoted. etcd allows one learner
 at a time: the members join one after another.
@@ -29,12 +35,25 @@ from typing import Any
 
 from config.models import ClusterConfig, Host
 from render.common import dump_yaml, require_member, with_header
-from render.paths import ETCD_CLUSTER_ENV, ETCD_CONFIG, etcd_data_dir
+from render.credentials import ETCD_MEMBER_CN
+from render.paths import (
+    ETCD_CLUSTER_ENV,
+    ETCD_CONFIG,
+    ETCD_ROOT_CERT,
+    ETCD_ROOT_KEY,
+    ETCD_TLS_CA,
+    ETCD_TLS_CERT,
+    ETCD_TLS_KEY,
+    etcd_data_dir,
+)
 
 # etcd's own defaults, written out so the timing Patroni depends on is visible in the file.
 HEARTBEAT_INTERVAL_MS = 100
 ELECTION_TIMEOUT_MS = 1000
-ETCDCTL = "/usr/bin/etcdctl --dial-timeout=2s --command-timeout=5s"
+# pgha's etcdctl calls on an etcd member: as etcd's root user, by the `root` client certificate.
+ETCDCTL_ARGS = ("/usr/bin/etcdctl", "--dial-timeout=2s", "--command-timeout=5s", f"--cacert={ETCD_TLS_CA}",
+                f"--cert={ETCD_ROOT_CERT}", f"--key={ETCD_ROOT_KEY}")
+ETCDCTL = " ".join(ETCDCTL_ARGS)
 
 
 def initial_cluster_token(cfg: ClusterConfig) -> str:
@@ -44,12 +63,12 @@ def initial_cluster_token(cfg: ClusterConfig) -> str:
 
 def peer_url(cfg: ClusterConfig, member: Host) -> str:
     """The peer URL of `member`."""
-    return f"http://{member.address}:{cfg.etcd.peer_port}"
+    return f"https://{member.address}:{cfg.etcd.peer_port}"
 
 
 def client_url(cfg: ClusterConfig, address: object) -> str:
     """The client URL of a member at `address`."""
-    return f"http://{address}:{cfg.etcd.client_port}"
+    return f"https://{address}:{cfg.etcd.client_port}"
 
 
 def other_client_urls(cfg: ClusterConfig, member: Host) -> str:
@@ -67,6 +86,12 @@ def render_etcd(cfg: ClusterConfig, member: Host) -> str:
         "listen-client-urls": f"{client_url(cfg, member.address)},{client_url(cfg, '127.0.0.1')}",
         "initial-advertise-peer-urls": peer_url(cfg, member),
         "advertise-client-urls": client_url(cfg, member.address),
+        # Clients (pgha's etcdctl, Patroni) present a certificate of the cluster CA; the peers the members'.
+        "client-transport-security": {"cert-file": ETCD_TLS_CERT, "key-file": ETCD_TLS_KEY,
+                                      "trusted-ca-file": ETCD_TLS_CA, "client-cert-auth": True},
+        "peer-transport-security": {"cert-file": ETCD_TLS_CERT, "key-file": ETCD_TLS_KEY,
+                                    "trusted-ca-file": ETCD_TLS_CA, "client-cert-auth": True,
+                                    "allowed-cn": [ETCD_MEMBER_CN]},
         "heartbeat-interval": HEARTBEAT_INTERVAL_MS,
         "election-timeout": ELECTION_TIMEOUT_MS,
         # Patroni rewrites its keys every loop_wait: without compaction the database grows until

@@ -20,6 +20,10 @@ PG_TLS_DIR: Final = f"{PATRONI_CONFIG_DIR}/tls"
 PG_TLS_CERT: Final = f"{PG_TLS_DIR}/server.crt"
 PG_TLS_KEY: Final = f"{PG_TLS_DIR}/server.key"
 PG_TLS_CA: Final = f"{PG_TLS_DIR}/ca.crt"
+# Patroni's client certificate for etcd (no common name: etcd's gateway, Patroni's only way in, refuses one
+# that has a name) and its key, owner postgres, 0600; Patroni logs in as the etcd user `patroni` by password.
+PATRONI_ETCD_CERT: Final = f"{PG_TLS_DIR}/etcd-client.crt"
+PATRONI_ETCD_KEY: Final = f"{PG_TLS_DIR}/etcd-client.key"
 # Patroni's REST API serves HTTPS with the node's certificate (it also signs the node's own client requests:
 # patronictl and Patroni's calls to other members), and asks unsafe requests for a client certificate.
 REST_SCHEME: Final = "https"
@@ -32,6 +36,15 @@ ETCD_CLUSTER_ENV: Final = "/etc/pgha/etcd-cluster.env"
 ETCD_START_SCRIPT: Final = "/usr/local/bin/pgha-etcd-start"
 ETCD_HEALTH_SCRIPT: Final = "/usr/local/bin/pgha-etcd-health"
 ETCD_DATA_ROOT: Final = "/var/lib/etcd"
+# etcd's TLS (owner etcd, keys 0600): the member's certificate (served on the client and peer ports, presented
+# when it dials the other members), the cluster CA, and the `root` client certificate pgha's own etcdctl calls
+# present (etcd maps its common name to the user root over gRPC).
+ETCD_TLS_DIR: Final = "/etc/pgha/etcd-tls"
+ETCD_TLS_CERT: Final = f"{ETCD_TLS_DIR}/member.crt"
+ETCD_TLS_KEY: Final = f"{ETCD_TLS_DIR}/member.key"
+ETCD_TLS_CA: Final = f"{ETCD_TLS_DIR}/ca.crt"
+ETCD_ROOT_CERT: Final = f"{ETCD_TLS_DIR}/root.crt"
+ETCD_ROOT_KEY: Final = f"{ETCD_TLS_DIR}/root.key"
 
 HAPROXY_CONFIG: Final = "/etc/haproxy/haproxy.cfg"
 # HAProxy's checks of Patroni's REST API verify the node against the cluster CA and present this node's client

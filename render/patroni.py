@@ -7,6 +7,7 @@ from typing import Any
 from config.models import ClusterConfig, Host
 from render.common import dump_yaml, render_template, require_member, with_header
 from render.credentials import (
+    ETCD_PATRONI_USER,
     REPLICATION_USER,
     RESTAPI_USER,
     REWIND_USER,
@@ -16,6 +17,8 @@ from render.credentials import (
 from render.paths import (
     DCS_CONFIG,
     PATRONI_CONFIG,
+    PATRONI_ETCD_CERT,
+    PATRONI_ETCD_KEY,
     PG_BIN,
     PG_DATA,
     PG_SOCKET_DIR,
@@ -192,7 +195,11 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         },
         # patronictl, and Patroni's own calls to the other members (/failsafe), present the node's certificate.
         "ctl": {"certfile": PG_TLS_CERT, "keyfile": PG_TLS_KEY, "cacert": PG_TLS_CA, "insecure": False},
-        "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members]},
+        # etcd over TLS, verified with the cluster CA; the client certificate (no common name) gets Patroni
+        # through etcd's client-certificate check, its password makes it the etcd user its role allows.
+        "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members],
+                  "protocol": "https", "cacert": PG_TLS_CA, "cert": PATRONI_ETCD_CERT, "key": PATRONI_ETCD_KEY,
+                  "username": ETCD_PATRONI_USER, "password": creds.etcd},
         "bootstrap": {
             "dcs": dynamic_config(cfg),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],

@@ -119,8 +119,8 @@ class ServiceSpec:
     capabilities: tuple[str, ...] = ()
     # False for services that are only healthy together with peers (etcd): a day-2 step waits for all.
     wait: bool = True
-    # For a service that does not wait (wait=False): a shell condition, asked before anything starts, under
-    # which it waits after all (an etcd member joining a running cluster).
+    # For a service that does not wait (wait=False): a shell condition, asked once its files are written and
+    # before its processes change, under which it waits after all (an etcd member joining a running cluster).
     wait_when: str | None = None
     depends_on: tuple[pulumi.Resource, ...] = field(default=())
     # The previous member of a group (its `ready`): a change reaches this member only after that one took
@@ -263,7 +263,7 @@ class Target(abc.ABC):
         """Declare the resources that run `spec` on its host."""
 
     @abc.abstractmethod
-    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+    def run_step(self, name: str, host: Host, script: pulumi.Input[str], depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         """Declare a day-2 step: `script` (bash, no secrets) run as root on `host` after `depends_on`, when
         the step is created and again whenever the script changes; a change of `triggers` replaces the step,

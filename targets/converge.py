@@ -123,8 +123,6 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
     # Whether a data directory held data before this run (a replaced container or host rejoining its peers),
     # asked before anything starts: a member started below writes its data directory at once.
     parts += [f'if [ -e {shlex.quote(f"{d.path}/{d.holds}")} ]; then held=1; fi' for d in spec.data_dirs if d.holds]
-    if spec.wait_when and not spec.wait:
-        parts.append(f"joining=0\nif {spec.wait_when}; then joining=1; fi")
     for data in spec.data_dirs:
         parts.append(f"install -d -m {data.mode} -o {data.owner} -g {data.owner} {shlex.quote(data.path)}")
     parts += [shared_dir(spec.host.name, shared) for shared in spec.shared]
@@ -133,6 +131,10 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         flag = flags[file.path] = f"file{i}"
         parts.append(f"{flag}=0\n" + write_file(file.path, content, file.mode, file.owner, flag)
                      + f'if [ "${flag}" = 1 ]; then changed=1; fi')
+    # Asked once the files are there (the probe may need them: etcd's client certificate), before this host's
+    # processes change.
+    if spec.wait_when and not spec.wait:
+        parts.append(f"joining=0\nif {spec.wait_when}; then joining=1; fi")
     parts += control.setup(spec)
     for process in spec.processes:
         reads = [f.path for f in spec.files] if process.reads is None else list(process.reads)

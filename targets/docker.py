@@ -293,7 +293,7 @@ class DockerTarget(Target):
         """The container that stands for `host`."""
         return f"{self.cfg.name}-{host.name}"
 
-    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+    def run_step(self, name: str, host: Host, script: pulumi.Input[str], depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         # The engine's machine runs `docker exec` against the same engine the provider uses (DOCKER_HOST).
         return command.local.Command(

@@ -378,7 +378,7 @@ class SshTarget(Target):
         stop = f"systemctl stop {listed}\necho 'pgha-leave: stopped {listed}'\n"
         return self.run_step(name, host, f"{script.rstrip()}\n{stop}", depends_on, parent)
 
-    def run_step(self, name: str, host: Host, script: str, depends_on: list[pulumi.Resource],
+    def run_step(self, name: str, host: Host, script: pulumi.Input[str], depends_on: list[pulumi.Resource],
                  parent: pulumi.Resource, triggers: list[str] | None = None) -> pulumi.Resource:
         return command.remote.Command(
             name,

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shlex
 import tarfile
 from collections.abc import Iterator
 
 import docker
 
-from render.paths import PG_BIN
+from render.etcd import ETCDCTL_ARGS
+from render.paths import (
+    ETCD_CONFIG,
+    ETCD_TLS_CA,
+    ETCD_TLS_CERT,
+    ETCD_TLS_KEY,
+    HAPROXY_TLS_CLIENT,
+    PATRONI_ETCD_CERT,
+    PATRONI_ETCD_KEY,
+    PG_BIN,
+)
 from tests.e2e.scenarios import ClusterUnderTest
 from tests.tools.docker_boxes import ensure_image
 
@@ -62,6 +74,13 @@ def stranger(c: ClusterUnderTest, address: str) -> Iterator[Stranger]:
         container.remove(force=True)
 
 
+def etcd_address(c: ClusterUnderTest, member: str) -> str:
+    """The address etcd member `member` advertises (its etcd.yml)."""
+    conf = c.hosts.exec(member, "cat", ETCD_CONFIG)
+    url = next(line.split()[-1] for line in conf.splitlines() if line.startswith("advertise-client-urls:"))
+    return url.removeprefix("https://").rsplit(":", 1)[0]
+
+
 def firewall_drops_strangers(c: ClusterUnderTest, s: Stranger) -> None:
     """ssh target: each host's firewall drops the stranger's connections to every cluster port (no answer, not
     even a refusal), while a member reaches the same ports (the control)."""
@@ -69,7 +88,8 @@ def firewall_drops_strangers(c: ClusterUnderTest, s: Stranger) -> None:
     assert leader
     other = next(n for n in c.pg_nodes if n != leader)
     targets = {"PostgreSQL": (leader, c.addresses[leader], 5432), "Patroni REST": (leader, c.addresses[leader], 8008),
-               "HAProxy read-write": (c.haproxy[0], c.vip, c.rw.port)}
+               "HAProxy read-write": (c.haproxy[0], c.vip, c.rw.port),
+               "etcd client": (c.etcd[0], etcd_address(c, c.etcd[0]), 2379)}
     probe = "timeout 4 bash -c '</dev/tcp/{}/{}' 2>&1; echo rc=$?"
     for what, (_, address, port) in targets.items():
         said = s.run("bash", "-c", probe.format(address, port))
@@ -183,3 +203,74 @@ def postgres_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
     assert "password authentication failed" in said, f"through HAProxy from the member {other}: {said}"
     print(f"a stranger at {s.address}: every role refused by pg_hba on {leader}, its connection through HAProxy "
           "closed; from a member only replication and rewind reach the password check")
+
+
+def etcd_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
+    """etcd: a stranger can neither write nor delete Patroni's keys. Plain HTTP gets no answer (the port speaks
+    TLS only); TLS without a client certificate, or with another CA's, fails the handshake; a certificate of the
+    cluster CA is no right by itself: HAProxy's (its name is no etcd user) and Patroni's (nameless) without the
+    password are denied, and the peer port refuses any that is not a member's. The controls: Patroni's
+    certificate with its password writes under Patroni's prefix (and only there), root on a member reads the
+    leader key, a member's certificate gets into the peer port."""
+    member = c.etcd[0]
+    address = etcd_address(c, member)
+    client, peer = f"{address}:2379", f"{address}:2380"
+    node = c.pg_nodes[0]
+    conf = c.hosts.exec(node, "python3", "-c", "import json, yaml; print(json.dumps(yaml.safe_load(open("
+                        "'/etc/patroni/patroni.yml'))))")
+    patroni = json.loads(conf)
+    prefix = f"{patroni['namespace']}{patroni['scope']}/"
+    probe, leader_key = f"{prefix}pgha-e2e-attack", f"{prefix}leader"
+    files = {"ca.crt": c.ca_certificate,
+             "haproxy.pem": c.hosts.exec(c.haproxy[0], "cat", HAPROXY_TLS_CLIENT),
+             "patroni.crt": c.hosts.exec(node, "cat", PATRONI_ETCD_CERT),
+             "patroni.key": c.hosts.exec(node, "cat", PATRONI_ETCD_KEY)}
+    for name, text in files.items():
+        s.container.put_archive("/tmp", _tar(name, text))
+    assert "made" in s.run("bash", "-c", OTHER_CA)
+
+    def etcdctl(endpoint: str, *tls: str, env: dict[str, str] | None = None, what: tuple[str, ...] = ()) -> str:
+        args = ("etcdctl", "--dial-timeout=3s", "--command-timeout=5s", f"--endpoints={endpoint}", *tls)
+        return s.run("bash", "-c", f"{shlex.join(args + what)} 2>&1; echo rc=$?", env=env).strip()
+
+    def attempts(endpoint: str, *tls: str, env: dict[str, str] | None = None) -> list[str]:
+        return [etcdctl(endpoint, *tls, env=env, what=("put", probe, "forged")),
+                etcdctl(endpoint, *tls, env=env, what=("del", leader_key))]
+
+    ca = ("--cacert=/tmp/ca.crt",)
+    tries = {
+        "plain HTTP": attempts(f"http://{client}"),
+        "TLS without a certificate": attempts(f"https://{client}", *ca),
+        "another CA's certificate": attempts(f"https://{client}", *ca, "--cert=/tmp/rogue/client.crt",
+                                             "--key=/tmp/rogue/client.key"),
+        "HAProxy's certificate": attempts(f"https://{client}", *ca, "--cert=/tmp/haproxy.pem",
+                                          "--key=/tmp/haproxy.pem"),
+        "Patroni's certificate without the password": attempts(f"https://{client}", *ca, "--cert=/tmp/patroni.crt",
+                                                               "--key=/tmp/patroni.key"),
+    }
+    for what, said in tries.items():
+        assert all(not out.endswith("rc=0") for out in said), f"etcd from a stranger with {what}: {said}"
+    for what in ("HAProxy's certificate", "Patroni's certificate without the password"):
+        # In through the handshake, stopped by access control.
+        assert all("permission denied" in out or "user name is empty" in out for out in tries[what]), tries[what]
+    # The controls: Patroni's certificate and password write under its prefix, nowhere else.
+    login = {"ETCDCTL_USER": f"patroni:{patroni['etcd3']['password']}"}
+    patroni_tls = (*ca, "--cert=/tmp/patroni.crt", "--key=/tmp/patroni.key")
+    allowed = etcdctl(f"https://{client}", *patroni_tls, env=login, what=("put", probe, "by patroni"))
+    outside = etcdctl(f"https://{client}", *patroni_tls, env=login, what=("put", "/pgha-e2e-outside", "x"))
+    cleaned = etcdctl(f"https://{client}", *patroni_tls, env=login, what=("del", probe))
+    assert allowed.endswith("rc=0") and "permission denied" in outside and cleaned.endswith("rc=0"), \
+        f"with Patroni's password: under its prefix {allowed}; outside {outside}; cleaning {cleaned}"
+    assert "pgha-e2e" not in c.hosts.exec(member, *ETCDCTL_ARGS, "--endpoints=https://127.0.0.1:2379", "get",
+                                          "--prefix", "/pgha-e2e"), "nothing written outside the prefix"
+    assert leader_key in c.hosts.exec(member, *ETCDCTL_ARGS, "--endpoints=https://127.0.0.1:2379", "get",
+                                      leader_key), "root on a member reads the leader key"
+    # The peer port: a certificate of the cluster CA that is not a member's is refused at the handshake.
+    peer_probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", "/tmp/ca.crt"]
+    stranger_peer = s.run(*peer_probe, "--cert", "/tmp/haproxy.pem", f"https://{peer}/version").strip()
+    member_peer = c.hosts.exec(member, *peer_probe[:-1], ETCD_TLS_CA, "--cert", ETCD_TLS_CERT, "--key",
+                               ETCD_TLS_KEY, f"https://{peer}/version", check=False).strip()
+    assert (stranger_peer, member_peer) == ("000", "200"), \
+        f"etcd's peer port: HAProxy's certificate {stranger_peer}, a member's {member_peer}"
+    print(f"a stranger at {s.address}: etcd put/del refused ({', '.join(tries)}); Patroni's password writes under "
+          "its prefix only; the peer port admits members only")

@@ -32,6 +32,7 @@ from local_engine import Update
 from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
 from operations.postgres_membership import slot_name
 from render.bootstrap import scram_sha256_verifier
+from render.etcd import ETCDCTL_ARGS
 from render.paths import KEEPALIVED_CONFIG, PG_BIN, PG_DATA, PG_SOCKET_DIR, VIP_RELEASE
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
@@ -596,26 +597,22 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
 
 class QuorumWatch(Watch):
     """Every 0.2 s: whether the etcd cluster serves a linearizable read through any of `endpoints` (client
-    URLs of members that stay throughout), and whether Patroni's view has a leader (its leader key)."""
+    URLs of members that stay throughout), and whether Patroni's view has a leader (its leader key). The read
+    is the program's own etcdctl call (root's certificate), run on the first member, which stays."""
 
     def __init__(self, c: ClusterUnderTest, endpoints: list[str]) -> None:
         super().__init__("pgha-quorum-watch")
         self.patroni, self.endpoints = c.patroni, endpoints
+        self.hosts, self.runner = c.hosts, c.etcd[0]
         self.samples = 0
         self.no_quorum: list[float] = []
         self.no_leader: list[float] = []
 
     def quorum(self) -> bool:
-        body = b'{"key": "cGdoYS1xdW9ydW0td2F0Y2g="}'  # a linearizable range read of one key
-        for url in self.endpoints:
-            try:
-                request = urllib.request.Request(f"{url}/v3/kv/range", data=body, method="POST")
-                with urllib.request.urlopen(request, timeout=1) as response:
-                    if response.status == 200 and b'"header"' in response.read():
-                        return True
-            except OSError:
-                continue
-        return False
+        said = self.hosts.exec(self.runner, *ETCDCTL_ARGS, f"--endpoints={','.join(self.endpoints)}",
+                               "--command-timeout=1s", "get", "--consistency=l", "pgha-quorum-watch", "-w", "json",
+                               check=False)
+        return '"header"' in said
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -640,7 +637,7 @@ def signal_etcd(signal: str) -> str:
 
 def etcd_identities(c: ClusterUnderTest, endpoint: str) -> dict[str, tuple[str, str, bool]]:
     """The etcd cluster's members as its first member lists them: name -> (ID, peer URL, is a learner)."""
-    out = c.hosts.exec(c.etcd[0], "etcdctl", f"--endpoints={endpoint}", "member", "list")
+    out = c.hosts.exec(c.etcd[0], *ETCDCTL_ARGS, f"--endpoints={endpoint}", "member", "list")
     # ID, status, name, peer URLs, client URLs, is learner
     return {f[2]: (f[0], f[3], f[5] == "true") for f in (line.split(", ") for line in out.splitlines() if line)}
 
@@ -657,7 +654,7 @@ def etcd_members_join_and_leave(d: Deployments, c: ClusterUnderTest, writer: Wri
     and Patroni never its leader (a watch, first shown to see a quorum loss)."""
     base = d.config["pgha:etcd"]
     port = base.get("client_port", 2379)
-    staying = [f"http://{m['address']}:{port}" for m in base["members"]]
+    staying = [f"https://{m['address']}:{port}" for m in base["members"]]
     with QuorumWatch(c, staying) as control:
         # The watch's positive control: two of the three members frozen for 2 s lose the quorum.
         frozen = list(c.etcd[1:3])
@@ -943,7 +940,7 @@ def hosts_rebuilt_empty_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writ
     sync = c.patroni.sync_standbys()
     node = next(n for n in reversed(c.pg_nodes) if n != leader and n not in sync)
     member = c.etcd[-1]
-    endpoint = f"http://{d.config['pgha:etcd']['members'][0]['address']}:2379"
+    endpoint = f"https://{d.config['pgha:etcd']['members'][0]['address']}:2379"
     old_ids = {name: identity for name, (identity, _, _) in etcd_identities(c, endpoint).items()}
     before = d.snapshot()
     for host in (node, member):
@@ -992,7 +989,7 @@ def hosts_moved_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer, move
     member = c.etcd[-1]
     etcd, postgres = d.config["pgha:etcd"], d.config["pgha:postgres"]
     home = {node: c.addresses[node], member: next(m["address"] for m in etcd["members"] if m["name"] == member)}
-    endpoint = f"http://{etcd['members'][0]['address']}:{etcd.get('client_port', 2379)}"
+    endpoint = f"https://{etcd['members'][0]['address']}:{etcd.get('client_port', 2379)}"
     peer_port = etcd.get("peer_port", 2380)
     c.hosts.exec(node, "touch", MOVE_PROBE, user="postgres")
     figures: dict[str, float] = {}
@@ -1026,7 +1023,7 @@ def hosts_moved_rejoin(d: Deployments, c: ClusterUnderTest, writer: Writer, move
             assert "pgBackRest" in label, f"{node} re-initialised from the newest backup: {label}"
         listed = etcd_identities(c, endpoint)
         assert sorted(listed) == sorted(c.etcd) and not any(learner for _, _, learner in listed.values()), listed
-        assert listed[member][1] == f"http://{at[member]}:{peer_port}", listed[member]
+        assert listed[member][1] == f"https://{at[member]}:{peer_port}", listed[member]
         assert listed[member][0] != old_ids[member][0], f"{member} joined under a new identity ({old_ids[member]})"
 
         def in_pool(address: str = at[node]) -> bool:

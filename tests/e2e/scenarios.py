@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from clientside.cluster import Endpoint, Hosts, Patroni, PrimaryWatch, Writer, wait_for
+from render.etcd import ETCDCTL_ARGS
 from render.keepalived import GARP_REFRESH_S
 
 # ttl 20 + checks: a failover completes well within this; rejoin includes pg_rewind and catch-up.
@@ -95,7 +96,7 @@ def leader_sync_standby_and_routing(c: ClusterUnderTest) -> None:
     """One leader, streaming replicas, a sync standby, healthy etcd; rw reaches the leader, ro a replica."""
     wait_for("one leader, two streaming replicas, a sync standby", c.healthy, RECOVER_S)
     for etcd in c.etcd:
-        assert "is healthy" in c.hosts.exec(etcd, "etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint",
+        assert "is healthy" in c.hosts.exec(etcd, *ETCDCTL_ARGS, "--endpoints=https://127.0.0.1:2379", "endpoint",
                                             "health")
     leader = c.patroni.leader()
     address, in_recovery = server(c.rw)

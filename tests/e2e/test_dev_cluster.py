@@ -185,6 +185,7 @@ def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnd
     with attacks.stranger(cluster, "10.89.0.99") as stranger:
         attacks.postgres_refuses_strangers(cluster, stranger)
         attacks.rest_refuses_strangers(cluster, stranger)
+        attacks.etcd_refuses_strangers(cluster, stranger)
 
 
 def test_dcs_configuration_follows_the_stack_config(healthy: None, patroni: Patroni, hosts: DockerHosts) -> None:

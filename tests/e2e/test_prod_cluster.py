@@ -293,6 +293,7 @@ def test_a_stranger_on_the_network_is_refused(healthy: None, cluster: ClusterUnd
         with attacks.firewall_opened_to(cluster, stranger.address):
             attacks.postgres_refuses_strangers(cluster, stranger)
             attacks.rest_refuses_strangers(cluster, stranger)
+            attacks.etcd_refuses_strangers(cluster, stranger)
 
 
 def test_a_second_run_and_forced_converges_restart_nothing(runs: Runs, cluster: ClusterUnderTest,

@@ -25,6 +25,7 @@ PASSWORDS = {
     "restapi": "GenRestapi000000000000000000000D",
     "stats": "GenStats00000000000000000000000E",
     "keepalived": "GenVrrp1",
+    "etcd": "GenEtcd00000000000000000000000F",
     "cipher": "GenCipher" + "0" * 54 + "F",
 }
 ADDRESSES = {f"etcd-{i}": f"10.0.0.1{i}" for i in range(1, 6)} | {f"pg-{i}": f"10.0.0.2{i}" for i in range(1, 6)} | {
@@ -58,6 +59,9 @@ def patroni_yml(node: str, members: list[str], *, dcs: Mapping[str, Any] | None 
                     "certfile": "/etc/patroni/tls/server.crt", "keyfile": "/etc/patroni/tls/server.key",
                     "cafile": "/etc/patroni/tls/ca.crt", "verify_client": "optional",
                     "allowlist": [ADDRESSES[m] for m in members]},
+        "etcd3": {"hosts": [f"{ADDRESSES[f'etcd-{i}']}:2379" for i in (1, 2, 3)], "protocol": "https",
+                  "cacert": "/etc/patroni/tls/ca.crt", "cert": "/etc/patroni/tls/etcd-client.crt",
+                  "key": "/etc/patroni/tls/etcd-client.key", "username": "patroni", "password": PASSWORDS["etcd"]},
         "bootstrap": {"dcs": {"ttl": 20, "loop_wait": 2, "retry_timeout": 9, "synchronous_mode": True,
                               "postgresql": postgresql}},
         "postgresql": {
@@ -123,8 +127,14 @@ BACKUP_CRON = "SHELL=/bin/bash\n15 1 * * 0 postgres /usr/local/bin/pgha-backup f
 def etcd_yml(node: str) -> str:
     """An etcd config listening on the member's address and loopback."""
     address = ADDRESSES[node]
-    return yaml.safe_dump({"name": node, "listen-peer-urls": f"http://{address}:2380",
-                           "listen-client-urls": f"http://{address}:2379,http://127.0.0.1:2379"})
+    tls = {"cert-file": "/etc/pgha/etcd-tls/member.crt", "key-file": "/etc/pgha/etcd-tls/member.key",
+           "trusted-ca-file": "/etc/pgha/etcd-tls/ca.crt", "client-cert-auth": True}
+    return yaml.safe_dump({"name": node, "listen-peer-urls": f"https://{address}:2380",
+                           "listen-client-urls": f"https://{address}:2379,https://127.0.0.1:2379",
+                           "initial-advertise-peer-urls": f"https://{address}:2380",
+                           "advertise-client-urls": f"https://{address}:2379",
+                           "client-transport-security": tls,
+                           "peer-transport-security": {**tls, "allowed-cn": ["pgha etcd member"]}})
 
 
 def healthy_files(etcd: int = 3, postgres: int = 3, haproxy: int = 2) -> dict[str, dict[str, str | None]]:

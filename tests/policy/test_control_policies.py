@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from tests.policy.support import (
+    ETCD,
     HAPROXY,
     PATRONI,
     StackBuilder,
@@ -31,7 +32,7 @@ def with_restapi(**changes: object) -> list:
 @pytest.mark.parametrize("target", ["docker", "ssh"])
 def test_the_programs_shape_passes(target: str) -> None:
     resources = build_stack(healthy_files(), target=target)
-    for name in ("patroni-rest-tls", "haproxy-check-tls"):
+    for name in ("patroni-rest-tls", "haproxy-check-tls", "etcd-tls"):
         assert violations(name, resources) == [], name
 
 
@@ -96,3 +97,48 @@ def test_a_remote_command_without_a_pinned_key_fails(connection: object) -> None
     text = messages("remote-command-host-key", remote(connection))
     assert text.startswith("pgha-prod-pg-1-patroni-install: "), text
     assert ("has no hostKey" in text) if connection else ("no connection" in text)
+
+
+def with_etcd(member: str, **changes: object) -> list:
+    files = healthy_files()
+    data = yaml.safe_load(files[member][ETCD] or "")
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section] = {k: v for k, v in {**data[section], field.replace("_", "-"): value}.items()
+                             if v is not None}
+        else:
+            data[section.replace("_", "-")] = value
+    files[member][ETCD] = yaml.safe_dump(data)
+    return build_stack(files)
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"listen_client_urls": "http://10.0.0.11:2379,https://127.0.0.1:2379"},
+     "listen-client-urls http://10.0.0.11:2379 is not https"),
+    ({"listen_peer_urls": "http://10.0.0.11:2380"}, "listen-peer-urls http://10.0.0.11:2380 is not https"),
+    ({"advertise_client_urls": "http://10.0.0.11:2379"}, "advertise-client-urls http://10.0.0.11:2379 is not https"),
+    ({"client-transport-security__client_cert_auth": False}, "client-transport-security does not require"),
+    ({"peer-transport-security__trusted_ca_file": None}, "peer-transport-security does not require"),
+    ({"client-transport-security__cert_file": None}, "client-transport-security has no cert-file/key-file"),
+    ({"peer_transport_security": None}, "peer-transport-security has no cert-file/key-file"),
+])
+def test_an_etcd_member_missing_a_protection_fails(changes: dict[str, object], expected: str) -> None:
+    text = messages("etcd-tls", with_etcd("etcd-2", **changes))
+    assert text.startswith("etcd-2: /etc/pgha/etcd.yml: ") and expected in text, text
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"protocol": None}, "protocol None with cacert"),
+    ({"protocol": "http"}, "protocol 'http'"),
+    ({"cacert": None}, "etcd is not verified over TLS"),
+    ({"cert": None}, "no client certificate"),
+    ({"password": None}, "no username/password"),
+])
+def test_a_patroni_reaching_etcd_without_a_protection_fails(changes: dict[str, object], expected: str) -> None:
+    data = yaml.safe_load(patroni_yml("pg-3", MEMBERS))
+    data["etcd3"] = {k: v for k, v in {**data["etcd3"], **changes}.items() if v is not None}
+    files = healthy_files()
+    files["pg-3"][PATRONI] = yaml.safe_dump(data)
+    text = messages("etcd-tls", build_stack(files))
+    assert text.startswith("pg-3: /etc/patroni/patroni.yml etcd3: ") and expected in text, text

@@ -37,7 +37,7 @@ def declared(stack: str) -> int:
 def test_dev_stack_passes_with_exit_0() -> None:
     result = run("dev")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"Policy Packs run:\n    pgha-policy  v0.1.0  (23 policies over {declared('dev')} "
+    assert result.stdout == (f"Policy Packs run:\n    pgha-policy  v0.1.0  (24 policies over {declared('dev')} "
                              "resources of stack dev)\nno policy violations\n")
 
 
@@ -114,7 +114,7 @@ def test_policy_config_can_disable_or_tighten_a_policy(tmp_path: Path) -> None:
 
 def test_preview_of_a_fresh_stack_passes() -> None:
     code, out, _ = run_here("dev", "--preview")
-    assert code == 0 and f"(23 policies over {declared('dev')} resources of stack dev, as a preview)" in out
+    assert code == 0 and f"(24 policies over {declared('dev')} resources of stack dev, as a preview)" in out
 
 
 @pytest.mark.parametrize(("args", "error"), [

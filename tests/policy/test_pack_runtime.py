@@ -46,7 +46,7 @@ def test_the_pack_imports_from_the_pack_directory_and_the_catalog_alone(tmp_path
 def test_the_pack_imports_as_a_package_with_the_same_policies() -> None:
     assert [(p.name, p.enforcement_level.value if p.enforcement_level else "") for p in policy.pack.POLICIES] \
         == EXPECTED
-    assert len({p.name for p in policy.pack.POLICIES}) == len(EXPECTED) == 23
+    assert len({p.name for p in policy.pack.POLICIES}) == len(EXPECTED) == 24
 
 
 @pytest.fixture(scope="module")

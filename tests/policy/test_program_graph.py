@@ -32,7 +32,7 @@ def test_the_policies_see_every_service_and_its_files(stack: str) -> None:
     assert [s.label for s in view.by_role("etcd")] == ["etcd-1", "etcd-2", "etcd-3"]
     assert [s.label for s in view.by_role("postgres")] == ["pg-1", "pg-2", "pg-3"]
     assert [s.label for s in view.by_role("haproxy")] == ["haproxy-1", "haproxy-2"]
-    assert len(view.passwords) == 9
+    assert len(view.passwords) == 10
     for service in view.by_role("postgres"):
         assert [kind for kind in ("patroni", "pgbackrest", "cron") if not service.known(kind)] == []
     for service in view.by_role("haproxy"):

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from config.models import ClusterConfig, Host
-from render.etcd import render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
+from render.etcd import ETCDCTL_ARGS, render_etcd, render_etcd_cluster, render_etcd_health, render_etcd_start
 from render.paths import ETCD_CLUSTER_ENV, ETCD_CONFIG, ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT
 from tests.golden_util import VARIANTS
 from tests.tools import docker_boxes
+from tests.tools.cluster_tls import ToolsCA
 from tests.tools.docker_boxes import BLOCKS, NETWORK, SUBNET, BoxFactory, Clusters, ToolsEnv, variant_config
 
 
@@ -46,10 +47,21 @@ def boxes(tools_env: ToolsEnv) -> Iterator[BoxFactory]:
         docker_boxes.docker("rm", "-f", container.name, check=False)
 
 
+# One CA for every etcd member the tool tests start (as one cluster's CA signs its members').
+ETCD_CA = ToolsCA("tools etcd CA")
+# pgha's etcdctl as the program runs it on a member (root's certificate), and a local endpoint for it.
+ETCDCTL = ETCDCTL_ARGS
+
+
+def local_endpoint(port: int) -> str:
+    return f"--endpoints=https://127.0.0.1:{port}"
+
+
 def etcd_files(cfg: ClusterConfig, member: Host) -> dict[str, str]:
-    """Every file the program installs for etcd member `member`."""
+    """Every file the program installs for etcd member `member`, its certificates signed by ETCD_CA."""
     return {ETCD_CONFIG: render_etcd(cfg, member), ETCD_CLUSTER_ENV: render_etcd_cluster(cfg, member),
-            ETCD_START_SCRIPT: render_etcd_start(cfg), ETCD_HEALTH_SCRIPT: render_etcd_health(cfg)}
+            ETCD_START_SCRIPT: render_etcd_start(cfg), ETCD_HEALTH_SCRIPT: render_etcd_health(cfg),
+            **ETCD_CA.etcd_files(member)}
 
 
 @pytest.fixture(scope="session")
@@ -75,14 +87,14 @@ def etcd_clusters(tools_env: ToolsEnv) -> Iterator[Clusters]:
         def healthy(member: docker_boxes.Container = members[0], port: int = port, count: int = len(members)) -> bool:
             # A member shows its name and client URLs only once it published them; until then
             # `endpoint health --cluster` (which asks every listed client URL) would skip it.
-            endpoint = f"--endpoints=http://127.0.0.1:{port}"
-            listed = member.exec("etcdctl", endpoint, "member", "list", "-w", "json")
+            endpoint = local_endpoint(port)
+            listed = member.exec(*ETCDCTL, endpoint, "member", "list", "-w", "json")
             if listed.returncode != 0:
                 return False
             published = [m for m in json.loads(listed.stdout)["members"] if m.get("name") and m.get("clientURLs")]
             return (
                 len(published) == count
-                and member.exec("etcdctl", endpoint, "endpoint", "health", "--cluster").returncode == 0
+                and member.exec(*ETCDCTL, endpoint, "endpoint", "health", "--cluster").returncode == 0
             )
 
         docker_boxes.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)

@@ -17,13 +17,14 @@ from operations.etcd import render_prune
 from render.paths import ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT
 from tests.golden_util import remap, variant_raw
 from tests.tools import docker_boxes
-from tests.tools.conftest import etcd_files
-from tests.tools.docker_boxes import BLOCKS, ToolsEnv
+from tests.tools.conftest import ETCDCTL, etcd_files, local_endpoint
+from tests.tools.docker_boxes import BLOCKS, ToolsEnv, variant_config
 
 # Host numbers of the dev block the variant's own cluster does not use.
 pytestmark = pytest.mark.tools
 
 HOSTS = (41, 42, 43, 44, 45)
+LOCAL = local_endpoint(variant_config("dev").etcd.client_port)
 
 
 def _config(numbers: tuple[int, ...], name: str = "pgha-members", moved: dict[int, int] | None = None
@@ -37,7 +38,7 @@ def _config(numbers: tuple[int, ...], name: str = "pgha-members", moved: dict[in
 
 
 def _members(box: docker_boxes.Container, port: int) -> dict[str, dict[str, Any]]:
-    listed = box.exec("etcdctl", f"--endpoints=http://127.0.0.1:{port}", "member", "list", "-w", "json", check=True)
+    listed = box.exec(*ETCDCTL, local_endpoint(port), "member", "list", "-w", "json", check=True)
     return {m.get("name", ""): m for m in json.loads(listed.stdout)["members"]}
 
 
@@ -71,7 +72,7 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         first = boxes["etcd-41"]
         docker_boxes.wait_for("the first three members healthy", lambda: all(_healthy(b) for b in boxes.values()),
                               deadline_s=60)
-        first.exec("etcdctl", "put", "pgha-kept", "before", check=True)
+        first.exec(*ETCDCTL, LOCAL, "put", "pgha-kept", "before", check=True)
 
         # 3 -> 5: each new member joins as a learner and is promoted by its health check once caught up.
         for index in (3, 4):
@@ -83,7 +84,7 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         members = _members(first, port)
         assert sorted(members) == [f"etcd-{n}" for n in HOSTS]
         assert not [n for n, m in members.items() if m.get("isLearner")], members
-        assert boxes["etcd-45"].exec("etcdctl", "get", "--print-value-only", "pgha-kept",
+        assert boxes["etcd-45"].exec(*ETCDCTL, LOCAL, "get", "--print-value-only", "pgha-kept",
                                      check=True).stdout.strip() == "before"
 
         # A majority removed in one step is refused, and nothing is removed.
@@ -107,7 +108,8 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         assert "removing that identity to join anew" in rebuilt.logs()
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
-        assert rebuilt.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
+        assert rebuilt.exec(*ETCDCTL, LOCAL, "get", "--print-value-only", "pgha-kept",
+                            check=True).stdout.strip() == "before"
 
         # The member moved to a new address (its host replaced by another machine): the identity at the old
         # address is removed, and the member joins from the new one.
@@ -118,8 +120,9 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         assert "another address: removing that identity (the member moved)" in moved.logs()
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
-        assert members["etcd-43"]["peerURLs"] == [f"http://{BLOCKS['dev'].network_address + 46}:2380"]
-        assert moved.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
+        assert members["etcd-43"]["peerURLs"] == [f"https://{BLOCKS['dev'].network_address + 46}:2380"]
+        assert moved.exec(*ETCDCTL, LOCAL, "get", "--print-value-only", "pgha-kept",
+                            check=True).stdout.strip() == "before"
 
         # The control: the member restarted at the same address starts from its data, under its identity.
         old_id = _members(first, port)["etcd-43"]["ID"]
@@ -139,8 +142,9 @@ def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> N
         assert "setting the data aside" in moved.logs(), moved.logs()
         members = _members(first, port)
         assert sorted(members) == ["etcd-41", "etcd-42", "etcd-43"] and members["etcd-43"]["ID"] != old_id
-        assert members["etcd-43"]["peerURLs"] == [f"http://{BLOCKS['dev'].network_address + 47}:2380"]
-        assert moved.exec("etcdctl", "get", "--print-value-only", "pgha-kept", check=True).stdout.strip() == "before"
+        assert members["etcd-43"]["peerURLs"] == [f"https://{BLOCKS['dev'].network_address + 47}:2380"]
+        assert moved.exec(*ETCDCTL, LOCAL, "get", "--print-value-only", "pgha-kept",
+                            check=True).stdout.strip() == "before"
     finally:
         for box in boxes.values():
             docker_boxes.docker("rm", "-f", box.name, check=False)

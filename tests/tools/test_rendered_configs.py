@@ -34,6 +34,7 @@ from render.patroni import render_dcs_sync_script
 from tests.golden_util import FAKE_CREDS, VARIANTS
 from tests.tools import docker_boxes
 from tests.tools.cluster_tls import ToolsCA
+from tests.tools.conftest import ETCDCTL, local_endpoint
 from tests.tools.docker_boxes import BoxFactory, Clusters, ToolsEnv, variant_config
 
 pytestmark = pytest.mark.tools
@@ -51,12 +52,11 @@ def test_etcd_members_form_the_rendered_cluster(variant: str, etcd_clusters: Clu
     cfg = variant_config(variant)
     first = etcd_clusters[variant][0]
     listed = json.loads(
-        first.exec("etcdctl", f"--endpoints=http://127.0.0.1:{cfg.etcd.client_port}", "member", "list", "-w", "json",
-                   check=True).stdout
+        first.exec(*ETCDCTL, local_endpoint(cfg.etcd.client_port), "member", "list", "-w", "json", check=True).stdout
     )  # fmt: skip
     got = {m["name"]: (m["peerURLs"], m["clientURLs"]) for m in listed["members"]}
     assert got == {
-        m.name: ([f"http://{m.address}:{cfg.etcd.peer_port}"], [f"http://{m.address}:{cfg.etcd.client_port}"])
+        m.name: ([f"https://{m.address}:{cfg.etcd.peer_port}"], [f"https://{m.address}:{cfg.etcd.client_port}"])
         for m in cfg.etcd.members
     }
     for member in etcd_clusters[variant]:
@@ -74,10 +74,27 @@ def _etcd_effective_config(logs: str) -> dict[str, object]:
     raise AssertionError(f"etcd never logged its configuration:\n{logs[-2000:]}")
 
 
+# The config file's TLS sections and the flags their keys stand for (etcd's embed/config.go securityConfig).
+SECURITY_FLAGS = {"client-transport-security": {"cert-file": "cert-file", "key-file": "key-file",
+                                                "trusted-ca-file": "trusted-ca-file",
+                                                "client-cert-auth": "client-cert-auth"},
+                  "peer-transport-security": {"cert-file": "peer-cert-file", "key-file": "peer-key-file",
+                                              "trusted-ca-file": "peer-trusted-ca-file",
+                                              "client-cert-auth": "peer-client-cert-auth",
+                                              "allowed-cn": "peer-cert-allowed-cn"}}
+
+
 def unknown_etcd_keys(config_text: str, help_text: str) -> list[str]:
-    """Keys of an etcd config file that are not etcd flags (etcd ignores unknown keys silently)."""
+    """Keys of an etcd config file that are not etcd flags (etcd ignores unknown keys silently); a TLS
+    section's keys by the flags they stand for."""
     flags = set(re.findall(r"^\s+--([a-z0-9-]+)", help_text, re.M))
-    return [key for key in yaml.safe_load(config_text) if key not in flags]
+    unknown = []
+    for key, value in yaml.safe_load(config_text).items():
+        if key in SECURITY_FLAGS:
+            unknown += [f"{key}.{k}" for k in value if SECURITY_FLAGS[key].get(k) not in flags]
+        elif key not in flags:
+            unknown.append(key)
+    return unknown
 
 
 def test_etcd_config_keys_are_real_flags(boxes: BoxFactory) -> None:
@@ -90,6 +107,8 @@ def test_etcd_config_keys_are_real_flags(boxes: BoxFactory) -> None:
     assert unknown_etcd_keys(text.replace("auto-compaction-mode", "auto-compaction-mod"), help_text) == [
         "auto-compaction-mod"
     ]
+    assert unknown_etcd_keys(text.replace("allowed-cn", "allowed-cns"), help_text) == [
+        "peer-transport-security.allowed-cns"]
 
 
 # --- Patroni --------------------------------------------------------------------------------------

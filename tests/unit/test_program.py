@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from catalog.roles import image_packages
+from render.credentials import ETCD_MEMBER_CN
+from render.paths import ETCD_ROOT_KEY, PATRONI_ETCD_KEY
 from tests.support.mock_runtime import (
     SSH_KEY,
     Graph,
@@ -78,7 +80,7 @@ def test_resource_counts(stack: str, variant: str | None, etcd: int, pg: int) ->
     assert count["pgha:index:PatroniNode"] == pg
     assert count["pgha:index:HAProxyGroup"] == 1
     assert count["pgha:index:BackupRepo"] == 1
-    assert count[PASSWORD] == 9
+    assert count[PASSWORD] == 10
     if stack == "dev":
         assert count[CONTAINER] == etcd + pg + 2
         assert count["docker:index/network:Network"] == 1
@@ -344,6 +346,7 @@ def test_ssh_firewall_step_per_service_before_it_listens(prod: Graph) -> None:
         assert exact["stdin"].index("SSH_CONNECTION") < exact["stdin"].index("nft -f /etc/pgha/firewall.nft")
         assert set(deps(prod, f"{name}-firewall-exact")) == {
             "pgha-prod-haproxy-haproxy-2-service", "pgha-prod-pending-restarts", "pgha-prod-etcd-membership",
+            "pgha-prod-etcd-access",
             "pgha-prod-postgres-membership", *(f"pgha-prod-backup-check-pg-{i}" for i in (1, 2, 3))}
 
 
@@ -373,7 +376,7 @@ def test_ssh_firewall_disabled_declares_no_step_and_installs_no_nftables() -> No
 def test_every_generated_password_is_secret(dev: Graph) -> None:
     passwords = dev.of_type(PASSWORD)
     assert {p.name.removeprefix("pgha-dev-").removesuffix("-password") for p in passwords} == {
-        "superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats", "cipher"}
+        "superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats", "cipher", "etcd"}
     for p in passwords:
         assert p.inputs["special"] is False  # safe in DSNs, YAML and pgpass
 
@@ -401,7 +404,7 @@ def test_credential_bearing_values_are_secret(stack: str, dev: Graph, prod: Grap
                 plain_texts.append(res.inputs.get("stdin", ""))
     assert {"app_dsn", "readonly_dsn"} <= graph.secret_outputs
     passwords = [reveal(p.outputs["result"]) for p in graph.of_type(PASSWORD)]
-    assert len(passwords) == 9 and all(len(p) >= 8 for p in passwords)
+    assert len(passwords) == 10 and all(len(p) >= 8 for p in passwords)
     assert reveal(graph.outputs["app_dsn"]).split(":")[2].split("@")[0] in passwords
     keys = [reveal(k.outputs["privateKeyPem"]) for k in graph.of_type(TLS_KEY)]
     assert keys and all(is_secret(k.outputs["privateKeyPem"]) for k in graph.of_type(TLS_KEY))
@@ -492,7 +495,7 @@ def test_dev_outputs(dev: Graph) -> None:
     assert out["read_write_endpoint"] == {"host": "10.89.0.30", "port": 5000}
     assert out["read_only_endpoint"] == {"host": "10.89.0.30", "port": 5001}
     assert out["published_endpoints"]["read_write"] == {"host": "127.0.0.1", "ports": [5000, 5100]}
-    assert out["etcd_endpoints"] == [f"http://10.89.0.1{i}:2379" for i in (1, 2, 3)]
+    assert out["etcd_endpoints"] == [f"https://10.89.0.1{i}:2379" for i in (1, 2, 3)]
     assert out["patroni_rest_urls"] == [f"https://10.89.0.2{i}:8008" for i in (1, 2, 3)]
     assert out["haproxy_stats_urls"] == ["http://10.89.0.31:7000/", "http://10.89.0.32:7000/"]
     assert re.fullmatch(r"postgresql://app:[A-Za-z0-9]{32}@10\.89\.0\.30:5000/app\?sslmode=verify-full",
@@ -579,7 +582,39 @@ def test_a_member_that_waits_only_when_rejoining_asks_before_it_starts(dev: Grap
         assert script.index("then held=1; fi") < script.index("base64 -d"), "asked before anything is written"
         assert ('if [ "$restarted" = 1 ] || { [ "$mode" = create ] && [ "$held" = 1 ]; } || [ "$joining" = 1 ]; then'
                 in script)
-        # A member joining a running cluster (another member serves a quorum read) waits too: asked before
-        # this member starts, which would count in that answer.
-        assert script.index("then joining=1; fi") < script.index("base64 -d")
+        # A member joining a running cluster (another member serves a quorum read) waits too: asked once the
+        # files are written (the probe presents the member's root certificate), before this member (re)starts,
+        # which would count in that answer.
+        assert script.rindex(ETCD_ROOT_KEY) < script.index("then joining=1; fi") < script.index("etcd: restarted")
         assert "get --consistency=l" in script[:script.index("then joining=1; fi")]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_etcd_certificates_name_no_user_but_root_and_patronis_has_no_name(stack: str, dev: Graph,
+                                                                           prod: Graph) -> None:
+    graph, name = (dev, "pgha-dev") if stack == "dev" else (prod, "pgha-prod")
+    for i in (1, 2, 3):
+        member = f"{name}-etcd-etcd-{i}"
+        served = graph.named(f"{member}-etcd-tls-request").inputs
+        assert served["subject"]["commonName"] == ETCD_MEMBER_CN
+        assert set(graph.named(f"{member}-etcd-tls-cert").inputs["allowedUses"]) >= {"server_auth", "client_auth"}
+        assert "127.0.0.1" in served["ipAddresses"]
+        assert graph.named(f"{member}-etcd-root-request").inputs["subject"]["commonName"] == "root"
+        assert graph.named(f"{member}-etcd-root-cert").inputs["allowedUses"] == ["digital_signature", "client_auth"]
+        patroni = graph.named(f"{name}-pg-{i}-etcd-client-request").inputs["subject"]
+        assert "commonName" not in patroni and patroni["organizationalUnit"] == "patroni etcd client"
+        files = converge_files(reveal(graph.named(f"{name}-pg-{i}-patroni-service").inputs["stdin"])) \
+            if stack == "prod" else None
+        if files is not None:
+            assert files[PATRONI_ETCD_KEY] == reveal(graph.named(f"{name}-pg-{i}-etcd-client-key").outputs[
+                "privateKeyPem"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_etcd_access_control_is_enabled_once_every_patroni_logs_in(stack: str, dev: Graph, prod: Graph) -> None:
+    graph, name = (dev, "pgha-dev") if stack == "dev" else (prod, "pgha-prod")
+    step = graph.named(f"{name}-etcd-access")
+    assert is_secret(step.inputs["stdin"]) and "ctl auth enable" in reveal(step.inputs["stdin"])
+    for i in (1, 2, 3):
+        ready = graph.named(f"{name}-pg-{i}-patroni-service")
+        assert depends(graph, step, ready), ready.name

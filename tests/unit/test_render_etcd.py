@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 import yaml
 
-from render.etcd import initial_cluster_token, render_etcd, render_etcd_cluster, render_etcd_start
-from tests.golden_util import VARIANTS, assert_golden, load
+from catalog.limits import ETCD_USERS
+from config import parse
+from operations.etcd import render_access, render_prune
+from render.credentials import ETCD_MEMBER_CN
+from render.etcd import (
+    initial_cluster_token,
+    render_etcd,
+    render_etcd_cluster,
+    render_etcd_health,
+    render_etcd_start,
+)
+from render.paths import ETCD_ROOT_CERT, ETCD_ROOT_KEY, ETCD_TLS_CA, ETCD_TLS_CERT, ETCD_TLS_KEY
+from render.patroni import dcs_namespace
+from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -28,23 +41,23 @@ def _env(text: str) -> dict[str, str]:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_member_lists_the_whole_cluster(variant: str) -> None:
     cfg = load(variant)
-    expected = {m.name: f"http://{m.address}:{cfg.etcd.peer_port}" for m in cfg.etcd.members}
+    expected = {m.name: f"https://{m.address}:{cfg.etcd.peer_port}" for m in cfg.etcd.members}
     for member in cfg.etcd.members:
         conf = yaml.safe_load(render_etcd(cfg, member))
         assert conf["name"] == member.name
         assert conf["initial-advertise-peer-urls"] == expected[member.name]
         assert conf["listen-client-urls"].split(",") == [
-            f"http://{member.address}:{cfg.etcd.client_port}",
-            f"http://127.0.0.1:{cfg.etcd.client_port}",
+            f"https://{member.address}:{cfg.etcd.client_port}",
+            f"https://127.0.0.1:{cfg.etcd.client_port}",
         ]
-        assert conf["advertise-client-urls"] == f"http://{member.address}:{cfg.etcd.client_port}"
+        assert conf["advertise-client-urls"] == f"https://{member.address}:{cfg.etcd.client_port}"
         assert conf["data-dir"].endswith(cfg.name)
         # The membership is not in the file the process reads: a change of it restarts no member.
         assert not [k for k in conf if k.startswith("initial-cluster")]
         env = _env(render_etcd_cluster(cfg, member))
         assert dict(item.split("=", 1) for item in env["PGHA_ETCD_INITIAL_CLUSTER"].split(",")) == expected
         assert env["PGHA_ETCD_NAME"] == member.name and env["PGHA_ETCD_PEER_URL"] == expected[member.name]
-        assert env["PGHA_ETCD_OTHERS"].split(",") == [f"http://{m.address}:{cfg.etcd.client_port}"
+        assert env["PGHA_ETCD_OTHERS"].split(",") == [f"https://{m.address}:{cfg.etcd.client_port}"
                                                       for m in cfg.etcd.members if m != member]
 
 
@@ -70,3 +83,58 @@ def test_a_non_member_is_refused() -> None:
     cfg = load("dev")
     with pytest.raises(ValueError, match=r"not one of etcd\.members"):
         render_etcd(cfg, cfg.postgres.nodes[0])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_path_is_tls_with_client_certificates(variant: str) -> None:
+    cfg = load(variant)
+    for member in cfg.etcd.members:
+        conf = yaml.safe_load(render_etcd(cfg, member))
+        urls = [u for key in ("listen-peer-urls", "listen-client-urls", "initial-advertise-peer-urls",
+                              "advertise-client-urls") for u in conf[key].split(",")]
+        assert urls and all(u.startswith("https://") for u in urls), urls
+        for section in ("client-transport-security", "peer-transport-security"):
+            tls = conf[section]
+            assert tls["client-cert-auth"] is True
+            assert (tls["cert-file"], tls["key-file"], tls["trusted-ca-file"]) == (
+                ETCD_TLS_CERT, ETCD_TLS_KEY, ETCD_TLS_CA)
+        # The peer port admits the members' certificates only, whose name is no etcd user's.
+        assert conf["peer-transport-security"]["allowed-cn"] == [ETCD_MEMBER_CN]
+        assert ETCD_MEMBER_CN not in ETCD_USERS
+
+
+def test_every_etcdctl_call_is_roots_over_tls() -> None:
+    cfg = load("prod")
+    scripts = [render_etcd_start(cfg), render_etcd_health(cfg), render_prune(cfg),
+               render_access(cfg, FAKE_CREDS)]
+    for script in scripts:
+        calls = [line for line in script.splitlines() if "/usr/bin/etcdctl" in line]
+        assert calls and all(f"--cacert={ETCD_TLS_CA} --cert={ETCD_ROOT_CERT} --key={ETCD_ROOT_KEY}" in line
+                             for line in calls), calls
+        assert "http://" not in script
+
+
+def test_access_control_is_set_up_before_it_is_enabled_and_the_password_never_is_an_argument() -> None:
+    cfg = load("prod")
+    script = render_access(cfg, FAKE_CREDS)
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    order = [script.index(s) for s in ("user add root --no-password", "user grant-role root root",
+                                        "role add patroni", "role grant-permission patroni --prefix=true readwrite",
+                                        "user grant-role patroni patroni", "ctl auth enable")]
+    assert order == sorted(order)
+    assert f"readwrite {shlex.quote(dcs_namespace(FAKE_CREDS))}" in script
+    # The password reaches etcdctl on its standard input, never on its command line.
+    quoted = shlex.quote(FAKE_CREDS.etcd)
+    lines = [line for line in script.splitlines() if quoted in line]
+    assert len(lines) == 2 and all(line.strip().startswith(f"printf '%s\\n' {quoted} | ctl user ") and
+                                   "--interactive=false" in line for line in lines), lines
+
+
+def test_a_host_named_as_an_etcd_user_is_refused() -> None:
+    raw = variant_raw("dev")
+    for user in ETCD_USERS:
+        bad = {**raw, "postgres": {**raw["postgres"], "nodes": [{**raw["postgres"]["nodes"][0], "name": user},
+                                                                  *raw["postgres"]["nodes"][1:]]}}
+        with pytest.raises(ValueError, match=rf"postgres\.nodes\[0\]\.name: '{user}' given; 'root' and 'patroni' are "
+                                             "etcd's user names"):
+            parse(bad)

@@ -16,7 +16,7 @@ from tests.support.mock_runtime import SSH_KEY, Graph, is_secret, reveal, run_pr
 
 PASSWORD = "random:index/randomPassword:RandomPassword"
 CREDS = Credentials(superuser="Su1", replication="Re1", rewind="Rw1", app="Ap1", readonly="Ro1", restapi="Api1",
-                    keepalived="Kp1", stats="St1", cipher="Ci1", dcs_namespace="ns")
+                    keepalived="Kp1", stats="St1", cipher="Ci1", etcd="Et1", dcs_namespace="ns")
 
 
 def config_with(**rotate: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from tests.support.mock_runtime import run_program
 def applied(etcd: int = 3, pg: int = 3, haproxy: int = 2) -> dict[str, dict[str, Any]]:
     hosts = {f"etcd-{i}": "etcd" for i in range(1, etcd + 1)} | {f"pg-{i}": "postgres" for i in range(1, pg + 1)}
     hosts |= {f"haproxy-{i}": "haproxy" for i in range(1, haproxy + 1)}
-    return {h: {"role": r} for h, r in hosts.items()}
+    return {h: {"role": r, **({"etcd_tls": 1} if r == "etcd" else {})} for h, r in hosts.items()}
 
 
 def test_a_first_deployment_and_an_unchanged_topology_have_no_steps() -> None:
@@ -79,6 +79,14 @@ def test_haproxy_nodes_leave_first_and_join_after_the_nodes_that_stay() -> None:
     [early] = topology.refusals(running, {"haproxy-1": {"role": "haproxy"}, **running})
     assert early == ("haproxy.nodes: haproxy-1 would start before haproxy-2, haproxy-3 knows it as a VRRP peer; "
                      "list the new HAProxy nodes after the ones that stay")
+
+
+def test_an_etcd_cluster_an_earlier_pgha_ran_in_plain_http_is_refused() -> None:
+    earlier = {h: {k: v for k, v in f.items() if k != "etcd_tls"} for h, f in applied().items()}
+    [plain] = topology.refusals(earlier, applied())
+    assert plain.startswith("etcd.members: etcd-1, etcd-2, etcd-3 run etcd in plain HTTP (deployed by an earlier "
+                            "pgha), and this version serves etcd over TLS only")
+    assert topology.refusals(applied(), applied()) == [] and topology.refusals({}, applied()) == []
 
 
 def test_no_member_of_a_group_staying_is_refused_by_name() -> None:
