@@ -67,6 +67,9 @@ def render_access(cfg: ClusterConfig, creds: Credentials) -> str:
     root and enables it: the user root (no password: the `root` client certificate is its only way in), the
     role and user Patroni logs in as, reading and writing only under the cluster's key prefix. Each command
     tolerates what an earlier run made; the password is set again (a rotation, or a user made by hand)."""
+    if not creds.etcd or any(ch.isspace() for ch in creds.etcd):
+        # etcdctl reads the password from its standard input as one word (the generated ones are alphanumeric).
+        raise ValueError("credentials.etcd: empty or holds white space, which etcdctl cannot read as a password")
     prefix = shlex.quote(dcs_namespace(creds))
     user, password = ETCD_PATRONI_USER, shlex.quote(creds.etcd)
     return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={",".join(endpoints(cfg))} "$@"; }}

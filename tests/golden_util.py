@@ -31,7 +31,8 @@ FAKE_CREDS = Credentials(
     keepalived=f"Kp4x9Zq2 ignored{AWKWARD}",
     stats=f"stats pw{AWKWARD}7",
     cipher=f"cipher pass{AWKWARD}8",
-    etcd=f"etcd pw{AWKWARD}9",
+    # etcdctl reads it as one word from its standard input: awkward, but without white space.
+    etcd=f"etcdpw{AWKWARD.replace(' ', '')}9",
     dcs_namespace="3f9a2c7e1b",
 )
 

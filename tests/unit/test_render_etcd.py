@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import subprocess
 
@@ -138,3 +139,9 @@ def test_a_host_named_as_an_etcd_user_is_refused() -> None:
         with pytest.raises(ValueError, match=rf"postgres\.nodes\[0\]\.name: '{user}' given; 'root' and 'patroni' are "
                                              "etcd's user names"):
             parse(bad)
+
+
+def test_a_password_etcdctl_would_split_is_refused() -> None:
+    for bad in ("", "two words", "tab\there"):
+        with pytest.raises(ValueError, match=r"credentials\.etcd: empty or holds white space"):
+            render_access(load("dev"), dataclasses.replace(FAKE_CREDS, etcd=bad))

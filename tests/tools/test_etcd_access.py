@@ -1,0 +1,119 @@
+"""etcd's access control as the program sets it up, on real etcd members started from the rendered files:
+root by its client certificate, Patroni's user by password under its key prefix only, and Patroni 4's own
+etcd client logging in through etcd's gateway with its nameless certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from config import ClusterConfig, parse
+from operations.etcd import render_access
+from render.etcd import ETCDCTL_ARGS
+from render.paths import ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT, PATRONI_CONFIG, PATRONI_ETCD_CERT, PATRONI_ETCD_KEY
+from render.patroni import dcs_namespace, render_patroni
+from tests.golden_util import FAKE_CREDS, remap, variant_raw
+from tests.tools import docker_boxes
+from tests.tools.conftest import ETCD_CA, etcd_files, local_endpoint
+from tests.tools.docker_boxes import BLOCKS, ToolsEnv
+
+pytestmark = pytest.mark.tools
+
+# etcdctl reads a password from its standard input as one word: the generated ones are letters and digits.
+CREDS = dataclasses.replace(FAKE_CREDS, etcd="EtcdAccess0123456789abcdefghijkl")
+HOSTS = (51, 52, 53)
+
+
+def _config() -> ClusterConfig:
+    raw: dict[str, Any] = variant_raw("dev")
+    members = [{"name": f"etcd-{n}", "address": f"10.89.0.{n}"} for n in HOSTS]
+    return parse(remap({**raw, "name": "pgha-access", "etcd": {**raw["etcd"], "members": members}}, BLOCKS["dev"]))
+
+
+@pytest.fixture(scope="module")
+def members(tools_env: ToolsEnv) -> Iterator[tuple[ClusterConfig, list[docker_boxes.Container]]]:
+    cfg = _config()
+    boxes = [docker_boxes.start(f"pgha-tools-access-{m.name}", ("bash", ETCD_START_SCRIPT), tools_env.network,
+                                str(m.address), etcd_files(cfg, m)) for m in cfg.etcd.members]
+    try:
+        docker_boxes.wait_for("three healthy members", lambda: all(
+            b.exec("bash", ETCD_HEALTH_SCRIPT).returncode == 0 for b in boxes), deadline_s=60)
+        yield cfg, boxes
+    finally:
+        for box in boxes:
+            docker_boxes.docker("rm", "-f", box.name, check=False)
+
+
+def test_access_control_is_set_up_twice_alike_and_keeps_each_in_its_place(
+        members: tuple[ClusterConfig, list[docker_boxes.Container]], tools_env: ToolsEnv) -> None:
+    cfg, boxes = members
+    first = boxes[0]
+    local = local_endpoint(cfg.etcd.client_port)
+    for run in (1, 2):  # a second run (a later deployment that changed the step) finds everything there
+        result = docker_boxes.docker("exec", "-i", first.name, "bash", "-s",
+                                     stdin=render_access(cfg, CREDS).encode(), check=False)
+        assert result.returncode == 0, f"run {run}: {result.stdout}{result.stderr}"
+        assert "access control on" in result.stdout
+    root = first.exec(*ETCDCTL_ARGS, local, "auth", "status", check=True).stdout
+    assert "Authentication Status: true" in root
+    prefix = dcs_namespace(CREDS)
+    assert first.exec(*ETCDCTL_ARGS, local, "put", f"{prefix}by-root", "x", check=True).stdout.strip() == "OK"
+
+    # A client box holding what a PostgreSQL node holds: the CA, Patroni's nameless certificate, its password.
+    client = docker_boxes.start("pgha-tools-access-client", network=tools_env.network,
+                                files={"/tmp/ca.crt": ETCD_CA.cert, **ETCD_CA.patroni_etcd_files()})
+    try:
+        endpoint = f"--endpoints=https://{cfg.etcd.members[0].address}:{cfg.etcd.client_port}"
+        tls = ("etcdctl", endpoint, "--cacert=/tmp/ca.crt", f"--cert={PATRONI_ETCD_CERT}", f"--key={PATRONI_ETCD_KEY}")
+        login = {"ETCDCTL_USER": f"patroni:{CREDS.etcd}"}
+
+        def said(*args: str, env: dict[str, str] | None = None) -> str:
+            out = client.exec(*tls, *args, env=env)
+            return f"rc={out.returncode} {out.stdout}{out.stderr}"
+
+        assert said("put", f"{prefix}pgha-test", "by patroni", env=login).startswith("rc=0 OK")
+        assert "permission denied" in said("put", "/elsewhere", "x", env=login)
+        assert "permission denied" in said("get", f"{prefix}x", env={"ETCDCTL_USER": "patroni:wrong"}) or \
+            "authentication failed" in said("get", f"{prefix}x", env={"ETCDCTL_USER": "patroni:wrong"})
+        assert "permission denied" in said("member", "add", "intruder", "--peer-urls=https://10.0.0.1:2380",
+                                           env=login)
+        assert "user name is empty" in said("put", f"{prefix}pgha-test", "anonymous")
+        # The gateway (HTTP/JSON, Patroni's way in) refuses a certificate with a name: why Patroni's has none.
+        named = ETCD_CA.sign("root", ["digital_signature", "client_auth"])
+        client.put({"/tmp/named.crt": named[0], "/tmp/named.key": named[1]})
+        gateway = client.exec("curl", "-s", "--cacert", "/tmp/ca.crt", "--cert", "/tmp/named.crt", "--key",
+                              "/tmp/named.key", "-X", "POST", "-d", '{"key": "eA=="}',
+                              f"https://{cfg.etcd.members[0].address}:{cfg.etcd.client_port}/v3/kv/range").stdout
+        assert "CommonName of client sending a request against gateway will be ignored" in gateway, gateway
+    finally:
+        docker_boxes.docker("rm", "-f", client.name, check=False)
+
+
+def test_patroni_logs_in_through_the_gateway_with_the_rendered_settings(
+        members: tuple[ClusterConfig, list[docker_boxes.Container]], tools_env: ToolsEnv) -> None:
+    cfg, boxes = members
+    status = boxes[0].exec(*ETCDCTL_ARGS, local_endpoint(cfg.etcd.client_port), "auth", "status", check=True)
+    assert "Authentication Status: true" in status.stdout, "the test above enabled access control"
+    node = cfg.postgres.nodes[0]
+    files = {PATRONI_CONFIG: render_patroni(cfg, node, CREDS), **ETCD_CA.node_files(cfg, node),
+             **ETCD_CA.patroni_etcd_files()}
+    box = docker_boxes.start("pgha-tools-access-patroni", network=tools_env.network, files=files)
+    script = f"""
+import json
+from patroni.config import Config
+from patroni.dcs import get_dcs
+dcs = get_dcs(Config("{PATRONI_CONFIG}"))
+touched = dcs.touch_member({{"conn_url": "postgres://pgha-tools", "state": "running", "role": "replica"}})
+cluster = dcs.get_cluster()
+print(json.dumps({{"touched": touched, "members": [m.name for m in cluster.members]}}))
+"""
+    try:
+        result = box.exec("python3", "-c", script, timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"touched": True, "members": [node.name]}
+    finally:
+        docker_boxes.docker("rm", "-f", box.name, check=False)
