@@ -9,6 +9,7 @@ the answer is on its way."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -200,3 +201,47 @@ def test_a_handover_no_peer_takes_resumes_the_listeners(pair: Pair) -> None:
         assert pair.outcome("kept", deadline_s=ANSWER_DELAY_S + 10)["outcome"] == "answer"
     finally:
         pair.nodes[peer].exec("keepalived", "-l", "-D", "-f", KEEPALIVED_CONFIG, check=False)
+
+
+def test_an_advert_from_a_stranger_moves_nothing(pair: Pair, tools_env: ToolsEnv) -> None:
+    # A stranger on the segment runs keepalived for the same router ID with a higher priority, its adverts sent
+    # to both nodes (VRRP PASS is clear text: it knows the password). The nodes drop them (check_unicast_src):
+    # one of them keeps the address. The control: without that setting both step down before the stranger.
+    # (What no VRRP setting stops: the stranger claiming the address on its own side of the segment.)
+    own = {name: box.exec("cat", KEEPALIVED_CONFIG, check=True).stdout for name, box in pair.nodes.items()}
+    assert all("    check_unicast_src\n" in text for text in own.values())
+    template = next(iter(own.values()))
+    rogue_address = str(docker_boxes.BLOCKS[VARIANT].network_address + 60)
+    peers = "".join(f"        {n.address}\n" for n in pair.cfg.haproxy.nodes)
+    rogue = re.sub(r"unicast_src_ip \S+", f"unicast_src_ip {rogue_address}", template)
+    rogue = re.sub(r"unicast_peer \{[^}]*\}", "unicast_peer {\n" + peers + "    }", rogue)
+    rogue = re.sub(r"priority \d+", "priority 250", rogue).replace("    nopreempt\n", "")
+    rogue = re.sub(r"    track_script \{[^}]*\}\n", "", rogue).replace("    check_unicast_src\n", "")
+
+    def restart_all(configs: dict[str, str]) -> None:
+        for name, box in pair.nodes.items():
+            box.exec("pkill", "-x", "keepalived")
+
+            def gone(box: Container = box) -> bool:
+                return box.exec("pgrep", "-x", "keepalived").returncode != 0
+
+            docker_boxes.wait_for(f"{name}: keepalived gone", gone, deadline_s=10, interval_s=0.2)
+            box.put({KEEPALIVED_CONFIG: configs[name]})
+            box.exec("keepalived", "-l", "-D", "-f", KEEPALIVED_CONFIG, check=True)
+
+    pair.holder()
+    stranger = docker_boxes.start("pgha-tools-vip-stranger", network=tools_env.network, ip=rogue_address,
+                                  capabilities=("NET_ADMIN", "NET_BROADCAST", "NET_RAW"),
+                                  files={KEEPALIVED_CONFIG: rogue})
+    try:
+        stranger.exec("keepalived", "-l", "-D", "-f", KEEPALIVED_CONFIG, check=True)
+        with pytest.raises(AssertionError):  # for 8 s, never a moment without a node of the pair holding it
+            docker_boxes.wait_for("the pair gives the address up", lambda: not pair.holders(), deadline_s=8,
+                                  interval_s=0.2)
+        restart_all({name: text.replace("    check_unicast_src\n", "") for name, text in own.items()})
+        docker_boxes.wait_for("without check_unicast_src the stranger's adverts win", lambda: not pair.holders(),
+                              deadline_s=20, interval_s=0.2)
+    finally:
+        docker_boxes.docker("rm", "-f", stranger.name, check=False)
+        restart_all(own)
+    pair.holder()

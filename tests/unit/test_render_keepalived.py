@@ -31,6 +31,7 @@ def test_unicast_peers_are_the_other_nodes(variant: str) -> None:
     for node in cfg.haproxy.nodes:
         text = render_keepalived(cfg, node, FAKE_CREDS)
         assert f"    unicast_src_ip {node.address}\n" in text
+        assert "    check_unicast_src\n" in text  # adverts from anyone but the peers are dropped
         peers = _block(text, "unicast_peer")
         assert peers == [str(n.address) for n in cfg.haproxy.nodes if n != node]
         assert str(node.address) not in peers
