@@ -56,6 +56,9 @@ class PostgresCluster(pulumi.ComponentResource):
                                 pulumi.ResourceOptions(parent=self))
         # Patroni starts only against an etcd cluster with every member healthy.
         self.etcd_healthy = wait_healthy(f"{name}-etcd-healthy", cfg, target, self.etcd.members, self.etcd)
+        # etcd's access control, on before any Patroni starts: Patroni 4.0.7 logging in with a password to an etcd
+        # whose access control is off does not recognise the gateway's "not enabled" answer and waits on etcd.
+        self.etcd_access = enable_access(f"{name}-etcd-access", cfg, target, creds, [self.etcd_healthy], self.etcd)
         self.backup = BackupRepo(
             f"{name}-backup", BackupRepoArgs(cfg, target, creds), pulumi.ResourceOptions(parent=self)
         )
@@ -76,7 +79,7 @@ class PostgresCluster(pulumi.ComponentResource):
             placed[node.name] = PatroniNode(
                 f"{name}-{node.name}",
                 PatroniNodeArgs(cfg, target, node, creds, self.backup, self.ca,
-                                depends_on=[self.etcd_healthy, *self.postgres_left[-1:]], after=after),
+                                depends_on=[self.etcd_access, *self.postgres_left[-1:]], after=after),
                 pulumi.ResourceOptions(parent=self),
             )
         self.nodes = [placed[n.name] for n in cfg.postgres.nodes]
@@ -86,8 +89,6 @@ class PostgresCluster(pulumi.ComponentResource):
             converged = list(nodes_ready)
             nodes_ready += [start_deferred(target, f"{name}-{n.spec.host.name}-adopted", n.spec, converged, self)
                             for n in self.nodes]
-        # etcd's access control, once every Patroni logs in as its etcd user.
-        self.etcd_access = enable_access(f"{name}-etcd-access", cfg, target, creds, nodes_ready, self.etcd)
         # Members the stack no longer has leave the etcd cluster once every Patroni uses only the others.
         self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
         # Nodes that left are gone from Patroni's view (their member keys expired) and hold no slot.
@@ -113,7 +114,7 @@ class PostgresCluster(pulumi.ComponentResource):
         # Last, once nothing of the running cluster needs what this deployment removed: e.g. each host's firewall
         # loaded whole, closing what a member that left used until it left (targets/firewall.py).
         self.settled = target.settle([*self.haproxy.ready[-1:], self.pending_restarts, *self.backup_checks,
-                                      self.etcd_pruned, self.etcd_access, self.postgres_forgotten], self)
+                                      self.etcd_pruned, self.postgres_forgotten], self)
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
         self.change_plan = change_plan.declare(name, target.applied, self.before, self,

@@ -1,5 +1,7 @@
 """Day-2 steps on the etcd cluster: wait until every configured member is healthy, so Patroni starts against a
-store with a quorum; once every Patroni logs in as its etcd user, enable etcd's access control; and, once
+store with a quorum; enable etcd's access control before any Patroni starts (Patroni 4.0.7, given a password,
+cannot start against an etcd whose access control is off: it takes the gateway's "authentication is not
+enabled" answer, which carries `message` where it reads `error`, for an error, and waits on etcd); and, once
 Patroni uses only the configured members, remove the members the stack no longer has, one at a time (`member
 remove` before the member is stopped: its resources go last)."""
 
@@ -90,7 +92,7 @@ echo "pgha-etcd: access control on: root by its client certificate, {user} under
 
 def enable_access(name: str, cfg: ClusterConfig, target: Target, creds: pulumi.Output[Credentials],
                   depends_on: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
-    """Declare the access-control step on the first member, after `depends_on` (every Patroni node: each logs
-    in as its etcd user by then, so none is refused once access control is on)."""
+    """Declare the access-control step on the first member, after `depends_on` (every member healthy); the
+    Patroni nodes start after it."""
     script: pulumi.Output[str] = pulumi.Output.secret(creds.apply(lambda c: render_access(cfg, c)))  # type: ignore[arg-type]
     return target.run_step(name, cfg.etcd.members[0], script, depends_on, parent)

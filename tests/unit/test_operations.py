@@ -64,9 +64,12 @@ def test_docker_steps_run_in_the_node_container_and_ssh_steps_on_the_host() -> N
 
 def test_patroni_waits_for_a_healthy_etcd_on_both_targets() -> None:
     dev, ssh = run_program("dev"), prod()
+    # Through the access-control step, which waits for every member healthy.
+    assert dev.named("pgha-dev-etcd-healthy").urn in dev.named("pgha-dev-etcd-access").dependencies
+    assert ssh.named("pgha-prod-etcd-healthy").urn in ssh.named("pgha-prod-etcd-access").dependencies
     for node in ("pg-1", "pg-2", "pg-3"):
-        assert dev.named("pgha-dev-etcd-healthy").urn in dev.named(f"pgha-dev-{node}-patroni").dependencies
-        assert ssh.named("pgha-prod-etcd-healthy").urn in ssh.named(f"pgha-prod-{node}-patroni-install").dependencies
+        assert dev.named("pgha-dev-etcd-access").urn in dev.named(f"pgha-dev-{node}-patroni").dependencies
+        assert ssh.named("pgha-prod-etcd-access").urn in ssh.named(f"pgha-prod-{node}-patroni-install").dependencies
 
 
 def test_the_script_is_python() -> None:

@@ -134,8 +134,10 @@ def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
     for c in containers:
         assert depends(dev, service[c.name], c), "a container's files arrive by its converge step"
     assert all(depends(dev, healthy, service[e.name]) for e in etcd), "the health step waits for every member"
+    access = dev.named("pgha-dev-etcd-access")
+    assert depends(dev, access, healthy)
     for node in pg:
-        assert depends(dev, node, healthy), f"{node.name} must wait for a healthy etcd"
+        assert depends(dev, node, access), f"{node.name} must wait for a healthy etcd with access control on"
         assert depends(dev, node, repo_volume), f"{node.name} must wait for the backup repository"
     for h in hap:
         assert all(depends(dev, h, service[p.name]) for p in pg), h.name
@@ -150,7 +152,7 @@ def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
 
 def test_ssh_ordering(prod: Graph) -> None:
     cmds = {r.name: r for r in prod.of_type(COMMAND)}
-    gate = cmds["pgha-prod-etcd-healthy"]
+    gate = cmds["pgha-prod-etcd-access"]
     for name, res in cmds.items():
         if re.fullmatch(r"pgha-prod-pg-\d-patroni-install", name):
             assert depends(prod, res, gate), name
@@ -346,7 +348,6 @@ def test_ssh_firewall_step_per_service_before_it_listens(prod: Graph) -> None:
         assert exact["stdin"].index("SSH_CONNECTION") < exact["stdin"].index("nft -f /etc/pgha/firewall.nft")
         assert set(deps(prod, f"{name}-firewall-exact")) == {
             "pgha-prod-haproxy-haproxy-2-service", "pgha-prod-pending-restarts", "pgha-prod-etcd-membership",
-            "pgha-prod-etcd-access",
             "pgha-prod-postgres-membership", *(f"pgha-prod-backup-check-pg-{i}" for i in (1, 2, 3))}
 
 
@@ -611,10 +612,11 @@ def test_etcd_certificates_name_no_user_but_root_and_patronis_has_no_name(stack:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_etcd_access_control_is_enabled_once_every_patroni_logs_in(stack: str, dev: Graph, prod: Graph) -> None:
+def test_etcd_access_control_is_on_before_any_patroni_starts(stack: str, dev: Graph, prod: Graph) -> None:
     graph, name = (dev, "pgha-dev") if stack == "dev" else (prod, "pgha-prod")
     step = graph.named(f"{name}-etcd-access")
     assert is_secret(step.inputs["stdin"]) and "ctl auth enable" in reveal(step.inputs["stdin"])
+    assert depends(graph, step, graph.named(f"{name}-etcd-healthy"))
     for i in (1, 2, 3):
-        ready = graph.named(f"{name}-pg-{i}-patroni-service")
-        assert depends(graph, step, ready), ready.name
+        start = graph.named(f"{name}-pg-{i}-patroni" if stack == "dev" else f"{name}-pg-{i}-patroni-install")
+        assert depends(graph, start, step), start.name

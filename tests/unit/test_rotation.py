@@ -67,7 +67,7 @@ def test_every_postgres_node_sets_the_passwords_before_its_converge(stack: str) 
         else:
             # Not after its container (which may wait in the rolling chain for this very step's peers).
             assert graph.named(f"pgha-dev-{node}-patroni").urn not in step.dependencies
-            assert graph.named("pgha-dev-etcd-healthy").urn in step.dependencies
+            assert graph.named("pgha-dev-etcd-access").urn in step.dependencies
         command = step.inputs["create"]
         assert "PGPASSWORD" not in command and not re.search(r"[A-Za-z0-9]{32}", command)
         script = reveal(step.inputs["stdin"])
