@@ -266,7 +266,9 @@ def etcd_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
     assert leader_key in c.hosts.exec(member, *ETCDCTL_ARGS, "--endpoints=https://127.0.0.1:2379", "get",
                                       leader_key), "root on a member reads the leader key"
     # The peer port: a certificate of the cluster CA that is not a member's is refused at the handshake.
-    peer_probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", "/tmp/ca.crt"]
+    # (The peer port answers HTTP/1.1 only.)
+    peer_probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1", "--max-time", "5", "--cacert",
+                  "/tmp/ca.crt"]
     stranger_peer = s.run(*peer_probe, "--cert", "/tmp/haproxy.pem", f"https://{peer}/version").strip()
     member_peer = c.hosts.exec(member, *peer_probe[:-1], ETCD_TLS_CA, "--cert", ETCD_TLS_CERT, "--key",
                                ETCD_TLS_KEY, f"https://{peer}/version", check=False).strip()
