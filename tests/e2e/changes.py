@@ -569,8 +569,11 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
         assert verification_error(c, pem) is None, f"a client holding {who} must verify: {verification_error(c, pem)}"
     wait_for("every replica streaming, members verifying each other across CAs", c.healthy, scenarios.RECOVER_S)
     middle = d.snapshot()
-    assert not (moved := restarted(before, middle)), sorted(moved)
-    assert_said(start, d, {n: {"rotate"} for n in c.pg_nodes}, restarted(before, middle))
+    # etcd reads its CA bundle only when it starts: its members restart, one at a time; nothing else does.
+    etcd = {f"{m}/etcd" for m in c.etcd}
+    moved = restarted(before, middle)
+    assert moved == etcd, sorted(moved)
+    assert_said(start, d, {n: {"rotate"} for n in c.pg_nodes} | {m: ETCD_CA_VERBS for m in c.etcd}, moved)
     end = d.up({"pgha:tls": {"ca_generation": 1}})
     d.keep({"pgha:tls": {"ca_generation": 1}})
     assert end.outputs["ca_certificate"] == new_ca
@@ -582,17 +585,23 @@ def ca_rotation_with_overlap(d: Deployments, c: ClusterUnderTest, writer: Writer
     trust(new_ca, c.rw.sslrootcert)
     c.patroni.trust(new_ca)
     after = d.snapshot()
-    assert not (moved := restarted(middle, after)), sorted(moved)
-    assert_said(end, d, {n: {"reload"} for n in c.pg_nodes}, restarted(middle, after))
+    moved = restarted(middle, after)
+    assert moved == etcd, sorted(moved)
+    assert_said(end, d, {n: {"reload"} for n in c.pg_nodes} | {m: ETCD_CA_VERBS for m in c.etcd}, moved)
     wait_for("every replica streaming on the new CA alone", c.healthy, scenarios.RECOVER_S)
     outage = outage_of(writer, since)
     scenarios.assert_nothing_lost(writer)
     print(f"CA rotation: {start.seconds:.0f}s + {end.seconds:.0f}s, clients with either CA verified during the "
-          f"overlap, nothing restarted, longest write pause {outage:.2f}s")
+          f"overlap, nothing but etcd restarted (one member at a time), longest write pause {outage:.2f}s")
     return new_ca
 
 
 # ------------------------------------------------------------------------------------------ 6: topology
+
+
+# A CA rotation's plan for an etcd member: its CA bundle restarts it, its certificates are written (etcd reads
+# them again at the next handshake).
+ETCD_CA_VERBS = {"restart", "write"}
 
 
 class QuorumWatch(Watch):
