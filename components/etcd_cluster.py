@@ -76,7 +76,10 @@ class EtcdCluster(pulumi.ComponentResource):
                            "get --consistency=l pgha-etcd-probe >/dev/null 2>&1"),
                 # Every path TLS with client certificates (an earlier pgha ran etcd in plain HTTP: the topology
                 # refuses to move such a cluster in one deployment, operations/topology.py).
-                facts={"etcd_tls": 1},
+                # The CA bundle it trusts (a change restarts it: the change plan says so; the certificates
+                # themselves are not in the plan, like the PostgreSQL nodes').
+                facts={"etcd_tls": 1, "etcd_trust": {"ca_generation": cfg.tls.ca_generation,
+                                                     "trust_previous_ca": cfg.tls.trust_previous_ca}},
                 # One member at a time: a change restarts etcd, and two members down lose the quorum.
                 after=(placements[-1].ready,) if placements else (),
             )

@@ -87,6 +87,10 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
         actions.append(f"rotate: {', '.join(rotated)} (a new password: PostgreSQL's roles first, then every file "
                        "that carries it, by reload)")
     actions += _tls_actions(old.get("tls"), new.get("tls"))
+    trust = _pairs(old.get("etcd_trust", {}), new.get("etcd_trust", {})) if "etcd_trust" in old else []
+    if trust:
+        actions.append(f"restart: etcd for its CA bundle, {_arrow(trust)} (etcd reads it only when it starts; "
+                       "one member at a time)")
     params = _pairs(old.get("parameters", {}), new.get("parameters", {}))
     restart = [p for p in params if needs_restart(p[0])]
     reload = [p for p in params if not needs_restart(p[0])]

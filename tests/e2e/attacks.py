@@ -15,7 +15,6 @@ import docker
 from render.etcd import ETCDCTL_ARGS
 from render.paths import (
     ETCD_CONFIG,
-    ETCD_TLS_CA,
     ETCD_TLS_CERT,
     ETCD_TLS_KEY,
     HAPROXY_TLS_CLIENT,
@@ -265,13 +264,16 @@ def etcd_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
                                           "--prefix", "/pgha-e2e"), "nothing written outside the prefix"
     assert leader_key in c.hosts.exec(member, *ETCDCTL_ARGS, "--endpoints=https://127.0.0.1:2379", "get",
                                       leader_key), "root on a member reads the leader key"
-    # The peer port: a certificate of the cluster CA that is not a member's is refused at the handshake.
-    # (The peer port answers HTTP/1.1 only.)
+    # The peer port: a certificate of the cluster CA that is not a member's is refused at the handshake; the
+    # control, from the same stranger with a member's certificate and key (copied off the member), gets in. (The
+    # peer port answers HTTP/1.1 only.)
+    for name, path in (("member.crt", ETCD_TLS_CERT), ("member.key", ETCD_TLS_KEY)):
+        s.container.put_archive("/tmp", _tar(name, c.hosts.exec(member, "cat", path)))
     peer_probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1", "--max-time", "5", "--cacert",
                   "/tmp/ca.crt"]
     stranger_peer = s.run(*peer_probe, "--cert", "/tmp/haproxy.pem", f"https://{peer}/version").strip()
-    member_peer = c.hosts.exec(member, *peer_probe[:-1], ETCD_TLS_CA, "--cert", ETCD_TLS_CERT, "--key",
-                               ETCD_TLS_KEY, f"https://{peer}/version", check=False).strip()
+    member_peer = s.run(*peer_probe, "--cert", "/tmp/member.crt", "--key", "/tmp/member.key",
+                        f"https://{peer}/version").strip()
     assert (stranger_peer, member_peer) == ("000", "200"), \
         f"etcd's peer port: HAProxy's certificate {stranger_peer}, a member's {member_peer}"
     print(f"a stranger at {s.address}: etcd put/del refused ({', '.join(tries)}); Patroni's password writes under "

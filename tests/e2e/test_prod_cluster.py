@@ -732,7 +732,7 @@ def test_rotating_every_credential_keeps_writes_going_and_refuses_the_old_ones(
 
 def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: SystemdHosts) -> None:
     passwords = runs.passwords()
-    assert len(passwords) == 9
+    assert len(passwords) == 10
     secrets = {name: value for name, value in passwords.items()}
     # keepalived's VRRP PASS uses the first 8 characters only.
     secrets.update({f"{name}[:8]": value[:8] for name, value in passwords.items() if "keepalived" in name})

@@ -151,16 +151,21 @@ def test_a_rotation_is_said_on_the_nodes_that_carry_the_credential(first: Graph)
     assert all(plan[n] == ["nothing"] for n in ETCD)
 
 
-def test_a_ca_rotation_and_its_end_are_said_on_the_postgres_nodes(first: Graph) -> None:
+def test_a_ca_rotation_and_its_end_are_said_on_the_postgres_nodes_and_restart_etcd(first: Graph) -> None:
     start = later(first, {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
     for node in PG:
         assert start[node] == ["rotate: the CA, generation 0 -> 1: a new server certificate; the previous CA stays "
                                "trusted and cross-signs the new one (PostgreSQL reloads)"], start[node]
-    assert all(start[n] == ["nothing"] for n in [*ETCD, *HAPROXY])
+    # etcd reads its CA bundle only when it starts.
+    assert all(start[n] == ["restart: etcd for its CA bundle, ca_generation 0 -> 1, trust_previous_ca False -> True "
+                            "(etcd reads it only when it starts; one member at a time)"] for n in ETCD), start
+    assert all(start[n] == ["nothing"] for n in HAPROXY)
     middle = deploy(first.stack, {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}},
                     previous=dict(first.outputs))
     end = later(middle, {"pgha:tls": {"ca_generation": 1}})
     assert all(end[n] == ["reload: TLS trust, the previous CA dropped (and its cross-signature)"] for n in PG), end
+    assert all(end[n] == ["restart: etcd for its CA bundle, trust_previous_ca True -> False (etcd reads it only when "
+                          "it starts; one member at a time)"] for n in ETCD), end
     renew = later(first, {"pgha:tls": {"server_validity_days": 365}})
     assert all(renew[n] == ["rotate: the server certificate, server_validity_days 730 -> 365 (PostgreSQL reloads)"]
                for n in PG), renew
