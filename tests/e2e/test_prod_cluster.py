@@ -738,8 +738,9 @@ def test_no_secret_in_process_lists_logs_or_command_output(runs: Runs, hosts: Sy
     secrets.update({f"{name}[:8]": value[:8] for name, value in passwords.items() if "keepalived" in name})
     # A private key would leak line by line: look for the first line of each key's body.
     keys = runs.private_keys()
-    # The CA's, one per PostgreSQL node, one per HAProxy node (its client certificate for the REST checks).
-    assert len(keys) == 1 + len(PG_NODES) + len(HAPROXY), keys.keys()
+    # The CA's; per PostgreSQL node its own and Patroni's etcd client key; one per HAProxy node (its client
+    # certificate for the REST checks); per etcd member its own and root's client key.
+    assert len(keys) == 1 + 2 * len(PG_NODES) + len(HAPROXY) + 2 * len(ETCD), keys.keys()
     secrets.update({name: pem.splitlines()[1] for name, pem in keys.items()})
     texts: list[tuple[str, str]] = [(f"ps on {node} during a deployment", text) for node, text in SAMPLES]
     for node in [*ETCD, *PG_NODES, *HAPROXY]:
