@@ -57,7 +57,8 @@ def test_the_plan_says_it_and_a_generation_only_goes_up() -> None:
     assert node_actions({"generation": 0}, {"generation": 1})[0].startswith(
         "replace: host generation 0 -> 1: every command of the host runs again as on a new host")
     hosts = {"pg-1": "postgres", "pg-2": "postgres", "pg-3": "postgres", "etcd-1": "etcd", "haproxy-1": "haproxy"}
-    old = {h: {"role": r, "generation": 2 if h == "pg-2" else 0} for h, r in hosts.items()}
+    old = {h: {"role": r, "generation": 2 if h == "pg-2" else 0, **({"etcd_tls": 1} if r == "etcd" else {})}
+           for h, r in hosts.items()}
     new = {h: {"role": r, "generation": 1 if h == "pg-2" else 0} for h, r in hosts.items()}
     [lower] = topology.refusals(old, new, live=["pg-1", "pg-3"])
     assert lower.startswith("host_generations.pg-2: 2 -> 1; a generation only goes up")
