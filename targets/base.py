@@ -67,6 +67,12 @@ class Process:
     # "reload" where the process re-executes its binary on its reload signal (HAProxy's master).
     packages: tuple[str, ...] = ()
     upgrade: Literal["restart", "reload"] = "restart"
+    # Files of its service it reads only when it starts, though `on_change` is "reload": their change restarts
+    # it, between `before_restart` and `after_restart` (shell; the latter runs also when the restart failed,
+    # with $restart_rc set, and decides the outcome).
+    restart_reads: tuple[str, ...] = ()
+    before_restart: str | None = None
+    after_restart: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,9 @@ def applied_facts(spec: ServiceSpec, placement: Placement) -> dict[str, Any]:
             files[f.path] = digest(text)
     every = [f.path for f in spec.files]
     processes = {p.name: {"on_change": p.on_change, "reads": list(every if p.reads is None else p.reads),
-                          "packages": list(p.packages), "upgrade": p.upgrade} for p in spec.processes}
+                          "packages": list(p.packages), "upgrade": p.upgrade,
+                          **({"restart_reads": list(p.restart_reads)} if p.restart_reads else {})}
+                 for p in spec.processes}
     return {"role": spec.role, "files": files, "processes": processes, **spec.facts}
 
 

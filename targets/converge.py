@@ -104,6 +104,8 @@ class Control(abc.ABC):
         """Shell that starts every process of `spec` that is not running."""
 
 
+# A process's restart begun and not finished (Process.restart_reads), one file per process name.
+RESTART_PENDING_DIR = "/var/lib/pgha/restart-pending"
 # Left by a converge that adopted data but did not start its service yet (ServiceSpec.on_adopt set defer=1).
 DEFERRED = "/run/pgha/start-deferred"
 
@@ -146,9 +148,26 @@ def converge_script(spec: ServiceSpec, contents: list[str], control: Control, ch
         action = "reload" if process.on_change == "reload" else "restart"
         restarted = "\n  restarted=1" if action == "restart" else ""
         prepare = f"{process.before_change}\n  " if process.before_change else ""
+        unknown = sorted(set(process.restart_reads) - set(reads))
+        if unknown:
+            raise ValueError(f"{spec.host.name}: process {process.name} restarts for {unknown}, which it does not read")
         took = " || ".join(f'[ "${flags[path]}" = 1 ]' for path in reads)
+        first = ""
+        if process.restart_reads:
+            # Read only when it starts: their change restarts it, whatever its on_change.
+            # Marked before anything is done, cleared once it is done: a run that failed between the two (the
+            # files written, the restart not taken) restarts it again on the next run.
+            pending = shlex.quote(f"{RESTART_PENDING_DIR}/{process.name}")
+            must = " || ".join([*(f'[ "${flags[path]}" = 1 ]' for path in process.restart_reads), f"[ -e {pending} ]"])
+            before = f"{process.before_restart}\n  " if process.before_restart else ""
+            after = f"\n  {process.after_restart}" if process.after_restart else '\n  [ "$restart_rc" = 0 ]'
+            said = f"{process.name}: restarted (it reads {', '.join(process.restart_reads)} only when it starts)"
+            first = (f"if {control.running(process)} && {{ {must}; }}; then\n"
+                     f"  install -d -m 0700 {RESTART_PENDING_DIR} && touch {pending}\n"
+                     f"  {before}restart_rc=0\n  {control.act(process, 'restart')} || restart_rc=$?{after}\n"
+                     f"  rm -f {pending}\n  echo {shlex.quote(said)}\n  restarted=1\nel")
         parts.append(
-            f"if {control.running(process)} && {{ {took}; }}; then\n"
+            f"{first}if {control.running(process)} && {{ {took}; }}; then\n"
             f"  {prepare}{control.act(process, action)}\n"
             f"  echo {shlex.quote(f'{process.name}: {action}ed')}{restarted}\nfi"
         )

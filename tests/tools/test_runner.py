@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 
 import pytest
 
-from targets.docker import CONVERGED, PROCESSES, RUNNER, RUNNER_SCRIPT
+from config.models import Host
+from targets.base import File, Process, ServiceSpec
+from targets.converge import converge_script
+from targets.docker import CONVERGED, PROCESSES, RUNNER, RUNNER_SCRIPT, RunnerControl
 from tests.tools import docker_boxes
 from tests.tools.docker_boxes import ToolsEnv, wait_for
 
@@ -97,3 +101,45 @@ def test_a_stop_waits_for_a_slow_clean_end(runner: docker_boxes.Container, grace
         assert "clean" in log, "the slow process ended cleanly before the container did"
     else:
         assert "clean" not in log, "the control: killed after 1 s, the slow process did not end cleanly"
+
+
+def _converge(box: docker_boxes.Container, a: str, b: str, after: str = "[ \"$restart_rc\" = 0 ]") -> int:
+    """Run the converge script of a service whose `signals` process reloads for /etc/a.conf and restarts for
+    /etc/b.conf (read only when it starts) between two hooks that log; its exit status."""
+    signals = Process("signals", ("unused",), on_change="reload", reload_signal="USR1",
+                      reads=("/etc/a.conf", "/etc/b.conf"), restart_reads=("/etc/b.conf",),
+                      before_restart="echo before >> /tmp/hooks.log",
+                      after_restart=f"echo \"after $restart_rc\" >> /tmp/hooks.log; {after}")
+    spec = ServiceSpec(role="probe", host=Host(name="probe", address=IPv4Address("10.0.0.1")), packages=(),
+                       processes=(Process("steady", ("unused",), reads=()), signals),
+                       files=(File("/etc/a.conf", a), File("/etc/b.conf", b)))
+    script = converge_script(spec, [a, b], RunnerControl())
+    return docker_boxes.docker("exec", "-i", box.name, "bash", "-s", "update", stdin=script.encode(),
+                               check=False).returncode
+
+
+def test_a_file_read_only_at_start_restarts_the_process_between_its_hooks_until_it_took(
+        runner: docker_boxes.Container) -> None:
+    box = runner
+    assert _converge(box, "a1", "b1") == 0
+    wait_for("the processes started", lambda: box.exec(*READY).returncode == 0, 30)
+    first = pid(box, "signals")
+    # The control: a file it re-reads is taken by the reload signal, the same process.
+    assert _converge(box, "a2", "b1") == 0
+    wait_for("the reload signal", lambda: "usr1" in box.exec("cat", "/tmp/signals.log").stdout, 10)
+    assert pid(box, "signals") == first and box.exec("test", "-e", "/tmp/hooks.log").returncode != 0
+    # The file it reads only when it starts: a restart between the hooks.
+    assert _converge(box, "a2", "b2") == 0
+    second = pid(box, "signals")
+    assert second != first and box.exec("cat", "/tmp/hooks.log").stdout.split("\n")[:2] == ["before", "after 0"]
+    # A restart whose last hook fails fails the run and stays to do: the next run, with no change, does it again.
+    assert _converge(box, "a2", "b3", after="false") != 0
+    third = pid(box, "signals")
+    assert third != second
+    assert _converge(box, "a2", "b3") == 0
+    assert pid(box, "signals") != third
+    assert box.exec("cat", "/tmp/hooks.log").stdout.split() == [
+        "before", "after", "0", "before", "after", "0", "before", "after", "0"]
+    # Done, nothing more restarts it.
+    fourth = pid(box, "signals")
+    assert _converge(box, "a2", "b3") == 0 and pid(box, "signals") == fourth
