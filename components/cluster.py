@@ -12,14 +12,14 @@ from catalog.roles import CLUSTER_COMPONENT
 from components.backup_repo import BackupRepo, BackupRepoArgs
 from components.etcd_cluster import EtcdCluster, EtcdClusterArgs
 from components.haproxy_group import HAProxyGroup, HAProxyGroupArgs, node_processes
-from components.patroni_node import PROCESSES, PatroniNode, PatroniNodeArgs
+from components.patroni_node import PatroniNode, PatroniNodeArgs, processes
 from components.secrets import ClusterSecrets, secret
 from components.tls import ClusterCA
 from config.models import ClusterConfig
 from operations import change_plan, haproxy_membership
 from operations import postgres_membership as membership
 from operations.backup_check import check_every_node
-from operations.etcd import enable_access, prune, wait_healthy
+from operations.etcd import enable_access, enable_after, prune, wait_healthy
 from operations.pending_restarts import apply_pending_restarts
 from targets import Target
 from targets.converge import start_deferred
@@ -67,7 +67,7 @@ class PostgresCluster(pulumi.ComponentResource):
         # Members the stack no longer has leave first, one at a time, the leader last: their roles move to
         # nodes that stay before those take a configuration (pg_hba) that no longer admits them.
         self.postgres_left = membership.leave(f"{name}-postgres", cfg, target, membership.leaving(cfg, live),
-                                              PROCESSES, [self.etcd_healthy], self)
+                                              processes(cfg), [self.etcd_healthy], self)
         # In the rolling order (the replicas, the leader last): a change that replaces nodes (a new image)
         # takes them one after another; the list stays in the configured order. Nodes that join come after
         # the nodes that stay: they bootstrap once the leader's pg_hba admits them.
@@ -91,6 +91,9 @@ class PostgresCluster(pulumi.ComponentResource):
                             for n in self.nodes]
         # Members the stack no longer has leave the etcd cluster once every Patroni uses only the others.
         self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
+        # etcd's access control, if it is not on yet: a cluster moving from plain HTTP, whose Patroni nodes took
+        # their etcd password (by reload) in this deployment.
+        self.etcd_enabled = enable_after(f"{name}-etcd-access-on", cfg, target, nodes_ready, self.etcd)
         # Nodes that left are gone from Patroni's view (their member keys expired) and hold no slot.
         self.postgres_forgotten = membership.forget(f"{name}-postgres-membership", cfg, target, nodes_ready, self)
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).
@@ -114,7 +117,8 @@ class PostgresCluster(pulumi.ComponentResource):
         # Last, once nothing of the running cluster needs what this deployment removed: e.g. each host's firewall
         # loaded whole, closing what a member that left used until it left (targets/firewall.py).
         self.settled = target.settle([*self.haproxy.ready[-1:], self.pending_restarts, *self.backup_checks,
-                                      self.etcd_pruned, self.postgres_forgotten], self)
+                                      self.etcd_pruned, self.postgres_forgotten,
+                                      *filter(None, [self.etcd_enabled])], self)
 
         # Said before anything runs: what this deployment does to each node (operations/change_plan.py).
         self.change_plan = change_plan.declare(name, target.applied, self.before, self,

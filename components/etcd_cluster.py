@@ -10,6 +10,7 @@ import operations.etcd
 from catalog.roles import ETCD
 from components.tls import ClusterCA
 from config.models import ClusterConfig
+from operations.topology import ETCD_TLS, ETCD_TLS_TRANSITION
 from render import paths
 from render.etcd import (
     ETCDCTL,
@@ -74,12 +75,13 @@ class EtcdCluster(pulumi.ComponentResource):
                 wait=False,
                 wait_when=(f"{ETCDCTL} --endpoints={other_client_urls(cfg, member)} "
                            "get --consistency=l pgha-etcd-probe >/dev/null 2>&1"),
-                # Every path TLS with client certificates (an earlier pgha ran etcd in plain HTTP: the topology
-                # refuses to move such a cluster in one deployment, operations/topology.py).
+                # Every path TLS with client certificates; both schemes in the first deployment of the move from
+                # plain HTTP, as an earlier pgha ran etcd (operations/topology.py says when that is needed).
                 # The CA bundle it trusts (a change restarts it: the change plan says so; the certificates
                 # themselves are not in the plan, like the PostgreSQL nodes').
-                facts={"etcd_tls": 1, "etcd_trust": {"ca_generation": cfg.tls.ca_generation,
-                                                     "trust_previous_ca": cfg.tls.trust_previous_ca}},
+                facts={"etcd_tls": ETCD_TLS_TRANSITION if cfg.etcd.tls_migration else ETCD_TLS,
+                       "etcd_trust": {"ca_generation": cfg.tls.ca_generation,
+                                      "trust_previous_ca": cfg.tls.trust_previous_ca}},
                 # One member at a time: a change restarts etcd, and two members down lose the quorum.
                 after=(placements[-1].ready,) if placements else (),
             )

@@ -16,8 +16,14 @@ from operations import passwords, upgrade
 from render import paths
 from render.bootstrap import render_post_bootstrap_script, render_post_bootstrap_sql
 from render.credentials import Credentials
-from render.patroni import dynamic_config, render_dcs_sync_script, render_dynamic_config, render_patroni
-from render.shell import REST_CURL, rest_url
+from render.patroni import (
+    dynamic_config,
+    render_dcs_sync_script,
+    render_dynamic_config,
+    render_etcd_connection,
+    render_patroni,
+)
+from render.shell import REST_CURL, rest_url, until_ok
 from targets import DataDir, File, HostStep, Listener, Process, ServiceSpec, Target
 
 
@@ -36,26 +42,76 @@ class PatroniNodeArgs:
     after: list[pulumi.Resource] = field(default_factory=list)
 
 
-# The processes of a PostgreSQL node's service (a node that leaves stops them: operations/postgres_membership.py).
-PROCESSES = (
-    Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload",
-            packages=("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2")),
-    # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
-    Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
-    Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
-)
+def processes(cfg: ClusterConfig) -> tuple[Process, ...]:
+    """The processes of a PostgreSQL node's service (a node that leaves stops them:
+    operations/postgres_membership.py). Patroni takes its files by reload, but how it connects to etcd only
+    when it starts: that change restarts it, paused, so PostgreSQL keeps running and no member fails over."""
+    return (
+        Process("patroni", ("/usr/bin/patroni", paths.PATRONI_CONFIG), user="postgres", on_change="reload",
+                packages=("postgresql-17", "patroni", "python3-etcd", "python3-psycopg2"),
+                restart_reads=(paths.PATRONI_ETCD_CONNECTION,),
+                before_restart=pause_for_restart(cfg.patroni.rest_api_port),
+                after_restart=resume_after_restart(cfg.patroni.rest_api_port)),
+        # cron re-reads /etc/cron.d when it changes; pgha-dcs-sync re-reads dynamic.yml every loop.
+        Process("cron", ("/usr/sbin/cron", "-f"), host_service="cron", reads=()),
+        Process("dcs-sync", (paths.DCS_SYNC_SCRIPT,), user="postgres", reads=(paths.DCS_SYNC_SCRIPT,)),
+    )
+
+
 PG_CTL = f"{paths.PG_BIN}/pg_ctl -D {paths.PG_DATA}"
 # The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
 CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
+
+
+def _paused(rest_port: int) -> str:
+    """Bash defining `paused`: this member applies the pause (Patroni's /patroni says `"pause": true`)."""
+    return (f"paused() {{ {REST_CURL} -sf --max-time 3 {rest_url('127.0.0.1', rest_port, '/patroni')} | "
+            "python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get(\"pause\") else 1)'; }")
+
+
+def pause_for_restart(rest_port: int) -> str:
+    """Bash run before Patroni restarts on a running node: pause the cluster (Patroni then leaves PostgreSQL
+    running when it stops, and no member is promoted while it is away), or fail the deployment without
+    restarting it."""
+    return f"""{_paused(rest_port)}
+  for try in 1 2 3; do
+    paused && break
+    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait 2>&1 |
+      sed "s/^/pgha: patronictl pause (try $try): /" || true
+  done
+  if ! paused; then
+    echo "pgha: Patroni did not take the pause: not restarting it (unpaused, its leader would fail over)" >&2
+    exit 1
+  fi
+  echo "pgha: Patroni paused: it restarts to take how it connects to etcd, PostgreSQL keeps running"
+"""
+
+
+def resume_after_restart(rest_port: int) -> str:
+    """Bash run after Patroni's restart ($restart_rc: how it went): once it answers again, resume the cluster.
+    One that does not answer leaves the cluster paused (resumed, a leader whose Patroni is away would fail over
+    under its running PostgreSQL) and fails the deployment; the next run restarts it again."""
+    health = until_ok((*REST_CURL.split(), "-sf", "-o", "/dev/null", rest_url("127.0.0.1", rest_port, "/health")))
+    return f"""if [ "$restart_rc" != 0 ] || ! ( {health.strip()} ); then
+    echo "pgha: Patroni did not come back after its restart: the cluster stays paused (no failover while" \
+      "PostgreSQL runs unmanaged here); deploy again to retry, or fix it and run patronictl resume" >&2
+    exit 1
+  fi
+  for try in 1 2 3; do
+    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} resume --wait 2>&1 |
+      sed "s/^/pgha: patronictl resume (try $try): /" || true
+    paused || break
+  done
+  if paused; then echo "pgha: the cluster did not resume: run patronictl resume" >&2; exit 1; fi
+  echo "pgha: Patroni restarted and the cluster resumed"
+"""
 
 
 def pause_before_stop(rest_port: int) -> str:
     """Bash a destroy runs before it stops Patroni: pause the cluster, then check that this member applies
     the pause (Patroni's /patroni says `"pause": true`), three tries. It says what happened: a destroy that
     could not pause goes on (the hosts are going away), warning that a replica may be promoted meanwhile."""
-    paused = (f"{REST_CURL} -sf --max-time 3 {rest_url('127.0.0.1', rest_port, '/patroni')} | "
-              "python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get(\"pause\") else 1)'")
-    return f"""paused() {{ {paused}; }}
+    return f"""{_paused(rest_port)}
 if {REST_CURL} -s -o /dev/null --max-time 3 {rest_url('127.0.0.1', rest_port, '/')}; then
   for try in 1 2 3; do
     paused && break
@@ -106,7 +162,7 @@ class PatroniNode(pulumi.ComponentResource):
             role=POSTGRES.name,
             host=node,
             packages=POSTGRES.packages,
-            processes=PROCESSES,
+            processes=processes(cfg),
             files=(
                 File(paths.PATRONI_CONFIG, render_secret(creds, patroni_yml), mode="0600", owner="postgres",
                      secret=True, kind="patroni", shape=shape_of(patroni_yml)),
@@ -120,6 +176,7 @@ class PatroniNode(pulumi.ComponentResource):
                 File(paths.PG_TLS_CA, args.ca.cert_pem, mode="0644"),
                 File(paths.PATRONI_ETCD_CERT, etcd_client.cert_pem, mode="0644"),
                 File(paths.PATRONI_ETCD_KEY, etcd_client.key_pem, mode="0600", owner="postgres", secret=True),
+                File(paths.PATRONI_ETCD_CONNECTION, render_etcd_connection(), mode="0644"),
                 *args.backup.files(node),
             ),
             data_dirs=(DataDir("data", paths.PG_HOME, "postgres", mode="0750",

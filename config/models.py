@@ -120,6 +120,9 @@ class EtcdSettings(Model):
     members: list[Host]
     client_port: Port = 2379
     peer_port: Port = 2380
+    # The first of the two deployments that move a cluster an earlier pgha ran with plain-HTTP etcd to TLS
+    # (operations/topology.etcd_tls_refusals says when it is needed, and refuses it anywhere else).
+    tls_migration: bool = False
 
     @model_validator(mode="after")
     def _quorum(self) -> EtcdSettings:

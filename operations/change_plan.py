@@ -105,7 +105,14 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
     taken: set[str] = set()
     for name, process in sorted(new.get("processes", {}).items()):
         read = sorted(changed & set(process["reads"]))
-        if read:
+        again = sorted(changed & set(process.get("restart_reads", [])))
+        if again:
+            # Patroni's etcd connection: a restart under pause (components/patroni_node.py).
+            paused = ", paused: PostgreSQL keeps running" if new.get("role") == "postgres" else ""
+            taken |= set(read)
+            actions.append(f"restart: {name} ({', '.join(read)}; it reads {', '.join(again)} only when it "
+                           f"starts{paused})")
+        elif read:
             taken |= set(read)
             actions.append(f"{process['on_change']}: {name} ({', '.join(read)})")
     # Files a step of their own loads rather than a process (the host firewall's ruleset: targets/firewall.py).

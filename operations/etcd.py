@@ -35,14 +35,16 @@ def render_prune(cfg: ClusterConfig) -> str:
     """Bash (no secrets) that removes from the etcd cluster every member whose peer URL is not a configured
     member's, one at a time: each removal only while every configured member is healthy, and the next one
     only once they are healthy again. It refuses to remove a majority of the members it finds."""
-    configured = " ".join(peer_url(cfg, m) for m in cfg.etcd.members)
+    # By address: a member's peer URL changes scheme in the move from plain HTTP, and stays a configured one.
+    configured = " ".join(peer_url(cfg, m).split("://", 1)[1] for m in cfg.etcd.members)
     every = ",".join(endpoints(cfg))
     healthy = until_ok((*ETCDCTL_ARGS, f"--endpoints={every}", "endpoint", "health"), 120)
     return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={every} "$@"; }}
 configured=" {configured} "
 listed=$(ctl member list)
 total=$(echo "$listed" | grep -c . || true)
-leaving=$(echo "$listed" | awk -F', ' -v keep="$configured" 'index(keep, " " $4 " ") == 0 {{print $1 "," $3 "," $4}}')
+leaving=$(echo "$listed" | awk -F', ' -v keep="$configured" '{{ at = $4; sub("^[a-z]+://", "", at) }}
+  index(keep, " " at " ") == 0 {{print $1 "," $3 "," $4}}')
 count=$(echo "$leaving" | grep -c . || true)
 if [ "$count" = 0 ]; then echo "pgha-etcd: every member is a configured one: nothing to remove"; exit 0; fi
 if [ $((count * 2)) -ge "$total" ]; then
@@ -85,9 +87,54 @@ else
   printf '%s\\n' {password} | ctl user add {user} --interactive=false >/dev/null
 fi
 ctl user grant-role {user} {user} >/dev/null
-ctl auth enable
-echo "pgha-etcd: access control on: root by its client certificate, {user} under {dcs_namespace(creds)}"
+{_enable_now(cfg, prefix)}""")
+
+
+def _enable_now(cfg: ClusterConfig, prefix: str) -> str:
+    """Bash that enables the access control before any Patroni starts: at once on a new cluster; on a cluster
+    moving from plain HTTP, where Patroni runs without its password, only after every node has it (the step
+    after the nodes, render_enable); never in the move's first deployment."""
+    if cfg.etcd.tls_migration:
+        return """if ctl auth status | grep -q 'Status: true'; then
+  echo "pgha-etcd: access control is on already (the move's second deployment ran); deploy without" \\
+    "etcd.tls_migration" >&2
+  exit 1
+fi
+echo "pgha-etcd: users and roles ready; access control stays off until the move's second deployment"
+"""
+    return f"""if ctl auth status | grep -q 'Status: true'; then
+  echo "pgha-etcd: access control on"
+elif [ -n "$(ctl get --prefix --keys-only --limit=1 {prefix})" ]; then
+  echo "pgha-etcd: Patroni runs under {prefix} without a password (the move from plain HTTP): access control" \\
+    "goes on once every node has it"
+else
+  ctl auth enable
+  echo "pgha-etcd: access control on: root by its client certificate, {ETCD_PATRONI_USER} under {prefix}"
+fi
+"""
+
+
+def render_enable(cfg: ClusterConfig) -> str:
+    """Bash (no secrets) run once every PostgreSQL node converged: enable etcd's access control if it is off (a
+    cluster moving from plain HTTP: every Patroni has its password by then, given by a reload, and logs in at
+    its next call). Nothing on a cluster whose access control is on."""
+    return step_script(f"""ctl() {{ {ETCDCTL} --endpoints={",".join(endpoints(cfg))} "$@"; }}
+if ctl auth status | grep -q 'Status: true'; then
+  echo "pgha-etcd: access control on"
+else
+  ctl auth enable
+  echo "pgha-etcd: access control on (every Patroni has its password)"
+fi
 """)
+
+
+def enable_after(name: str, cfg: ClusterConfig, target: Target, depends_on: list[pulumi.Resource],
+                 parent: pulumi.Resource) -> pulumi.Resource | None:
+    """Declare the step that enables the access control after `depends_on` (every PostgreSQL node); none in
+    the first deployment of the move from plain HTTP."""
+    if cfg.etcd.tls_migration:
+        return None
+    return target.run_step(name, cfg.etcd.members[0], render_enable(cfg), depends_on, parent)
 
 
 def enable_access(name: str, cfg: ClusterConfig, target: Target, creds: pulumi.Output[Credentials],

@@ -104,16 +104,47 @@ def refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str
                 if later:
                     problems.append(f"{field}: {node} would start before {', '.join(later)} knows it as a VRRP "
                                     "peer; list the new HAProxy nodes after the ones that stay")
-    plain = [h for h, facts in old.items() if facts.get("role") == "etcd" and h in new and not facts.get("etcd_tls")]
-    if plain:
-        # Members restarted one at a time with TLS-only listeners could not reach the ones still in plain text:
-        # the cluster would lose its quorum halfway. The move takes two deployments (both schemes on the client
-        # port and peer TLS first, then https only and access control), which this version does not take yet.
+    problems += etcd_tls_refusals(old, new)
+    return problems
+
+
+# What an etcd member's facts say of its transport (absent: plain HTTP, as an earlier pgha deployed it).
+ETCD_TLS, ETCD_TLS_TRANSITION = 1, "transition"
+
+
+def etcd_tls_refusals(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The moves of etcd's transport this version refuses. A cluster an earlier pgha ran in plain HTTP moves to
+    TLS in two deployments (render/etcd.py): the first with `etcd.tls_migration: true` (every member serves both
+    schemes and holds its certificates; Patroni connects over TLS), the second without it (TLS only, access
+    control on). Members could not switch in one rolling pass: one that speaks TLS to its peers could not be
+    reached by those that hold no certificates yet, and the cluster would lose its quorum halfway."""
+    was = {h: f.get("etcd_tls") for h, f in old.items() if f.get("role") == "etcd"}
+    now = {h: f.get("etcd_tls") for h, f in new.items() if f.get("role") == "etcd"}
+    migrating = ETCD_TLS_TRANSITION in now.values()
+    field = "etcd.tls_migration"
+    if migrating and not was:
+        return [f"{field}: true on the stack's first deployment, which has no running etcd to move to TLS; "
+                "remove it (a new cluster serves etcd over TLS from the start)"]
+    if migrating and all(v == ETCD_TLS for v in was.values()):
+        return [f"{field}: true, but every etcd member already serves TLS only (the migration's second deployment "
+                "ran); remove it"]
+    plain = sorted((h for h, v in was.items() if v is None), key=_natural)
+    problems = []
+    if plain and not migrating:
         problems.append(
-            f"etcd.members: {', '.join(plain)} run etcd in plain HTTP (deployed by an earlier pgha), and this version "
-            "serves etcd over TLS only: a rolling restart would split the members that speak TLS from those that do "
-            "not and lose the quorum. Moving a running cluster to etcd TLS is not supported yet; keep deploying this "
-            "stack with the pgha version that created it")
+            f"etcd.members: {', '.join(plain)} run etcd in plain HTTP (deployed by an earlier pgha); this version "
+            "serves etcd over TLS with access control. The move takes two deployments: set `etcd.tls_migration: "
+            "true` for one (each member serves both schemes and gets its certificates, Patroni connects over "
+            "TLS), then remove it for the next (TLS only, access control on). Nothing was changed")
+    unfinished = plain or any(v == ETCD_TLS_TRANSITION for v in was.values()) or migrating
+    shifted = [h for h, _, _ in moved(old, new, "etcd")]
+    if unfinished and (set(was) != set(now) or shifted):
+        joining, leaving = sorted(set(now) - set(was), key=_natural), sorted(set(was) - set(now), key=_natural)
+        what = ", ".join(filter(None, [f"{', '.join(joining)} joining" if joining else "",
+                                       f"{', '.join(leaving)} leaving" if leaving else "",
+                                       f"{', '.join(shifted)} moving" if shifted else ""]))
+        problems.append(f"etcd.members: {what} while etcd moves to TLS; change the members before or after the "
+                        "two deployments of the move, not during them")
     return problems
 
 

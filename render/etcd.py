@@ -23,6 +23,12 @@ access control then says what each may do: pgha's own etcdctl calls present the 
 its common name to the user root), Patroni logs in as the user `patroni`, whose role reaches only its key
 prefix (operations/etcd.py enables it); any other certificate of the CA acts as a user that does not exist.
 
+A cluster an earlier pgha ran in plain HTTP moves to this in two deployments (operations/topology.py refuses
+it otherwise): with `etcd.tls_migration` each member serves both schemes on its client port (etcd tells them
+apart by the first bytes) and loads the TLS settings, with which it dials any peer whose URL is https, while
+its own peer URL and what it advertises stay plain; in the next, each member's start script finds its peer URL
+changed in scheme only and records the https one by `member update` before it starts from its data.
+
 Learners rather than voters: a voter added before it has started (and caught up) raises the quorum at once,
 and a second failure during the join loses it; a learner counts only once promoted. etcd allows one learner
 at a time: the members join one after another.
@@ -61,14 +67,21 @@ def initial_cluster_token(cfg: ClusterConfig) -> str:
     return f"{cfg.name}-etcd"
 
 
+def scheme(cfg: ClusterConfig) -> str:
+    """The scheme the members advertise: https, but http during the first deployment of the move from plain
+    HTTP (`etcd.tls_migration`), when the members not restarted yet speak plain HTTP only."""
+    return "http" if cfg.etcd.tls_migration else "https"
+
+
 def peer_url(cfg: ClusterConfig, member: Host) -> str:
     """The peer URL of `member`."""
-    return f"https://{member.address}:{cfg.etcd.peer_port}"
+    return f"{scheme(cfg)}://{member.address}:{cfg.etcd.peer_port}"
 
 
 def client_url(cfg: ClusterConfig, address: object) -> str:
-    """The client URL of a member at `address`."""
-    return f"https://{address}:{cfg.etcd.client_port}"
+    """The client URL of a member at `address` (pgha's etcdctl presents the root certificate to either
+    scheme: over http it is not used)."""
+    return f"{scheme(cfg)}://{address}:{cfg.etcd.client_port}"
 
 
 def other_client_urls(cfg: ClusterConfig, member: Host) -> str:
@@ -79,14 +92,20 @@ def other_client_urls(cfg: ClusterConfig, member: Host) -> str:
 def render_etcd(cfg: ClusterConfig, member: Host) -> str:
     """The YAML config file of etcd member `member` (one of cfg.etcd.members): its own settings only."""
     require_member(member, cfg.etcd.members, "etcd.members")
+    port = cfg.etcd.client_port
+    # Moving from plain HTTP, the client port serves both schemes (etcd tells them apart by the first bytes):
+    # Patroni and pgha's etcdctl go on working whichever members have restarted.
+    schemes = ("http", "https") if cfg.etcd.tls_migration else ("https",)
     data: dict[str, Any] = {
         "name": member.name,
         "data-dir": etcd_data_dir(cfg.name),
         "listen-peer-urls": peer_url(cfg, member),
-        "listen-client-urls": f"{client_url(cfg, member.address)},{client_url(cfg, '127.0.0.1')}",
+        "listen-client-urls": ",".join(f"{s}://{a}:{port}" for a in (member.address, "127.0.0.1") for s in schemes),
         "initial-advertise-peer-urls": peer_url(cfg, member),
         "advertise-client-urls": client_url(cfg, member.address),
         # Clients (pgha's etcdctl, Patroni) present a certificate of the cluster CA; the peers the members'.
+        # A member dials its peers with these settings whatever its own listeners' scheme: while moving from
+        # plain HTTP, every member holds them before any peer URL becomes https.
         "client-transport-security": {"cert-file": ETCD_TLS_CERT, "key-file": ETCD_TLS_KEY,
                                       "trusted-ca-file": ETCD_TLS_CA, "client-cert-auth": True},
         "peer-transport-security": {"cert-file": ETCD_TLS_CERT, "key-file": ETCD_TLS_KEY,
@@ -149,6 +168,26 @@ if [ -d {data}/member ]; then
   was=$(cat {marker} 2>/dev/null || true)
   if [ -z "$was" ] || [ "$was" = "$PGHA_ETCD_PEER_URL" ]; then
     [ -n "$was" ] || echo "$PGHA_ETCD_PEER_URL" > {marker}
+    exec /usr/bin/etcd --config-file {ETCD_CONFIG}
+  fi
+  if [ "${{was#*://}}" = "${{PGHA_ETCD_PEER_URL#*://}}" ]; then
+    # The same address in another scheme (the move from plain HTTP to TLS): the identity stays, the cluster
+    # learns the new URL (etcd takes a peer URL from its membership, never from a member's settings, once it
+    # has data). Only with a quorum of the others, who hold the certificates to dial it by then.
+    if ! quorum; then
+      say "the peer URL changes from $was to $PGHA_ETCD_PEER_URL, and no quorum of the other members answers" \
+        "to record it: not starting"
+      exit 1
+    fi
+    id=$(ctl member list | awk -F', ' -v url="$was" '$4 == url {{print $1}}')
+    if [ -n "$id" ]; then
+      say "the peer URL changes from $was to $PGHA_ETCD_PEER_URL: updating member $id"
+      change update "$id" --peer-urls="$PGHA_ETCD_PEER_URL"
+    elif [ -z "$(ctl member list | awk -F', ' -v url="$PGHA_ETCD_PEER_URL" '$4 == url')" ]; then
+      say "the cluster lists this member neither at $was nor at $PGHA_ETCD_PEER_URL: not starting"
+      exit 1
+    fi
+    echo "$PGHA_ETCD_PEER_URL" > {marker}
     exec /usr/bin/etcd --config-file {ETCD_CONFIG}
   fi
   # The host moved with its data (a volume kept): the cluster knows this identity only at the old address,

@@ -24,6 +24,9 @@ PG_TLS_CA: Final = f"{PG_TLS_DIR}/ca.crt"
 # that has a name) and its key, owner postgres, 0600; Patroni logs in as the etcd user `patroni` by password.
 PATRONI_ETCD_CERT: Final = f"{PG_TLS_DIR}/etcd-client.crt"
 PATRONI_ETCD_KEY: Final = f"{PG_TLS_DIR}/etcd-client.key"
+# How Patroni connects to etcd (patroni.yml's etcd3 section but the hosts and the login), apart: Patroni reads
+# it only when it starts, so its change restarts Patroni (components/patroni_node.py).
+PATRONI_ETCD_CONNECTION: Final = f"{PATRONI_CONFIG_DIR}/etcd-connection.yml"
 # Patroni's REST API serves HTTPS with the node's certificate (it also signs the node's own client requests:
 # patronictl and Patroni's calls to other members), and asks unsafe requests for a client certificate.
 REST_SCHEME: Final = "https"

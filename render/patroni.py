@@ -177,6 +177,28 @@ def replica_methods(cfg: ClusterConfig) -> dict[str, Any]:
             "pgbackrest": {"command": replica_restore_command(cfg), "keep_data": True, "no_params": True}}
 
 
+def etcd_connection() -> dict[str, str]:
+    """How Patroni connects to etcd, which it reads only when it starts (a reload applies the user and the
+    password alone): the PostgreSQL node's service restarts Patroni, paused, when it changes. The hosts are not
+    part of it: Patroni follows the client URLs etcd's member list advertises, and its hosts only seed it."""
+    return {"protocol": "https", "cacert": PG_TLS_CA, "cert": PATRONI_ETCD_CERT, "key": PATRONI_ETCD_KEY}
+
+
+def render_etcd_connection() -> str:
+    """The file that stands for etcd_connection() on the node: its change restarts Patroni."""
+    return dump_yaml(etcd_connection())
+
+
+def etcd_login(cfg: ClusterConfig, creds: Credentials) -> dict[str, str]:
+    """Patroni's etcd user and password; none during the first deployment of the move from plain HTTP, while
+    etcd's access control is off (Patroni 4.0.7 given a password cannot start against such an etcd: it takes
+    the "authentication is not enabled" answer for an error). The second deployment gives them by a reload,
+    which Patroni applies without logging in, and enables the access control after every node took it."""
+    if cfg.etcd.tls_migration:
+        return {}
+    return {"username": ETCD_PATRONI_USER, "password": creds.etcd}
+
+
 def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
     """The patroni.yml of PostgreSQL node `node` (one of cfg.postgres.nodes)."""
     require_member(node, cfg.postgres.nodes, "postgres.nodes")
@@ -198,8 +220,7 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
         # etcd over TLS, verified with the cluster CA; the client certificate (no common name) gets Patroni
         # through etcd's client-certificate check, its password makes it the etcd user its role allows.
         "etcd3": {"hosts": [f"{m.address}:{cfg.etcd.client_port}" for m in cfg.etcd.members],
-                  "protocol": "https", "cacert": PG_TLS_CA, "cert": PATRONI_ETCD_CERT, "key": PATRONI_ETCD_KEY,
-                  "username": ETCD_PATRONI_USER, "password": creds.etcd},
+                  **etcd_connection(), **etcd_login(cfg, creds)},
         "bootstrap": {
             "dcs": dynamic_config(cfg),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],

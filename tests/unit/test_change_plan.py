@@ -58,7 +58,8 @@ def test_the_applied_configuration_is_plain_and_holds_no_secret(first: Graph) ->
     assert applied["pg-1"]["parameters"]["shared_buffers"] == shared
     patroni = applied["pg-1"]["processes"]["patroni"]
     assert patroni == {"on_change": "reload", "reads": patroni["reads"], "upgrade": "restart",
-                       "packages": ["postgresql-17", "patroni", "python3-etcd", "python3-psycopg2"]}
+                       "packages": ["postgresql-17", "patroni", "python3-etcd", "python3-psycopg2"],
+                       "restart_reads": ["/etc/patroni/etcd-connection.yml"]}
     assert "/etc/patroni/patroni.yml" in applied["pg-1"]["files"]
     text = str(applied)
     passwords = [reveal(p.outputs["result"]) for p in first.of_type("random:index/randomPassword:RandomPassword")]
@@ -177,3 +178,18 @@ def test_a_new_host_firewall_ruleset_is_said_to_be_loaded_by_its_step() -> None:
     assert node_actions(old, {**old, "files": {"/etc/pgha/etcd.yml": "1", "/etc/pgha/firewall.nft": "2"}}) == [
         "write: /etc/pgha/firewall.nft (loaded by nft: what it adds at once, the whole ruleset at the deployment's "
         "end)"]
+
+
+def test_how_patroni_connects_to_etcd_restarts_it_paused_and_the_rest_reloads_it() -> None:
+    processes = {"patroni": {"on_change": "reload", "reads": ["/etc/patroni/patroni.yml", "/etc/patroni/etcd.yml"],
+                             "restart_reads": ["/etc/patroni/etcd.yml"]}}
+    old = {"role": "postgres", "files": {"/etc/patroni/patroni.yml": "1", "/etc/patroni/etcd.yml": "1"},
+           "processes": processes}
+    assert node_actions(old, {**old, "files": {"/etc/patroni/patroni.yml": "2", "/etc/patroni/etcd.yml": "1"}}) == [
+        "reload: patroni (/etc/patroni/patroni.yml)"]
+    assert node_actions(old, {**old, "files": {"/etc/patroni/patroni.yml": "2", "/etc/patroni/etcd.yml": "2"}}) == [
+        "restart: patroni (/etc/patroni/etcd.yml, /etc/patroni/patroni.yml; it reads /etc/patroni/etcd.yml only when "
+        "it starts, paused: PostgreSQL keeps running)"]
+    # A node an earlier pgha deployed has no such file yet.
+    earlier = {**old, "files": {"/etc/patroni/patroni.yml": "1"}}
+    assert verbs(node_actions(earlier, old)) == {"restart"}

@@ -139,6 +139,9 @@ def test_docker_ordering_etcd_then_patroni_then_haproxy(dev: Graph) -> None:
     for node in pg:
         assert depends(dev, node, access), f"{node.name} must wait for a healthy etcd with access control on"
         assert depends(dev, node, repo_volume), f"{node.name} must wait for the backup repository"
+    # The access control goes on, if it is not yet (a cluster moving from plain HTTP), once every Patroni converged.
+    access_on = dev.named("pgha-dev-etcd-access-on")
+    assert all(depends(dev, access_on, service[p.name]) for p in pg)
     for h in hap:
         assert all(depends(dev, h, service[p.name]) for p in pg), h.name
     # Groups whose change restarts or moves traffic take it one member at a time.
@@ -348,6 +351,7 @@ def test_ssh_firewall_step_per_service_before_it_listens(prod: Graph) -> None:
         assert exact["stdin"].index("SSH_CONNECTION") < exact["stdin"].index("nft -f /etc/pgha/firewall.nft")
         assert set(deps(prod, f"{name}-firewall-exact")) == {
             "pgha-prod-haproxy-haproxy-2-service", "pgha-prod-pending-restarts", "pgha-prod-etcd-membership",
+            "pgha-prod-etcd-access-on",
             "pgha-prod-postgres-membership", *(f"pgha-prod-backup-check-pg-{i}" for i in (1, 2, 3))}
 
 

@@ -11,10 +11,12 @@ import yaml
 
 from catalog.limits import ETCD_USERS
 from config import parse
-from operations.etcd import render_access, render_prune
+from config.models import ClusterConfig
+from operations.etcd import enable_after, render_access, render_enable, render_prune
 from render.credentials import ETCD_MEMBER_CN
 from render.etcd import (
     initial_cluster_token,
+    peer_url,
     render_etcd,
     render_etcd_cluster,
     render_etcd_health,
@@ -145,3 +147,55 @@ def test_a_password_etcdctl_would_split_is_refused() -> None:
     for bad in ("", "two words", "tab\there"):
         with pytest.raises(ValueError, match=r"credentials\.etcd: empty or holds white space"):
             render_access(load("dev"), dataclasses.replace(FAKE_CREDS, etcd=bad))
+
+
+def _migrating(variant: str = "prod") -> ClusterConfig:
+    raw = variant_raw(variant)
+    return parse({**raw, "etcd": {**raw["etcd"], "tls_migration": True}})
+
+
+def test_the_first_deployment_of_the_move_from_plain_http_serves_both_and_dials_with_certificates() -> None:
+    cfg = _migrating()
+    port = cfg.etcd.client_port
+    for member in cfg.etcd.members:
+        conf = yaml.safe_load(render_etcd(cfg, member))
+        # Both schemes on the client port; the peers and what is advertised stay plain (members not restarted
+        # yet speak nothing else), the TLS settings are loaded for dialling peers that switch later.
+        assert conf["listen-client-urls"].split(",") == [
+            f"http://{member.address}:{port}", f"https://{member.address}:{port}",
+            f"http://127.0.0.1:{port}", f"https://127.0.0.1:{port}"]
+        assert conf["advertise-client-urls"] == f"http://{member.address}:{port}"
+        assert conf["listen-peer-urls"] == conf["initial-advertise-peer-urls"] == peer_url(cfg, member)
+        assert peer_url(cfg, member).startswith("http://")
+        assert conf["peer-transport-security"]["allowed-cn"] == [ETCD_MEMBER_CN]
+        assert conf["client-transport-security"]["client-cert-auth"] is True
+    # Users and roles are made, access control stays off (Patroni has no password yet), and is refused if on.
+    access = render_access(cfg, FAKE_CREDS)
+    subprocess.run(["bash", "-n"], input=access, text=True, check=True)
+    assert "user add root --no-password" in access and "ctl auth enable" not in access
+    assert "access control is on already (the move's second deployment ran)" in access
+    assert enable_after("x", cfg, None, [], None) is None  # type: ignore[arg-type]
+
+
+def test_the_second_deployment_enables_access_control_only_after_every_patroni_has_its_password() -> None:
+    cfg = load("prod")
+    access = render_access(cfg, FAKE_CREDS)
+    prefix = shlex.quote(dcs_namespace(FAKE_CREDS))
+    # Before the nodes: on at once on a new cluster, not while Patroni's keys are there (it runs without one).
+    keys, enable = access.index(f"ctl get --prefix --keys-only --limit=1 {prefix}"), access.index("ctl auth enable")
+    assert keys < enable
+    after = render_enable(cfg)
+    subprocess.run(["bash", "-n"], input=after, text=True, check=True)
+    assert "ctl auth enable" in after and FAKE_CREDS.etcd not in after
+
+
+def test_a_member_whose_peer_url_changes_scheme_keeps_its_identity() -> None:
+    script = render_etcd_start(load("prod"))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    scheme_only = script.index('if [ "${was#*://}" = "${PGHA_ETCD_PEER_URL#*://}" ]; then')
+    # Tried before the path that sets the data aside (a member that moved), and by `member update`.
+    assert scheme_only < script.index("mv /var/lib/etcd/")
+    assert 'change update "$id" --peer-urls="$PGHA_ETCD_PEER_URL"' in script[scheme_only:]
+    # The removal of members the stack no longer has matches them by address, whatever their scheme.
+    prune = render_prune(load("prod"))
+    assert 'sub("^[a-z]+://", "", at)' in prune and "https://" not in prune.split("configured=")[1].split("\n")[0]

@@ -10,7 +10,13 @@ import yaml
 from config import ConfigError, parse
 from render.credentials import REPLICATION_USER, RESTAPI_USER, REWIND_USER, SUPERUSER
 from render.paths import PG_BIN, PG_DATA, PG_TLS_CA, POST_BOOTSTRAP_SCRIPT
-from render.patroni import render_dcs_sync_script, render_dynamic_config, render_patroni
+from render.patroni import (
+    etcd_connection,
+    render_dcs_sync_script,
+    render_dynamic_config,
+    render_etcd_connection,
+    render_patroni,
+)
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
 
 
@@ -200,3 +206,16 @@ def test_the_rest_api_serves_https_and_asks_unsafe_requests_for_a_client_certifi
     assert conf["ctl"] == {"certfile": restapi["certfile"], "keyfile": restapi["keyfile"], "cacert": PG_TLS_CA,
                            "insecure": False}
     assert conf["postgresql"]["use_unix_socket"] is True
+
+
+def test_patroni_logs_in_to_etcd_except_in_the_first_deployment_of_the_move_from_plain_http() -> None:
+    raw = variant_raw("prod")
+    moving = parse({**raw, "etcd": {**raw["etcd"], "tls_migration": True}})
+    for cfg, login in ((load("prod"), True), (moving, False)):
+        etcd3 = yaml.safe_load(render_patroni(cfg, cfg.postgres.nodes[0], FAKE_CREDS))["etcd3"]
+        # How it connects is the same in both, and is the file whose change restarts it.
+        assert {k: etcd3[k] for k in ("protocol", "cacert", "cert", "key")} == etcd_connection()
+        assert yaml.safe_load(render_etcd_connection()) == etcd_connection()
+        assert etcd_connection()["protocol"] == "https"
+        assert (("username" in etcd3) and etcd3.get("password") == FAKE_CREDS.etcd) is login
+        assert ("username" in etcd3) is login

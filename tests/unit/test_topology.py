@@ -81,12 +81,48 @@ def test_haproxy_nodes_leave_first_and_join_after_the_nodes_that_stay() -> None:
                      "list the new HAProxy nodes after the ones that stay")
 
 
-def test_an_etcd_cluster_an_earlier_pgha_ran_in_plain_http_is_refused() -> None:
-    earlier = {h: {k: v for k, v in f.items() if k != "etcd_tls"} for h, f in applied().items()}
-    [plain] = topology.refusals(earlier, applied())
-    assert plain.startswith("etcd.members: etcd-1, etcd-2, etcd-3 run etcd in plain HTTP (deployed by an earlier "
-                            "pgha), and this version serves etcd over TLS only")
-    assert topology.refusals(applied(), applied()) == [] and topology.refusals({}, applied()) == []
+def _etcd_tls(applied_: dict[str, dict[str, Any]], value: Any) -> dict[str, dict[str, Any]]:
+    """`applied_` with every etcd member's `etcd_tls` fact set to `value` (None: left out, as an earlier pgha)."""
+    return {h: ({k: v for k, v in f.items() if k != "etcd_tls"} | ({} if value is None else {"etcd_tls": value})
+                if f["role"] == "etcd" else f) for h, f in applied_.items()}
+
+
+def test_an_etcd_cluster_in_plain_http_moves_to_tls_in_two_deployments_and_only_so() -> None:
+    plain, transition, tls = (_etcd_tls(applied(), v) for v in (None, "transition", 1))
+    # Without the setting, this version refuses it and says how to move.
+    [refused] = topology.refusals(plain, tls)
+    assert refused.startswith("etcd.members: etcd-1, etcd-2, etcd-3 run etcd in plain HTTP (deployed by an earlier "
+                              "pgha); this version serves etcd over TLS with access control. The move takes two "
+                              "deployments: set `etcd.tls_migration: true` for one")
+    # The two deployments, a first one again (it failed halfway, or is re-run), and the second one again.
+    for old, new in ((plain, transition), (transition, tls), (transition, transition), (tls, tls)):
+        assert topology.refusals(old, new) == [], (old, new)
+    half = {**transition, "etcd-3": plain["etcd-3"]}
+    assert topology.refusals(half, transition) == []
+    assert topology.refusals(half, tls)[0].startswith("etcd.members: etcd-3 run etcd in plain HTTP")
+    # The setting where there is nothing to move.
+    assert topology.refusals({}, transition) == [
+        "etcd.tls_migration: true on the stack's first deployment, which has no running etcd to move to TLS; remove "
+        "it (a new cluster serves etcd over TLS from the start)"]
+    assert topology.refusals(tls, transition)[0].startswith(
+        "etcd.tls_migration: true, but every etcd member already serves TLS only")
+    assert topology.refusals({}, tls) == []
+
+
+def test_the_etcd_members_do_not_change_while_etcd_moves_to_tls() -> None:
+    grown = _etcd_tls(applied(etcd=5), "transition")
+    [refused] = topology.refusals(_etcd_tls(applied(), None), grown)
+    assert refused == ("etcd.members: etcd-4, etcd-5 joining while etcd moves to TLS; change the members before or "
+                       "after the two deployments of the move, not during them")
+    assert topology.refusals(_etcd_tls(applied(), "transition"), _etcd_tls(applied(etcd=5), 1))[0].startswith(
+        "etcd.members: etcd-4, etcd-5 joining while etcd moves to TLS")
+    plain = _etcd_tls(applied(), None)
+    plain["etcd-2"] = {**plain["etcd-2"], "address": "10.0.0.12"}
+    moved = _etcd_tls(applied(), "transition")
+    moved["etcd-2"] = {**moved["etcd-2"], "address": "10.0.0.99"}
+    assert "etcd.members: etcd-2 moving while etcd moves to TLS" in "\n".join(topology.refusals(plain, moved))
+    # Once moved, the members change as ever.
+    assert topology.refusals(_etcd_tls(applied(), 1), _etcd_tls(applied(etcd=5), 1)) == []
 
 
 def test_no_member_of_a_group_staying_is_refused_by_name() -> None:
