@@ -33,7 +33,7 @@ from operations.change_plan import PLAN_OUTPUT, ROLLING, render, verbs
 from operations.postgres_membership import slot_name
 from render.bootstrap import scram_sha256_verifier
 from render.etcd import ETCDCTL_ARGS
-from render.paths import KEEPALIVED_CONFIG, PG_BIN, PG_DATA, PG_SOCKET_DIR, VIP_RELEASE
+from render.paths import KEEPALIVED_CONFIG, PATRONI_ETCD_CONNECTION, PG_BIN, PG_DATA, PG_SOCKET_DIR, VIP_RELEASE
 from tests.e2e import scenarios
 from tests.e2e.scenarios import FAILOVER_S, ClusterUnderTest, server
 
@@ -273,6 +273,36 @@ def reload_parameter_and_patroni_setting(d: Deployments, c: ClusterUnderTest, wr
     print(f"reload-only change: {update.seconds:.0f}s, longest write pause {outage:.2f}s, nothing restarted")
     assert outage < 1.0, f"a reload paused writes for {outage:.2f}s"
     back_to_the_stack_file(d, c)
+    return outage
+
+
+def patroni_restarts_paused_for_its_etcd_connection(d: Deployments, c: ClusterUnderTest, writer: Writer,
+                                                    rerun: Callable[[str], Any]) -> float:
+    """How Patroni connects to etcd, which it reads only when it starts (the first deployment of the move from
+    plain HTTP changes it), differs on the leader's host from what the stack says: its converge puts it back and
+    restarts Patroni alone, paused: PostgreSQL keeps running, the leader stays, the cluster is resumed after."""
+    wait_for("a healthy cluster", c.healthy, scenarios.RECOVER_S)
+    leader = c.patroni.leader()
+    assert leader
+    before = d.snapshot()
+    since = time.monotonic()
+    c.hosts.exec(leader, "bash", "-c", f"echo '# changed by hand' >> {PATRONI_ETCD_CONNECTION}")
+    run = rerun(f"{d.cluster}-{leader}-patroni-service")
+    assert run.exit_status == 0, run.stdout + run.stderr
+    for said in ("pgha: Patroni paused", f"patroni: restarted (it reads {PATRONI_ETCD_CONNECTION} only when it "
+                 "starts)", "pgha: Patroni restarted and the cluster resumed"):
+        assert said in run.stdout, run.stdout
+    assert "changed by hand" not in c.hosts.exec(leader, "cat", PATRONI_ETCD_CONNECTION)
+    after = d.snapshot()
+    # The positive control of "nothing else restarted": Patroni itself did.
+    assert restarted(before, after) == {f"{leader}/patroni"}, sorted(restarted(before, after))
+    assert c.patroni.leader() == leader
+    assert "Maintenance mode" not in scenarios.patronictl(c, leader, "list")
+    wait_for("a healthy cluster", c.healthy, scenarios.RECOVER_S)
+    outage = outage_of(writer, since)
+    scenarios.assert_nothing_lost(writer)
+    print(f"Patroni restarted paused on the leader {leader}: {run.seconds:.1f}s, longest write pause {outage:.2f}s, "
+          "PostgreSQL kept running")
     return outage
 
 

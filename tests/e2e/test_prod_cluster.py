@@ -429,6 +429,13 @@ def test_reload_parameter_and_patroni_setting_restart_nothing(healthy: None, clu
     changes.reload_parameter_and_patroni_setting(deployments, cluster, writer)
 
 
+def test_patroni_restarts_paused_when_how_it_connects_to_etcd_changes(healthy: None, runs: Runs,
+                                                                      cluster: ClusterUnderTest,
+                                                                      deployments: changes.Deployments,
+                                                                      writer: Writer) -> None:
+    changes.patroni_restarts_paused_for_its_etcd_connection(deployments, cluster, writer, runs.stack.rerun)
+
+
 def test_restart_parameter_rolls_one_member_at_a_time_leader_last(healthy: None, cluster: ClusterUnderTest,
                                                                   deployments: changes.Deployments,
                                                                   hosts: SystemdHosts, writer: Writer) -> None:
