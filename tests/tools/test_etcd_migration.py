@@ -27,7 +27,7 @@ from tests.tools.docker_boxes import BLOCKS, ToolsEnv
 pytestmark = pytest.mark.tools
 
 CREDS = dataclasses.replace(FAKE_CREDS, etcd="EtcdMigration0123456789abcdefghi")
-HOSTS = (61, 62, 63)
+HOSTS = (56, 57, 58)
 
 
 def _config(migration: bool) -> ClusterConfig:
