@@ -64,40 +64,50 @@ def etcd_files(cfg: ClusterConfig, member: Host) -> dict[str, str]:
             **ETCD_CA.etcd_files(member)}
 
 
+def _until_cluster_healthy(variant: str, members: list[docker_boxes.Container], port: int) -> None:
+    """Until every member of `members` published itself and is healthy; failing with what they said."""
+    def healthy() -> bool:
+        # A member shows its name and client URLs only once it published them; until then
+        # `endpoint health --cluster` (which asks every listed client URL) would skip it.
+        endpoint = local_endpoint(port)
+        listed = members[0].exec(*ETCDCTL, endpoint, "member", "list", "-w", "json")
+        if listed.returncode != 0:
+            return False
+        published = [m for m in json.loads(listed.stdout)["members"] if m.get("name") and m.get("clientURLs")]
+        return (len(published) == len(members)
+                and members[0].exec(*ETCDCTL, endpoint, "endpoint", "health", "--cluster").returncode == 0)
+
+    try:
+        docker_boxes.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)
+    except AssertionError as error:
+        said = []
+        for member in members:
+            lines = [line for line in member.logs().splitlines() if '"level":"info"' not in line]
+            said.append(f"--- {member.name}:\n" + "\n".join(lines[-30:]))
+        raise AssertionError(f"{error}; the members said:\n" + "\n".join(said)) from None
+
+
 @pytest.fixture(scope="session")
 def etcd_clusters(tools_env: ToolsEnv) -> Iterator[Clusters]:
     """Every variant's etcd members running from their rendered files, each cluster healthy."""
-    starts = [
-        {
-            "name": f"pgha-tools-{variant}-{member.name}",
-            "cmd": ("bash", ETCD_START_SCRIPT),
-            "network": tools_env.network,
-            "ip": str(member.address),
-            "files": etcd_files(cfg, member),
-        }
-        for variant, cfg in ((v, variant_config(v)) for v in VARIANTS)
-        for member in cfg.etcd.members
-    ]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        started = list(pool.map(lambda kwargs: docker_boxes.start(**kwargs), starts))
-    clusters = {v: [c for c in started if c.name.startswith(f"pgha-tools-{v}-")] for v in VARIANTS}
-    for variant, members in clusters.items():
-        port = variant_config(variant).etcd.client_port
-
-        def healthy(member: docker_boxes.Container = members[0], port: int = port, count: int = len(members)) -> bool:
-            # A member shows its name and client URLs only once it published them; until then
-            # `endpoint health --cluster` (which asks every listed client URL) would skip it.
-            endpoint = local_endpoint(port)
-            listed = member.exec(*ETCDCTL, endpoint, "member", "list", "-w", "json")
-            if listed.returncode != 0:
-                return False
-            published = [m for m in json.loads(listed.stdout)["members"] if m.get("name") and m.get("clientURLs")]
-            return (
-                len(published) == count
-                and member.exec(*ETCDCTL, endpoint, "endpoint", "health", "--cluster").returncode == 0
-            )
-
-        docker_boxes.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)
+    clusters: Clusters = {}
+    try:
+        # One variant's cluster at a time, each healthy before the next starts: eleven members forming at
+        # once on two cores, every peer message over TLS, is not what a deployment does (it starts the
+        # members of one cluster only).
+        for variant in VARIANTS:
+            cfg = variant_config(variant)
+            starts = [{"name": f"pgha-tools-{variant}-{member.name}", "cmd": ("bash", ETCD_START_SCRIPT),
+                       "network": tools_env.network, "ip": str(member.address), "files": etcd_files(cfg, member)}
+                      for member in cfg.etcd.members]
+            with ThreadPoolExecutor(max_workers=len(starts)) as pool:
+                clusters[variant] = list(pool.map(lambda kwargs: docker_boxes.start(**kwargs), starts))
+            _until_cluster_healthy(variant, clusters[variant], cfg.etcd.client_port)
+    except BaseException:
+        for members in clusters.values():
+            for member in members:
+                docker_boxes.docker("rm", "-f", member.name, check=False)
+        raise
     yield clusters
     for members in clusters.values():
         for member in members:
