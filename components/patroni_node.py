@@ -64,9 +64,22 @@ CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi
 
 
 def _paused(rest_port: int) -> str:
-    """Bash defining `paused`: this member applies the pause (Patroni's /patroni says `"pause": true`)."""
-    return (f"paused() {{ {REST_CURL} -sf --max-time 3 {rest_url('127.0.0.1', rest_port, '/patroni')} | "
-            "python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get(\"pause\") else 1)'; }")
+    """Bash defining `paused` and `resumed`: this member answers that it applies the pause, or that it does not
+    (Patroni's /patroni says `"pause": true`, or not); neither holds while it does not answer."""
+    def state(expected: str) -> str:
+        return (f"{REST_CURL} -sf --max-time 3 {rest_url('127.0.0.1', rest_port, '/patroni')} | python3 -c "
+                f"'import json, sys; sys.exit(0 if bool(json.load(sys.stdin).get(\"pause\")) is {expected} else 1)'")
+    return f"paused() {{ {state('True')}; }}\nresumed() {{ {state('False')}; }}"
+
+
+def _patronictl_tries(verb: str, said: str, done: str) -> str:
+    """Bash: until the shell condition `done` holds, `patronictl <verb> --wait`, three tries at most, each one's
+    output prefixed with `said` (the caller checks `done` afterwards)."""
+    return f"""for try in 1 2 3; do
+    {done} && break
+    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} {verb} --wait 2>&1 |
+      sed "s/^/{said}: patronictl {verb} (try $try): /" || true
+  done"""
 
 
 def pause_for_restart(rest_port: int) -> str:
@@ -74,11 +87,7 @@ def pause_for_restart(rest_port: int) -> str:
     running when it stops, and no member is promoted while it is away), or fail the deployment without
     restarting it."""
     return f"""{_paused(rest_port)}
-  for try in 1 2 3; do
-    paused && break
-    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait 2>&1 |
-      sed "s/^/pgha: patronictl pause (try $try): /" || true
-  done
+  {_patronictl_tries("pause", "pgha", "paused")}
   if ! paused; then
     echo "pgha: Patroni did not take the pause: not restarting it (unpaused, its leader would fail over)" >&2
     exit 1
@@ -97,12 +106,8 @@ def resume_after_restart(rest_port: int) -> str:
       "PostgreSQL runs unmanaged here); deploy again to retry, or fix it and run patronictl resume" >&2
     exit 1
   fi
-  for try in 1 2 3; do
-    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} resume --wait 2>&1 |
-      sed "s/^/pgha: patronictl resume (try $try): /" || true
-    paused || break
-  done
-  if paused; then echo "pgha: the cluster did not resume: run patronictl resume" >&2; exit 1; fi
+  {_patronictl_tries("resume", "pgha", "resumed")}
+  if ! resumed; then echo "pgha: the cluster did not resume: run patronictl resume" >&2; exit 1; fi
   echo "pgha: Patroni restarted and the cluster resumed"
 """
 
@@ -113,11 +118,7 @@ def pause_before_stop(rest_port: int) -> str:
     could not pause goes on (the hosts are going away), warning that a replica may be promoted meanwhile."""
     return f"""{_paused(rest_port)}
 if {REST_CURL} -s -o /dev/null --max-time 3 {rest_url('127.0.0.1', rest_port, '/')}; then
-  for try in 1 2 3; do
-    paused && break
-    timeout 30 runuser -u postgres -- patronictl -c {paths.PATRONI_CONFIG} pause --wait 2>&1 |
-      sed "s/^/pgha-destroy: patronictl pause (try $try): /" || true
-  done
+  {_patronictl_tries("pause", "pgha-destroy", "paused")}
   if paused; then
     echo "pgha-destroy: Patroni paused: no replica is promoted while the members stop"
   else

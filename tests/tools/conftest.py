@@ -77,14 +77,7 @@ def _until_cluster_healthy(variant: str, members: list[docker_boxes.Container], 
         return (len(published) == len(members)
                 and members[0].exec(*ETCDCTL, endpoint, "endpoint", "health", "--cluster").returncode == 0)
 
-    try:
-        docker_boxes.wait_for(f"{variant}: every etcd member published and healthy", healthy, deadline_s=60)
-    except AssertionError as error:
-        said = []
-        for member in members:
-            lines = [line for line in member.logs().splitlines() if '"level":"info"' not in line]
-            said.append(f"--- {member.name}:\n" + "\n".join(lines[-30:]))
-        raise AssertionError(f"{error}; the members said:\n" + "\n".join(said)) from None
+    docker_boxes.wait_for_etcd(f"{variant}: every etcd member published and healthy", healthy, members)
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,18 @@ def wait_for(what: str, probe: Callable[[], bool], deadline_s: float, interval_s
         time.sleep(interval_s)
 
 
+def wait_for_etcd(what: str, probe: Callable[[], bool], members: list[Container], deadline_s: float = 60) -> None:
+    """wait_for, failing with what the etcd `members` logged (their warnings and errors, the last of them)."""
+    try:
+        wait_for(what, probe, deadline_s)
+    except AssertionError as error:
+        said = []
+        for member in members:
+            lines = [line for line in member.logs().splitlines() if '"level":"info"' not in line]
+            said.append(f"--- {member.name}:\n" + "\n".join(lines[-30:]))
+        raise AssertionError(f"{error}; the members said:\n" + "\n".join(said)) from None
+
+
 class Container:
     """A running throwaway container of the node image."""
 

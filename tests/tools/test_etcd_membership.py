@@ -48,11 +48,7 @@ def _healthy(box: docker_boxes.Container) -> bool:
 
 def _until_healthy(box: docker_boxes.Container, what: str) -> None:
     """Until `box` is a healthy voting member; failing with what its etcd said."""
-    try:
-        docker_boxes.wait_for(what, lambda: _healthy(box), deadline_s=60)
-    except AssertionError as error:
-        said = "\n".join(line for line in box.logs().splitlines() if '"level":"info"' not in line)
-        raise AssertionError(f"{error}; {box.name} said:\n{said[-4000:]}") from None
+    docker_boxes.wait_for_etcd(what, lambda: _healthy(box), [box])
 
 
 def test_members_join_leave_and_replace_their_identity(tools_env: ToolsEnv) -> None:
