@@ -21,6 +21,7 @@ from operations import postgres_membership as membership
 from operations.backup_check import check_every_node
 from operations.etcd import enable_access, enable_after, prune, wait_healthy
 from operations.pending_restarts import apply_pending_restarts
+from render.patroni import namespace_path
 from targets import Target
 from targets.converge import start_deferred
 
@@ -93,7 +94,9 @@ class PostgresCluster(pulumi.ComponentResource):
         self.etcd_pruned = prune(f"{name}-etcd-membership", cfg, target, nodes_ready, self.etcd)
         # etcd's access control, if it is not on yet: a cluster moving from plain HTTP, whose Patroni nodes took
         # their etcd password (by reload) in this deployment.
-        self.etcd_enabled = enable_after(f"{name}-etcd-access-on", cfg, target, nodes_ready, self.etcd)
+        # Then the etcd users of earlier rotation generations go, once every Patroni logs in as the current one.
+        self.etcd_enabled = enable_after(f"{name}-etcd-access-on", cfg, target,
+                                         self.secrets.dcs_id.hex.apply(namespace_path), nodes_ready, self.etcd)
         # Nodes that left are gone from Patroni's view (their member keys expired) and hold no slot.
         self.postgres_forgotten = membership.forget(f"{name}-postgres-membership", cfg, target, nodes_ready, self)
         # A deployment ends with WAL reaching the repository from the primary (and a leader elsewhere).

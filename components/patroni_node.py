@@ -60,7 +60,7 @@ def processes(cfg: ClusterConfig) -> tuple[Process, ...]:
 
 PG_CTL = f"{paths.PG_BIN}/pg_ctl -D {paths.PG_DATA}"
 # The generated credentials a PostgreSQL node's files carry (the cipher pass is never rotated).
-CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi")
+CREDENTIALS = ("superuser", "replication", "rewind", "app", "readonly", "restapi", "etcd")
 
 
 def _paused(rest_port: int) -> str:

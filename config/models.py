@@ -406,6 +406,7 @@ class Rotation(Model):
     restapi: int = Field(default=0, ge=0)
     keepalived: int = Field(default=0, ge=0)
     stats: int = Field(default=0, ge=0)
+    etcd: int = Field(default=0, ge=0)
     cipher: int | None = None
 
     @model_validator(mode="after")

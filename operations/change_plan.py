@@ -82,10 +82,16 @@ def node_actions(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -
                 why = ("; a leader switches over first" if how == "restart" and new.get("role") == "postgres"
                        else "")
                 actions.append(f"{how}: {name} (new packages: {', '.join(took)}{why})")
-    rotated = [k for k, _, _ in _pairs(old.get("credentials", {}), new.get("credentials", {}))]
-    if rotated:
-        actions.append(f"rotate: {', '.join(rotated)} (a new password: PostgreSQL's roles first, then every file "
-                       "that carries it, by reload)")
+    # A generation a previous version did not record is 0: the credential its first deployment generated.
+    generations = old.get("credentials", {}), new.get("credentials", {})
+    rotated = [k for k in sorted(generations[0].keys() | generations[1].keys())
+               if generations[0].get(k, 0) != generations[1].get(k, 0)]
+    if [c for c in rotated if c != "etcd"]:
+        actions.append(f"rotate: {', '.join(c for c in rotated if c != 'etcd')} (a new password: PostgreSQL's "
+                       "roles first, then every file that carries it, by reload)")
+    if "etcd" in rotated:
+        actions.append("rotate: etcd (a new etcd user for Patroni first, then patroni.yml by reload; the earlier "
+                       "user goes once every Patroni logs in as the new one)")
     actions += _tls_actions(old.get("tls"), new.get("tls"))
     trust = _pairs(old.get("etcd_trust", {}), new.get("etcd_trust", {})) if "etcd_trust" in old else []
     if trust:

@@ -19,6 +19,15 @@ ETCD_PATRONI_USER = limits.ETCD_PATRONI_USER
 ETCD_MEMBER_CN = "pgha etcd member"
 
 
+def etcd_patroni_user(generation: int) -> str:
+    """The etcd user Patroni logs in as at rotation generation `generation` of its password (its role is always
+    ETCD_PATRONI_USER). A rotation makes a new user rather than changing the password: etcd invalidates every
+    token at any change to its users, and a Patroni not yet reloaded, logging in again with the old password,
+    would be refused (a refused leader demotes itself). The old user goes once every Patroni logs in as the new
+    one. The dot keeps the name from ever being a host's (a certificate's common name is the user it acts as)."""
+    return ETCD_PATRONI_USER if generation == 0 else f"{ETCD_PATRONI_USER}.{generation}"
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Every generated secret of one cluster; field names are the RandomPassword roles."""
@@ -32,5 +41,5 @@ class Credentials:
     keepalived: str  # VRRP PASS authentication uses at most 8 characters
     stats: str
     cipher: str  # pgBackRest repository cipher pass
-    etcd: str  # the etcd user Patroni logs in as (ETCD_PATRONI_USER)
+    etcd: str  # the password of the etcd user Patroni logs in as (etcd_patroni_user)
     dcs_namespace: str  # random id: a new deployment never inherits an old Patroni key space

@@ -7,12 +7,12 @@ from typing import Any
 from config.models import ClusterConfig, Host
 from render.common import dump_yaml, render_template, require_member, with_header
 from render.credentials import (
-    ETCD_PATRONI_USER,
     REPLICATION_USER,
     RESTAPI_USER,
     REWIND_USER,
     SUPERUSER,
     Credentials,
+    etcd_patroni_user,
 )
 from render.paths import (
     DCS_CONFIG,
@@ -31,13 +31,20 @@ from render.paths import (
 from render.shell import REST_CURL, rest_url
 
 AUTH_METHOD = "scram-sha-256"
+# The Patroni tag that names the etcd user the node logs in as (etcd_login_tag).
+ETCD_USER_TAG = "etcd_user"
 # Headroom over one sender and one slot per member: pg_basebackup, pgBackRest and a spare.
 EXTRA_WAL_SENDERS = 5
 
 
 def dcs_namespace(creds: Credentials) -> str:
     """Patroni's DCS namespace: a fresh random id per deployment, so old key spaces are never reused."""
-    return f"/pgha/{creds.dcs_namespace}/"
+    return namespace_path(creds.dcs_namespace)
+
+
+def namespace_path(dcs_id: str) -> str:
+    """The DCS namespace of the random id `dcs_id`."""
+    return f"/pgha/{dcs_id}/"
 
 
 def synchronous_settings(cfg: ClusterConfig) -> dict[str, Any]:
@@ -196,7 +203,14 @@ def etcd_login(cfg: ClusterConfig, creds: Credentials) -> dict[str, str]:
     which Patroni applies without logging in, and enables the access control after every node took it."""
     if cfg.etcd.tls_migration:
         return {}
-    return {"username": ETCD_PATRONI_USER, "password": creds.etcd}
+    return {"username": etcd_patroni_user(cfg.rotate.etcd), "password": creds.etcd}
+
+
+def etcd_login_tag(cfg: ClusterConfig) -> dict[str, str]:
+    """Patroni's tag naming the etcd user it logs in as. Patroni applies its tags and its etcd login in the
+    same reload and publishes the tags in its member key: once every node's key names the current user, an
+    old user can go (operations/etcd.render_enable) without refusing a Patroni that still logs in as it."""
+    return {} if cfg.etcd.tls_migration else {ETCD_USER_TAG: etcd_patroni_user(cfg.rotate.etcd)}
 
 
 def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
@@ -215,6 +229,7 @@ def render_patroni(cfg: ClusterConfig, node: Host, creds: Credentials) -> str:
             "authentication": {"username": RESTAPI_USER, "password": creds.restapi},
             **rest_tls(cfg),
         },
+        "tags": etcd_login_tag(cfg),
         # patronictl, and Patroni's own calls to the other members (/failsafe), present the node's certificate.
         "ctl": {"certfile": PG_TLS_CERT, "keyfile": PG_TLS_KEY, "cacert": PG_TLS_CA, "insecure": False},
         # etcd over TLS, verified with the cluster CA; the client certificate (no common name) gets Patroni

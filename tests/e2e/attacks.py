@@ -253,7 +253,7 @@ def etcd_refuses_strangers(c: ClusterUnderTest, s: Stranger) -> None:
         # In through the handshake, stopped by access control.
         assert all("permission denied" in out or "user name is empty" in out for out in tries[what]), tries[what]
     # The controls: Patroni's certificate and password write under its prefix, nowhere else.
-    login = {"ETCDCTL_USER": f"patroni:{patroni['etcd3']['password']}"}
+    login = {"ETCDCTL_USER": f"{patroni['etcd3']['username']}:{patroni['etcd3']['password']}"}
     patroni_tls = (*ca, "--cert=/tmp/patroni.crt", "--key=/tmp/patroni.key")
     allowed = etcdctl(f"https://{client}", *patroni_tls, env=login, what=("put", probe, "by patroni"))
     outside = etcdctl(f"https://{client}", *patroni_tls, env=login, what=("put", "/pgha-e2e-outside", "x"))

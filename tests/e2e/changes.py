@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import tempfile
 import threading
 import time
@@ -399,7 +400,7 @@ def haproxy_one_node_at_a_time(d: Deployments, c: ClusterUnderTest, writer: Writ
 
 # ------------------------------------------------------------------------------------------ 5: rotation
 
-ROTATABLE = ("superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats")
+ROTATABLE = ("superuser", "replication", "rewind", "app", "readonly", "restapi", "keepalived", "stats", "etcd")
 PSQL = "/usr/lib/postgresql/17/bin/psql"
 TLS_DIR = "/etc/patroni/tls"
 CA = f"{TLS_DIR}/ca.crt"
@@ -426,12 +427,34 @@ def member_rest_status(c: ClusterUnderTest, node: str, url: str, password: str |
     return int(out.strip() or 0)
 
 
+def assert_etcd_login_rotated(c: ClusterUnderTest, update: Update, old: str, new: str) -> None:
+    """Patroni's etcd login: a new user `patroni.1` with the new password, every node logs in as it (its tag in
+    patronictl's list), the earlier user `patroni` removed after that, so its password is refused."""
+    access_on = next(r for r in update.runs if r.name.endswith("-etcd-access-on"))
+    assert "removed the etcd user patroni: every Patroni logs in as patroni.1" in access_on.stdout, access_on.stdout
+    members = json.loads(scenarios.patronictl(c, c.pg_nodes[0], "list", "-f", "json"))
+    assert {m["Member"]: m.get("Tags", {}).get("etcd_user") for m in members} == dict.fromkeys(c.pg_nodes,
+                                                                                               "patroni.1")
+    endpoint = "--endpoints=https://127.0.0.1:2379"
+
+    def login(user: str, password: str) -> str:
+        # As the program's etcdctl on a member (root's certificate), logging in as `user`: the token decides.
+        out = c.hosts.exec(c.etcd[0], "bash", "-c", f"{shlex.join([*ETCDCTL_ARGS, endpoint])} get --prefix "
+                           "--keys-only --limit=1 /pgha/ 2>&1; echo rc=$?", env={"ETCDCTL_USER": f"{user}:{password}"})
+        return out.strip()
+
+    assert login("patroni.1", new).endswith("rc=0"), login("patroni.1", new)
+    refused = login("patroni", old)
+    assert "authentication failed" in refused and refused.endswith("rc=1"), refused
+
+
 def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer, rest_port: int,
                             stats_urls: list[str]) -> float:
     """Every rotatable credential at once (pgha:rotate): the new values work, the old ones are refused, the
     outputs carry the new DSNs, replication keeps streaming, nothing restarts, writes go on."""
     old = d.passwords()
     before = d.snapshot()
+    leader_before = c.patroni.leader()
     since = time.monotonic()
     rotation = {"pgha:rotate": dict.fromkeys(ROTATABLE, 1)}
     update = d.up(rotation)
@@ -440,9 +463,13 @@ def rotate_every_credential(d: Deployments, c: ClusterUnderTest, writer: Writer,
     assert [r for r in ROTATABLE if new[r] == old[r]] == [] and new["cipher"] == old["cipher"]
     after = d.snapshot()
     assert not (moved := restarted(before, after)), f"a rotation restarts nothing: {sorted(moved)}"
-    assert_said(update, d, {n: {"rotate"} for n in [*c.pg_nodes, *c.haproxy]}, restarted(before, after))
+    # Patroni's etcd login is a new user (patroni.yml's user name and tag change: a reload).
+    assert_said(update, d, {n: {"rotate", "reload"} for n in c.pg_nodes} | {n: {"rotate"} for n in c.haproxy},
+                restarted(before, after))
     ran = set(update.ran())
     assert {f"{d.cluster}-{n}-patroni-passwords" for n in c.pg_nodes} <= ran
+    assert_etcd_login_rotated(c, update, old["etcd"], new["etcd"])
+    assert c.patroni.leader() == leader_before, "a rotation keeps the leader (a refused etcd login demotes it)"
     # The application roles: the DSN outputs carry the new passwords; the old ones are refused.
     for output, role in (("app_dsn", "app"), ("readonly_dsn", "readonly")):
         endpoint = Endpoint.from_dsn(update.outputs[output], c.rw.sslrootcert)

@@ -5,6 +5,7 @@ etcd client logging in through etcd's gateway with its nameless certificate."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 
 from config import ClusterConfig, parse
-from operations.etcd import render_access
+from operations.etcd import render_access, render_enable
+from render.credentials import Credentials
 from render.etcd import ETCDCTL_ARGS
-from render.paths import ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT, PATRONI_CONFIG, PATRONI_ETCD_CERT, PATRONI_ETCD_KEY
+from render.paths import ETCD_HEALTH_SCRIPT, ETCD_START_SCRIPT, PATRONI_ETCD_CERT, PATRONI_ETCD_KEY
 from render.patroni import dcs_namespace, render_patroni
 from tests.golden_util import FAKE_CREDS, remap, variant_raw
 from tests.tools import docker_boxes
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.tools
 # etcdctl reads a password from its standard input as one word: the generated ones are letters and digits.
 CREDS = dataclasses.replace(FAKE_CREDS, etcd="EtcdAccess0123456789abcdefghijkl")
 HOSTS = (51, 52, 53)
+_CLIENTS = itertools.count()
 
 
 def _config() -> ClusterConfig:
@@ -118,23 +121,74 @@ def test_patroni_logs_in_through_the_gateway_with_the_rendered_settings(
                                                                   "members": [cfg.postgres.nodes[0].name]}
 
 
-def patroni_client(cfg: ClusterConfig, tools_env: ToolsEnv, timeout_s: int) -> subprocess.CompletedProcess[str]:
-    """Patroni 4's own etcd client, from the rendered patroni.yml of the first node (its files signed by the
-    tools CA): it registers the node and reads the cluster back; killed after `timeout_s` (exit 124)."""
-    node = cfg.postgres.nodes[0]
-    files = {PATRONI_CONFIG: render_patroni(cfg, node, CREDS), **ETCD_CA.node_files(cfg, node),
-             **ETCD_CA.patroni_etcd_files()}
-    box = docker_boxes.start(f"pgha-tools-access-patroni-{timeout_s}", network=tools_env.network, files=files)
+def test_a_rotation_keeps_every_patroni_logged_in_and_refuses_the_old_login_only_at_the_end(
+        members: tuple[ClusterConfig, list[docker_boxes.Container]], tools_env: ToolsEnv) -> None:
+    cfg, boxes = members
+    first, nodes = boxes[0], len(cfg.postgres.nodes)
+    rotated = cfg.model_copy(update={"rotate": cfg.rotate.model_copy(update={"etcd": 1})})
+    new = dataclasses.replace(CREDS, etcd="RotatedEtcd0123456789abcdefghijk")
+    namespace = dcs_namespace(CREDS)
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return docker_boxes.docker("exec", "-i", first.name, "bash", "-s", stdin=script.encode(), check=False)
+
+    def users() -> list[str]:
+        return first.exec(*ETCDCTL_ARGS, local_endpoint(cfg.etcd.client_port), "user", "list",
+                          check=True).stdout.split()
+
+    # Before the nodes: the new user is made beside the old one, and a Patroni not yet reloaded still logs in
+    # (etcd invalidated its token: it logs in again, with the old password).
+    made = run(render_access(rotated, new))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert {"patroni", "patroni.1"} <= set(users())
+    old_nodes = patroni_client(cfg, tools_env, timeout_s=60, nodes=nodes)
+    assert old_nodes.returncode == 0, old_nodes.stdout + old_nodes.stderr
+    # After the nodes, while their member keys still name the old user: the old user stays, and the step says
+    # who is behind (the control: removed now, the Patroni above would be refused at its next login).
+    early = run(render_enable(rotated, namespace, deadline_s=3))
+    assert early.returncode == 1 and "still log in as an earlier etcd user" in early.stderr, early.stderr
+    assert all(n.name in early.stderr for n in cfg.postgres.nodes) and "patroni" in users()
+    # Every node reloaded (logs in as patroni.1 and says so in its tag): the old user goes.
+    new_nodes = patroni_client(rotated, tools_env, timeout_s=60, creds=new, nodes=nodes)
+    assert new_nodes.returncode == 0, new_nodes.stdout + new_nodes.stderr
+    done = run(render_enable(rotated, namespace))
+    assert done.returncode == 0 and "removed the etcd user patroni: every Patroni logs in as patroni.1" in \
+        done.stdout, done.stdout + done.stderr
+    assert "patroni" not in users() and "patroni.1" in users()
+    # The old login is refused. Patroni 4.0.7 does not recognise etcd's gateway answer (the reason is under
+    # `message`, where it reads `error`), so it does not exit: it waits on etcd, never getting in.
+    refused = patroni_client(cfg, tools_env, timeout_s=15, env={"PGHA_LOG": "DEBUG"})
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 124 and '"POST /v3/auth/authenticate HTTP/1.1" 400' in said, said
+    assert "waiting on etcd" in said and '"touched"' not in said, said
+    again = run(render_enable(rotated, namespace))  # a rerun finds nothing to remove
+    assert again.returncode == 0 and "removed" not in again.stdout, again.stdout + again.stderr
+
+
+def patroni_client(cfg: ClusterConfig, tools_env: ToolsEnv, timeout_s: int, creds: Credentials = CREDS,
+                   nodes: int = 1, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Patroni 4's own etcd client, from the rendered patroni.yml of the first `nodes` nodes (the files signed by
+    the tools CA): each registers its node with the tags its configuration gives, as Patroni's loop does, then
+    the cluster is read back; killed after `timeout_s` (exit 124)."""
+    configs = {f"/etc/patroni/{n.name}.yml": render_patroni(cfg, n, creds) for n in cfg.postgres.nodes[:nodes]}
+    files = {**configs, **ETCD_CA.node_files(cfg, cfg.postgres.nodes[0]), **ETCD_CA.patroni_etcd_files()}
+    box = docker_boxes.start(f"pgha-tools-access-patroni-{next(_CLIENTS)}", network=tools_env.network, files=files)
     script = f"""
 import json
 from patroni.config import Config
 from patroni.dcs import get_dcs
-dcs = get_dcs(Config("{PATRONI_CONFIG}"))
-touched = dcs.touch_member({{"conn_url": "postgres://pgha-tools", "state": "running", "role": "replica"}})
+import logging, os
+logging.basicConfig(level=os.environ.get("PGHA_LOG", "WARNING"))
+for path in {sorted(configs)!r}:
+    config = Config(path)
+    dcs = get_dcs(config)
+    touched = dcs.touch_member({{"conn_url": "postgres://pgha-tools", "state": "running", "role": "replica",
+                                 "tags": config.get("tags") or {{}}}})
+    assert touched, path
 cluster = dcs.get_cluster()
-print(json.dumps({{"touched": touched, "members": [m.name for m in cluster.members]}}))
+print(json.dumps({{"touched": touched, "members": sorted(m.name for m in cluster.members)}}))
 """
     try:
-        return box.exec("timeout", str(timeout_s), "python3", "-c", script, timeout=timeout_s + 30)
+        return box.exec("timeout", str(timeout_s), "python3", "-c", script, timeout=timeout_s + 30, env=env)
     finally:
         docker_boxes.docker("rm", "-f", box.name, check=False)

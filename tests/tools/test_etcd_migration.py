@@ -149,7 +149,7 @@ def test_a_plain_http_cluster_moves_to_tls_and_access_control_in_two_deployments
     assert access.returncode == 0 and f"Patroni runs under {prefix} without a password" in access.stdout
     assert "Authentication Status: false" in _ctl(first, FINAL, "auth", "status").stdout
     # After the nodes (they took the password by reload): on.
-    enabled = _run(first, render_enable(FINAL))
+    enabled = _run(first, render_enable(FINAL, prefix))
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
     assert "Authentication Status: true" in _ctl(first, FINAL, "auth", "status").stdout
     assert json.loads(_patroni(FINAL, tools_env).stdout)["touched"] is True

@@ -152,6 +152,20 @@ def test_a_rotation_is_said_on_the_nodes_that_carry_the_credential(first: Graph)
     assert all(plan[n] == ["nothing"] for n in ETCD)
 
 
+def test_an_etcd_rotation_is_said_on_the_postgres_nodes_and_a_generation_never_recorded_is_zero(
+        first: Graph) -> None:
+    plan = later(first, {"pgha:rotate": {"etcd": 1}})
+    for node in PG:
+        assert plan[node] == ["rotate: etcd (a new etcd user for Patroni first, then patroni.yml by reload; the "
+                              "earlier user goes once every Patroni logs in as the new one)",
+                              "reload: patroni (/etc/patroni/patroni.yml)"], plan[node]
+    assert all(plan[n] == ["nothing"] for n in [*ETCD, *HAPROXY])
+    # A previous version recorded no generation for the etcd password: the same as 0, nothing rotates.
+    old = {"role": "postgres", "files": {}, "credentials": {"app": 0}}
+    assert node_actions(old, {**old, "credentials": {"app": 0, "etcd": 0}}) == ["nothing"]
+    assert node_actions(old, {**old, "credentials": {"app": 0, "etcd": 1}})[0].startswith("rotate: etcd")
+
+
 def test_a_ca_rotation_and_its_end_are_said_on_the_postgres_nodes_and_restart_etcd(first: Graph) -> None:
     start = later(first, {"pgha:tls": {"ca_generation": 1, "trust_previous_ca": True}})
     for node in PG:

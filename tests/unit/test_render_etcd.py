@@ -13,7 +13,7 @@ from catalog.limits import ETCD_USERS
 from config import parse
 from config.models import ClusterConfig
 from operations.etcd import enable_after, render_access, render_enable, render_prune
-from render.credentials import ETCD_MEMBER_CN
+from render.credentials import ETCD_MEMBER_CN, ETCD_PATRONI_USER, etcd_patroni_user
 from render.etcd import (
     initial_cluster_token,
     peer_url,
@@ -23,7 +23,7 @@ from render.etcd import (
     render_etcd_start,
 )
 from render.paths import ETCD_ROOT_CERT, ETCD_ROOT_KEY, ETCD_TLS_CA, ETCD_TLS_CERT, ETCD_TLS_KEY
-from render.patroni import dcs_namespace
+from render.patroni import ETCD_USER_TAG, dcs_namespace, render_patroni
 from tests.golden_util import FAKE_CREDS, VARIANTS, assert_golden, load, variant_raw
 
 
@@ -174,7 +174,7 @@ def test_the_first_deployment_of_the_move_from_plain_http_serves_both_and_dials_
     subprocess.run(["bash", "-n"], input=access, text=True, check=True)
     assert "user add root --no-password" in access and "ctl auth enable" not in access
     assert "access control is on already (the move's second deployment ran)" in access
-    assert enable_after("x", cfg, None, [], None) is None  # type: ignore[arg-type]
+    assert enable_after("x", cfg, None, None, [], None) is None  # type: ignore[arg-type]
 
 
 def test_the_second_deployment_enables_access_control_only_after_every_patroni_has_its_password() -> None:
@@ -184,9 +184,32 @@ def test_the_second_deployment_enables_access_control_only_after_every_patroni_h
     # Before the nodes: on at once on a new cluster, not while Patroni's keys are there (it runs without one).
     keys, enable = access.index(f"ctl get --prefix --keys-only --limit=1 {prefix}"), access.index("ctl auth enable")
     assert keys < enable
-    after = render_enable(cfg)
+    after = render_enable(cfg, dcs_namespace(FAKE_CREDS))
     subprocess.run(["bash", "-n"], input=after, text=True, check=True)
     assert "ctl auth enable" in after and FAKE_CREDS.etcd not in after
+
+
+def test_a_rotation_makes_a_new_user_and_removes_the_old_only_once_every_node_logs_in_as_it() -> None:
+    cfg = load("prod")
+    rotated = cfg.model_copy(update={"rotate": cfg.rotate.model_copy(update={"etcd": 2})})
+    assert etcd_patroni_user(0) == ETCD_PATRONI_USER and etcd_patroni_user(2) == "patroni.2"
+    # The new user gets Patroni's role; no password is changed in place (that would refuse every Patroni not
+    # yet reloaded at its next login).
+    access = render_access(rotated, FAKE_CREDS)
+    assert "ctl user grant-role patroni.2 patroni" in access and "ctl user passwd patroni " not in access
+    # Patroni logs in as it and says so in a tag, which it publishes once that reload is applied.
+    patroni = yaml.safe_load(render_patroni(rotated, rotated.postgres.nodes[0], FAKE_CREDS))
+    assert patroni["etcd3"]["username"] == "patroni.2" and patroni["tags"] == {ETCD_USER_TAG: "patroni.2"}
+    # After the nodes: earlier users go only once every node's member key names the current one.
+    namespace = dcs_namespace(FAKE_CREDS)
+    after = render_enable(rotated, namespace)
+    subprocess.run(["bash", "-n"], input=after, text=True, check=True)
+    for node in rotated.postgres.nodes:
+        assert shlex.quote(f"{namespace}{rotated.name}/members/{node.name}") in after
+    assert after.index(f'grep -qF \'"{ETCD_USER_TAG}":"patroni.2"\'') < after.index('ctl user delete "$old_user"')
+    # No tag during the move's first deployment (no login yet).
+    moving = yaml.safe_load(render_patroni(_migrating(), rotated.postgres.nodes[0], FAKE_CREDS))
+    assert moving["tags"] == {} and "username" not in moving["etcd3"]
 
 
 def test_a_member_whose_peer_url_changes_scheme_keeps_its_identity() -> None:
